@@ -1,1 +1,12 @@
-pub fn x(){}
+//! bitnet-engine: BitNet b1.58 ternary LLM inference, pure Rust, native and wasm32.
+//!
+//! Data flows one way: bytes → [`gguf`] reader → typed tensors ([`formats`]) →
+//! [`kernels`] → [`model`] forward pass → [`session`] (tokenize, template, sample).
+
+pub mod error;
+pub mod gguf;
+pub mod tokenizer;
+pub mod chat;
+pub mod formats;
+
+pub use error::{Error, Result};

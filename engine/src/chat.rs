@@ -1,0 +1,538 @@
+//! Chat templates: turn a conversation into the prompt text the model was trained on.
+//!
+//! Either the GGUF's `tokenizer.chat_template` (Jinja, rendered with MiniJinja the way
+//! Hugging Face `apply_chat_template` renders it: `trim_blocks`, `lstrip_blocks`,
+//! `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `raise_exception`,
+//! Python string/dict methods), or the built-in BitNet b1.58 2B4T format:
+//!
+//! ```text
+//! <|begin_of_text|>System: ...<|eot_id|>User: ...<|eot_id|>Assistant: ...<|eot_id|>Assistant:
+//! ```
+//!
+//! The rendered text already holds the BOS text, so the caller tokenizes it with
+//! `add_bos = false, parse_special = true`.
+//!
+//! ## Prefix stability (multi-turn KV-cache reuse)
+//! The built-in template renders every message on its own, so
+//! `render(history, false)` is always a prefix of `render(history + new, _)`, and the
+//! generation prompt `Assistant:` followed by the generated reply and its `<|eot_id|>`
+//! is exactly the rendered assistant turn (up to whitespace trimming of the content).
+//! Jinja templates need not be: some drop the reasoning of earlier assistant turns
+//! (Qwen3, DeepSeek-R1), move the system prompt next to the last user message, or put
+//! the date in the prompt. [`ChatTemplate::render_continuation`] checks the prefix
+//! property on every call and fails with [`Error::Template`] when it does not hold, so
+//! the caller can fall back to a full re-prefill.
+
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatMessage {
+    /// `"system"`, `"user"` or `"assistant"`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+const TEMPLATE_NAME: &str = "chat_template";
+/// End of every turn in the built-in template.
+const BUILTIN_EOT: &str = "<|eot_id|>";
+/// Generation prompt of the built-in template (no trailing space: the model's first
+/// token carries its own leading space).
+const BUILTIN_GEN_PROMPT: &str = "Assistant:";
+
+enum Kind {
+    Builtin,
+    Jinja(Box<Environment<'static>>),
+}
+
+/// A chat template, ready to render.
+pub struct ChatTemplate {
+    kind: Kind,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("builtin", &self.is_builtin())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish()
+    }
+}
+
+fn template_error(e: minijinja::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::Template(msg)
+}
+
+impl ChatTemplate {
+    /// Uses `jinja` (the GGUF's `tokenizer.chat_template`) when given and not blank,
+    /// else the BitNet b1.58 2B4T built-in template. A Jinja syntax error is
+    /// [`Error::Template`].
+    pub fn new(jinja: Option<&str>, bos_token: &str, eos_token: &str) -> Result<Self> {
+        let kind = match jinja {
+            Some(src) if !src.trim().is_empty() => Kind::Jinja(Box::new(Self::environment(src)?)),
+            _ => Kind::Builtin,
+        };
+        Ok(ChatTemplate {
+            kind,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    fn environment(src: &str) -> Result<Environment<'static>> {
+        let mut env = Environment::new();
+        // Hugging Face renders chat templates with these jinja2 settings.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        // SystemTime::now() panics on wasm32-unknown-unknown; templates test
+        // `strftime_now is defined` and fall back to a fixed date there.
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        env.add_function("strftime_now", |fmt: String| -> String {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            strftime_utc(&fmt, secs)
+        });
+        env.add_template_owned(TEMPLATE_NAME, src.to_string())
+            .map_err(template_error)?;
+        Ok(env)
+    }
+
+    /// Whether this is the built-in BitNet 2B4T template (no usable Jinja given).
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.kind, Kind::Builtin)
+    }
+
+    /// The prompt text for `messages`, followed by the assistant's generation prompt
+    /// when `add_generation_prompt`.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        match &self.kind {
+            Kind::Builtin => {
+                let mut out = self.bos_token.clone();
+                Self::builtin_turns(messages, add_generation_prompt, &mut out);
+                Ok(out)
+            }
+            Kind::Jinja(env) => {
+                let tmpl = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
+                tmpl.render(minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => &self.bos_token,
+                    eos_token => &self.eos_token,
+                    tools => Value::from(()),
+                    documents => Value::from(()),
+                })
+                .map_err(template_error)
+            }
+        }
+    }
+
+    fn builtin_turns(messages: &[ChatMessage], add_generation_prompt: bool, out: &mut String) {
+        for m in messages {
+            out.push_str(&capitalize(&m.role));
+            out.push_str(": ");
+            out.push_str(m.content.trim());
+            out.push_str(BUILTIN_EOT);
+        }
+        if add_generation_prompt {
+            out.push_str(BUILTIN_GEN_PROMPT);
+        }
+    }
+
+    /// The text to append to a KV cache that holds `history`, to continue with `new`
+    /// (then the generation prompt when `add_generation_prompt`).
+    ///
+    /// `history` normally ends with an assistant reply that was generated, so that the
+    /// cache holds `render(history[..k], true)`, the reply's tokens and its end-of-turn
+    /// token (`<|eot_id|>`). The result is `render(history ++ new) - render(history)`:
+    /// for the built-in template e.g. `"User: ...<|eot_id|>Assistant:"`. With an empty
+    /// history it is the full rendering (with BOS).
+    ///
+    /// For a Jinja template whose rendering of `history` is not a prefix of the
+    /// rendering of `history ++ new`, this fails with [`Error::Template`]; the caller
+    /// should then re-render and re-prefill the whole conversation.
+    pub fn render_continuation(
+        &self,
+        history: &[ChatMessage],
+        new: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        match &self.kind {
+            Kind::Builtin => {
+                let mut out = if history.is_empty() {
+                    self.bos_token.clone()
+                } else {
+                    String::new()
+                };
+                Self::builtin_turns(new, add_generation_prompt, &mut out);
+                Ok(out)
+            }
+            Kind::Jinja(_) => {
+                let mut all = Vec::with_capacity(history.len() + new.len());
+                all.extend_from_slice(history);
+                all.extend_from_slice(new);
+                let full = self.render(&all, add_generation_prompt)?;
+                if history.is_empty() {
+                    return Ok(full);
+                }
+                let prefix = self.render(history, false)?;
+                match full.strip_prefix(prefix.as_str()) {
+                    Some(rest) => Ok(rest.to_string()),
+                    None => Err(Error::Template(
+                        "the chat template is not prefix-stable for this conversation \
+                         (rendering the history is not a prefix of rendering the whole \
+                         conversation); re-render and re-prefill the full prompt"
+                            .to_string(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Jinja's `capitalize`: first character upper case, the rest lower case.
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A small `strftime` over UTC for the specifiers chat templates use.
+fn strftime_utc(fmt: &str, unix_secs: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let is_leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let cum = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = cum[m as usize - 1] + d + u32::from(is_leap && m > 2);
+    let month = MONTHS[m as usize - 1];
+    let day = DAYS[weekday];
+    let mut out = String::new();
+    let mut it = fmt.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y.rem_euclid(100))),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('e') => out.push_str(&format!("{d:2}")),
+            Some('-') => match it.next() {
+                Some('d') => out.push_str(&d.to_string()),
+                Some('m') => out.push_str(&m.to_string()),
+                Some(o) => {
+                    out.push_str("%-");
+                    out.push(o);
+                }
+                None => out.push_str("%-"),
+            },
+            Some('j') => out.push_str(&format!("{yday:03}")),
+            Some('H') => out.push_str(&format!("{hh:02}")),
+            Some('I') => out.push_str(&format!("{:02}", (hh + 11) % 12 + 1)),
+            Some('p') => out.push_str(if hh < 12 { "AM" } else { "PM" }),
+            Some('M') => out.push_str(&format!("{mm:02}")),
+            Some('S') => out.push_str(&format!("{ss:02}")),
+            Some('B') => out.push_str(month),
+            Some('b') | Some('h') => out.push_str(&month[..3]),
+            Some('A') => out.push_str(day),
+            Some('a') => out.push_str(&day[..3]),
+            Some('F') => out.push_str(&format!("{y}-{m:02}-{d:02}")),
+            Some('%') => out.push('%'),
+            Some(o) => {
+                out.push('%');
+                out.push(o);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOS: &str = "<|begin_of_text|>";
+    const EOS: &str = "<|end_of_text|>";
+
+    /// Meta's Llama-3 Instruct template (as shipped in its tokenizer_config.json).
+    const LLAMA3_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
+    /// The chat template in microsoft/bitnet-b1.58-2B-4T's tokenizer_config.json.
+    const BITNET_HF_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = message['role'] | capitalize + ': '+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
+
+    fn convo() -> Vec<ChatMessage> {
+        vec![
+            ChatMessage::system("You are a helpful assistant."),
+            ChatMessage::user("Hey, are you conscious?"),
+            ChatMessage::assistant(" I am a language model. "),
+            ChatMessage::user("Can you talk to me?"),
+        ]
+    }
+
+    #[test]
+    fn builtin_renders_2b4t_format() {
+        let t = ChatTemplate::new(None, BOS, EOS).unwrap();
+        assert!(t.is_builtin());
+        let s = t
+            .render(&[ChatMessage::user("Hey, are you conscious?")], true)
+            .unwrap();
+        assert_eq!(
+            s,
+            "<|begin_of_text|>User: Hey, are you conscious?<|eot_id|>Assistant:"
+        );
+        let s = t.render(&convo(), true).unwrap();
+        assert_eq!(
+            s,
+            "<|begin_of_text|>System: You are a helpful assistant.<|eot_id|>User: Hey, are you conscious?<|eot_id|>\
+             Assistant: I am a language model.<|eot_id|>User: Can you talk to me?<|eot_id|>Assistant:"
+        );
+        assert_eq!(t.render(&[], false).unwrap(), BOS);
+        // Blank Jinja falls back to the built-in template too.
+        assert!(ChatTemplate::new(Some("  \n"), BOS, EOS)
+            .unwrap()
+            .is_builtin());
+    }
+
+    #[test]
+    fn builtin_continuation_is_suffix() {
+        let t = ChatTemplate::new(None, BOS, EOS).unwrap();
+        let c = convo();
+        let (history, new) = c.split_at(3);
+        let cont = t.render_continuation(history, new, true).unwrap();
+        assert_eq!(cont, "User: Can you talk to me?<|eot_id|>Assistant:");
+        let full = t.render(&c, true).unwrap();
+        let hist = t.render(history, false).unwrap();
+        assert_eq!(format!("{hist}{cont}"), full);
+        // What the KV cache holds after the first turn: prompt + generation prompt +
+        // generated reply + <|eot_id|> is the rendered history.
+        let first = t.render(&history[..2], true).unwrap();
+        assert_eq!(format!("{first} I am a language model.<|eot_id|>"), hist);
+        assert_eq!(t.render_continuation(&[], &c, true).unwrap(), full);
+    }
+
+    #[test]
+    fn jinja_loop_template_renders() {
+        let t = ChatTemplate::new(Some(LLAMA3_TEMPLATE), BOS, EOS).unwrap();
+        assert!(!t.is_builtin());
+        let s = t.render(&convo()[1..2], true).unwrap();
+        assert_eq!(
+            s,
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHey, are you conscious?<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        // The HF BitNet template renders what the built-in one does (bar the trailing
+        // space of its generation prompt).
+        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
+        let builtin = ChatTemplate::new(None, BOS, EOS).unwrap();
+        assert_eq!(
+            hf.render(&convo(), false).unwrap(),
+            builtin.render(&convo(), false).unwrap()
+        );
+        assert_eq!(
+            hf.render(&convo(), true).unwrap(),
+            builtin.render(&convo(), true).unwrap() + " "
+        );
+    }
+
+    #[test]
+    fn jinja_continuation_equals_suffix() {
+        let t = ChatTemplate::new(Some(LLAMA3_TEMPLATE), BOS, EOS).unwrap();
+        let c = convo();
+        let (history, new) = c.split_at(3);
+        let cont = t.render_continuation(history, new, true).unwrap();
+        assert_eq!(
+            cont,
+            "<|start_header_id|>user<|end_header_id|>\n\nCan you talk to me?<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        assert_eq!(
+            t.render(history, false).unwrap() + &cont,
+            t.render(&c, true).unwrap()
+        );
+    }
+
+    #[test]
+    fn jinja_not_prefix_stable_is_an_error() {
+        // Puts the system prompt in front of the last user message, like some templates.
+        let src = "{{ bos_token }}{% for m in messages %}{% if m.role != 'system' %}\
+                   {% if loop.last and messages[0].role == 'system' %}[SYS]{{ messages[0].content }}[/SYS]{% endif %}\
+                   {{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(Some(src), BOS, EOS).unwrap();
+        let c = convo();
+        let err = t.render_continuation(&c[..3], &c[3..], true).unwrap_err();
+        assert!(matches!(err, Error::Template(_)), "{err:?}");
+    }
+
+    #[test]
+    fn template_errors() {
+        let err =
+            ChatTemplate::new(Some("{% for m in messages %}{{ m.content }"), BOS, EOS).unwrap_err();
+        assert!(matches!(err, Error::Template(_)), "{err:?}");
+        let err = ChatTemplate::new(Some("{% if %}"), BOS, EOS).unwrap_err();
+        assert!(matches!(err, Error::Template(_)), "{err:?}");
+        // raise_exception surfaces as a Template error at render time.
+        let t = ChatTemplate::new(
+            Some("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok"),
+            BOS,
+            EOS,
+        )
+        .unwrap();
+        assert_eq!(t.render(&[ChatMessage::user("x")], true).unwrap(), "ok");
+        match t.render(&[ChatMessage::assistant("x")], true) {
+            Err(Error::Template(msg)) => {
+                assert!(msg.contains("Conversation must start with user"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn jinja_python_compat_and_blocks() {
+        // trim_blocks / lstrip_blocks, Python string methods, tools defined as none,
+        // strftime_now available.
+        let src = "{%- for m in messages %}\n    {{- m.role.upper() }}={{ m.content.strip() }}\n{% endfor %}\n{% if tools is none %}no tools{% endif %}\
+                   {% if strftime_now is defined %}|{{ strftime_now('%Y') | length }}{% endif %}";
+        let t = ChatTemplate::new(Some(src), BOS, EOS).unwrap();
+        let s = t.render(&[ChatMessage::user("  hi  ")], false).unwrap();
+        assert_eq!(s, "USER=hi\nno tools|4");
+    }
+
+    #[test]
+    fn strftime_formats() {
+        // 2024-07-26 13:05:09 UTC, a Friday.
+        let t = 1_722_042_309;
+        assert_eq!(strftime_utc("%d %b %Y", t), "26 Jul 2024");
+        assert_eq!(
+            strftime_utc("%A %B %-d, %Y %H:%M:%S %j %I%p %%", t),
+            "Friday July 26, 2024 13:05:09 208 01PM %"
+        );
+        assert_eq!(strftime_utc("%F", 0), "1970-01-01");
+        assert_eq!(strftime_utc("%F %a", 951_782_400), "2000-02-29 Tue");
+    }
+
+    #[test]
+    fn builtin_prompt_tokenizes_with_special_tokens() {
+        let tok = crate::tokenizer::tests::llama3();
+        let t = ChatTemplate::new(None, "<|begin_of_text|>", "<|end_of_text|>").unwrap();
+        let s = t
+            .render(&[ChatMessage::user("Hey, are you conscious?")], true)
+            .unwrap();
+        let ids = tok.encode(&s, false, true).unwrap();
+        assert_eq!(ids[0], 128000);
+        assert_eq!(ids.iter().filter(|&&i| i == 128009).count(), 1);
+        assert_eq!(tok.decode(&ids, false), s);
+        // Prefix stability at the token level: the first turn's prompt, the generated
+        // reply and <|eot_id|>, then the continuation, tokenize like the whole conversation
+        // (the reply is tokenized on its own, as the model generated it).
+        let c = [
+            ChatMessage::user("Hey, are you conscious?"),
+            ChatMessage::assistant("I am a language model."),
+            ChatMessage::user("Can you talk to me?"),
+        ];
+        let mut ids = tok
+            .encode(&t.render(&c[..1], true).unwrap(), false, true)
+            .unwrap();
+        ids.extend(tok.encode(" I am a language model.", false, false).unwrap());
+        ids.push(128009);
+        ids.extend(
+            tok.encode(
+                &t.render_continuation(&c[..2], &c[2..], true).unwrap(),
+                false,
+                true,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            ids,
+            tok.encode(&t.render(&c, true).unwrap(), false, true)
+                .unwrap()
+        );
+    }
+}

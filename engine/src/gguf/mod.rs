@@ -1,0 +1,17 @@
+//! GGUF: the container every model arrives in.
+
+mod buf;
+mod reader;
+mod types;
+mod value;
+mod vocab;
+mod writer;
+
+pub use buf::AlignedBuf;
+pub use reader::{
+    GgufFile, GgufLoader, LoadOptions, LoadPhase, LoadProgress, Tensor, TensorInfo, MAX_ARRAY_LEN,
+    MAX_HEADER_BYTES, MAX_STRING_LEN, MAX_TENSORS,
+};
+pub use types::GgmlType;
+pub use value::{Array, Metadata, Value};
+pub use writer::{GgufWriter, TensorToWrite};

@@ -1,0 +1,817 @@
+//! Byte-level BPE tokenizer built from GGUF metadata (`tokenizer.ggml.*`), matching
+//! llama.cpp's `llama_tokenize` for `gpt2`-type vocabularies (Llama-3 and friends).
+//!
+//! How a text becomes ids, in llama.cpp's order:
+//! 1. optional BOS;
+//! 2. the text is cut at occurrences of special tokens (llama.cpp's
+//!    `tokenizer_st_partition`): longest token text first, over the whole text.
+//!    USER_DEFINED tokens are always cut out; CONTROL and UNKNOWN tokens only when
+//!    `parse_special` is set (otherwise their text is tokenized like any other text);
+//! 3. every remaining piece of plain text goes through the `tokenizers` crate: the
+//!    pre-tokenizer regex of the vocabulary's `pre` type, GPT-2 byte-to-unicode mapping,
+//!    then BPE with the vocabulary's merges.
+//!
+//! The special-token cut is done here rather than through `tokenizers`' added-token
+//! machinery so that one `tokenizers` instance serves both `parse_special` modes, and so
+//! that the cut follows llama.cpp's longest-first rule exactly.
+
+use std::sync::OnceLock;
+
+use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use crate::error::{Error, Result};
+
+/// Everything the tokenizer needs, as read from GGUF metadata (`tokenizer.ggml.*`).
+#[derive(Debug, Clone, Default)]
+pub struct VocabSpec {
+    /// `tokenizer.ggml.model`; must be `"gpt2"` (byte-level BPE).
+    pub model: String,
+    /// `tokenizer.ggml.pre`, e.g. `"llama-bpe"`; selects the pre-tokenizer regex.
+    pub pre: Option<String>,
+    /// `tokenizer.ggml.tokens` (GPT-2 byte-level unicode strings).
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined,
+    /// 5 unused, 6 byte). Empty means all normal.
+    pub token_types: Vec<i32>,
+    /// `tokenizer.ggml.merges` (`"a b"`, highest priority first).
+    pub merges: Vec<String>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: bool,
+    /// `tokenizer.chat_template`.
+    pub chat_template: Option<String>,
+}
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+pub mod token_type {
+    pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const CONTROL: i32 = 3;
+    pub const USER_DEFINED: i32 = 4;
+    pub const UNUSED: i32 = 5;
+    pub const BYTE: i32 = 6;
+}
+
+/// Llama-3's pre-tokenizer regex (from its `tokenizer.json`; llama.cpp `LLAMA3`).
+const RE_LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-2's regex (llama.cpp `GPT2`).
+const RE_GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// Qwen2's regex (llama.cpp `QWEN2`).
+const RE_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// llama.cpp's `DEFAULT` BPE pre-tokenizer: these regexes applied one after another.
+const RE_DEFAULT: &[&str] = &[
+    r"[\p{P}\$\+<=>\^~\|]+",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+    r"\p{N}+",
+    r"[0-9][0-9][0-9]",
+];
+
+/// Regexes and `ignore_merges` for a `tokenizer.ggml.pre` value (llama.cpp's table).
+fn pre_config(pre: Option<&str>) -> Result<(Vec<&'static str>, bool)> {
+    Ok(match pre.unwrap_or("default") {
+        "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral" => {
+            (vec![RE_LLAMA3], true)
+        }
+        "dbrx" | "smaug-bpe" => (vec![RE_LLAMA3], false),
+        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" => (vec![RE_GPT2], false),
+        "qwen2" | "deepseek-r1-qwen" => (vec![RE_QWEN2], false),
+        "default" | "" => (RE_DEFAULT.to_vec(), false),
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "unsupported pre-tokenizer type '{other}' (supported: llama-bpe, llama3, \
+                 falcon3, pixtral, dbrx, smaug-bpe, gpt-2, qwen2, default)"
+            )))
+        }
+    })
+}
+
+/// GPT-2's byte → printable-unicode table (`bytes_to_unicode`).
+fn byte_to_char() -> &'static [char; 256] {
+    static TABLE: OnceLock<[char; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = ['\0'; 256];
+        let mut n = 0u32;
+        for b in 0..256u32 {
+            let printable = (0x21..=0x7E).contains(&b)
+                || (0xA1..=0xAC).contains(&b)
+                || (0xAE..=0xFF).contains(&b);
+            let cp = if printable {
+                b
+            } else {
+                n += 1;
+                255 + n
+            };
+            table[b as usize] = char::from_u32(cp).unwrap();
+        }
+        table
+    })
+}
+
+/// The inverse table, indexed by code point (all mapped code points are < 324).
+fn char_to_byte() -> &'static [i16; 324] {
+    static TABLE: OnceLock<[i16; 324]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut inv = [-1i16; 324];
+        for (b, &c) in byte_to_char().iter().enumerate() {
+            inv[c as usize] = b as i16;
+        }
+        inv
+    })
+}
+
+/// Appends the bytes a byte-level token string stands for. Characters outside the
+/// GPT-2 table (not produced by byte-level BPE) are kept as their own UTF-8.
+fn push_byte_level_decoded(text: &str, out: &mut Vec<u8>) {
+    let inv = char_to_byte();
+    for c in text.chars() {
+        match inv.get(c as usize) {
+            Some(&b) if b >= 0 => out.push(b as u8),
+            _ => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+}
+
+/// A byte-level BPE tokenizer with llama.cpp's semantics.
+pub struct Tokenizer {
+    hf: tokenizers::Tokenizer,
+    types: Vec<i32>,
+    /// Concatenated raw bytes of every token; token `i` is `bytes[offsets[i]..offsets[i+1]]`.
+    bytes: Vec<u8>,
+    offsets: Vec<u32>,
+    /// Tokens cut out of the text before BPE (CONTROL, USER_DEFINED, UNKNOWN),
+    /// longest text first (llama.cpp's `cache_special_tokens`).
+    specials: Vec<(String, u32, i32)>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eot: Option<u32>,
+    add_bos: bool,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("n_vocab", &self.n_vocab())
+            .field("n_special", &self.specials.len())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("eot", &self.eot)
+            .field("add_bos", &self.add_bos)
+            .finish()
+    }
+}
+
+enum Fragment {
+    Text(usize, usize),
+    Token(u32),
+}
+
+impl Tokenizer {
+    pub fn from_spec(spec: &VocabSpec) -> Result<Tokenizer> {
+        if spec.model != "gpt2" {
+            return Err(Error::Tokenizer(format!(
+                "unsupported tokenizer model '{}' (only byte-level BPE, 'gpt2', is supported)",
+                spec.model
+            )));
+        }
+        let n = spec.tokens.len();
+        if n == 0 || n > u32::MAX as usize {
+            return Err(Error::Tokenizer(format!("bad vocabulary size {n}")));
+        }
+        let types: Vec<i32> = if spec.token_types.is_empty() {
+            vec![token_type::NORMAL; n]
+        } else if spec.token_types.len() == n {
+            spec.token_types.clone()
+        } else {
+            return Err(Error::Tokenizer(format!(
+                "{} token types for {n} tokens",
+                spec.token_types.len()
+            )));
+        };
+        for (what, id) in [("bos", spec.bos), ("eos", spec.eos), ("eot", spec.eot)] {
+            if let Some(id) = id {
+                if id as usize >= n {
+                    return Err(Error::Tokenizer(format!(
+                        "{what} id {id} is outside the vocabulary of {n}"
+                    )));
+                }
+            }
+        }
+        let (regexes, ignore_merges) = pre_config(spec.pre.as_deref())?;
+
+        // Vocabulary: on duplicate strings the later id wins, as in llama.cpp's token_to_id.
+        let vocab: BpeVocab = spec
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let byte_chars = byte_to_char();
+        if let Some(b) =
+            (0..256).find(|&b| !vocab.contains_key(byte_chars[b].encode_utf8(&mut [0; 4]) as &str))
+        {
+            return Err(Error::Tokenizer(format!(
+                "the vocabulary has no byte-level token for byte 0x{b:02x}; not a byte-level BPE vocabulary"
+            )));
+        }
+        let mut merges = Vec::with_capacity(spec.merges.len());
+        for (i, m) in spec.merges.iter().enumerate() {
+            // llama.cpp: split at the first space after the first byte.
+            let pos = m
+                .as_bytes()
+                .iter()
+                .skip(1)
+                .position(|&b| b == b' ')
+                .map(|p| p + 1);
+            match pos {
+                Some(p) => merges.push((m[..p].to_string(), m[p + 1..].to_string())),
+                None => return Err(Error::Tokenizer(format!("merge {i} ('{m}') has no space"))),
+            }
+        }
+        let bpe = match BPE::builder()
+            .vocab_and_merges(vocab.clone(), merges.clone())
+            .ignore_merges(ignore_merges)
+            .build()
+        {
+            Ok(bpe) => bpe,
+            Err(_) => {
+                // Some merge names a token (or produces one) that is not in the
+                // vocabulary; such a merge can never fire usefully, drop it.
+                let merges = merges
+                    .into_iter()
+                    .filter(|(a, b)| {
+                        vocab.contains_key(a)
+                            && vocab.contains_key(b)
+                            && vocab.contains_key(&format!("{a}{b}"))
+                    })
+                    .collect();
+                BPE::builder()
+                    .vocab_and_merges(vocab, merges)
+                    .ignore_merges(ignore_merges)
+                    .build()
+                    .map_err(|e| Error::Tokenizer(format!("building BPE: {e}")))?
+            }
+        };
+
+        let mut pre: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
+        for re in regexes {
+            let split = Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))?;
+            pre.push(split.into());
+        }
+        pre.push(ByteLevel::new(false, true, false).into());
+        let mut hf = tokenizers::Tokenizer::new(bpe);
+        hf.with_pre_tokenizer(Some(Sequence::new(pre)));
+
+        // Raw bytes of every token, as llama.cpp's token_to_piece gives them:
+        // CONTROL / USER_DEFINED / UNKNOWN tokens are their text, others byte-level decoded.
+        let mut bytes = Vec::with_capacity(spec.tokens.iter().map(|t| t.len()).sum());
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        for (t, &ty) in spec.tokens.iter().zip(&types) {
+            match ty {
+                token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN => {
+                    bytes.extend_from_slice(t.as_bytes())
+                }
+                _ => push_byte_level_decoded(t, &mut bytes),
+            }
+            let end = u32::try_from(bytes.len())
+                .map_err(|_| Error::Tokenizer("vocabulary text is larger than 4 GiB".into()))?;
+            offsets.push(end);
+        }
+
+        let mut specials: Vec<(String, u32, i32)> = spec
+            .tokens
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .filter(|(_, (t, &ty))| {
+                !t.is_empty()
+                    && matches!(
+                        ty,
+                        token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+                    )
+            })
+            .map(|(i, (t, &ty))| (t.clone(), i as u32, ty))
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+
+        Ok(Tokenizer {
+            hf,
+            types,
+            bytes,
+            offsets,
+            specials,
+            bos: spec.bos,
+            eos: spec.eos,
+            eot: spec.eot,
+            add_bos: spec.add_bos,
+        })
+    }
+
+    /// Ids for `text`. `add_bos` prepends BOS when the vocabulary has one;
+    /// `parse_special` makes CONTROL-token text such as `<|eot_id|>` become that token
+    /// (llama.cpp's `parse_special`). USER_DEFINED tokens are matched either way.
+    pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if add_bos {
+            if let Some(bos) = self.bos {
+                out.push(bos);
+            }
+        }
+        for frag in self.partition(text, parse_special) {
+            match frag {
+                Fragment::Token(id) => out.push(id),
+                Fragment::Text(a, b) => {
+                    let enc = self
+                        .hf
+                        .encode_fast(&text[a..b], false)
+                        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+                    out.extend_from_slice(enc.get_ids());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first,
+    /// cut every occurrence out of the text fragments that remain.
+    fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        let mut frags = vec![Fragment::Text(0, text.len())];
+        if text.is_empty() {
+            return Vec::new();
+        }
+        for (tok, id, ty) in &self.specials {
+            if !parse_special && *ty != token_type::USER_DEFINED {
+                continue;
+            }
+            if !text.contains(tok.as_str()) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                let (mut a, b) = match f {
+                    Fragment::Text(a, b) => (a, b),
+                    tok => {
+                        next.push(tok);
+                        continue;
+                    }
+                };
+                while let Some(p) = text[a..b].find(tok.as_str()) {
+                    if p > 0 {
+                        next.push(Fragment::Text(a, a + p));
+                    }
+                    next.push(Fragment::Token(*id));
+                    a += p + tok.len();
+                }
+                if a < b {
+                    next.push(Fragment::Text(a, b));
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    /// Raw bytes of one token (byte-level decoded; CONTROL / USER_DEFINED tokens: their
+    /// text). Empty for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        if i + 1 >= self.offsets.len() {
+            return &[];
+        }
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Text of `ids` (invalid UTF-8 becomes U+FFFD). `skip_special` leaves out
+    /// CONTROL tokens (BOS, EOS, `<|eot_id|>`, ...).
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
+        let mut buf = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            if skip_special && self.is_special(id) {
+                continue;
+            }
+            buf.extend_from_slice(self.token_bytes(id));
+        }
+        match String::from_utf8(buf) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.types.len()
+    }
+
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    pub fn eot(&self) -> Option<u32> {
+        self.eot
+    }
+
+    /// `tokenizer.ggml.add_bos_token`: whether a raw prompt should start with BOS.
+    pub fn add_bos_default(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
+    /// Whether `id` is a CONTROL token.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.types.get(id as usize) == Some(&token_type::CONTROL)
+    }
+
+    /// The token type (`token_type::*`), if `id` is in the vocabulary.
+    pub fn token_type(&self, id: u32) -> Option<i32> {
+        self.types.get(id as usize).copied()
+    }
+
+    /// Tokens that end generation: EOS and EOT (deduplicated, in that order).
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        let mut v = Vec::with_capacity(2);
+        for id in [self.eos, self.eot].into_iter().flatten() {
+            if !v.contains(&id) {
+                v.push(id);
+            }
+        }
+        v
+    }
+
+    /// The id of the vocabulary entry spelled exactly `text` (byte-level form for
+    /// normal tokens, e.g. `"Ġworld"`; plain text for special ones, e.g. `"<|eot_id|>"`).
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.hf.token_to_id(text)
+    }
+}
+
+/// Streaming-safe decoder: push ids one at a time and get back only complete UTF-8.
+/// A character split across tokens comes out once it is complete; invalid bytes become
+/// U+FFFD. The concatenation of all pieces (plus [`flush`](Self::flush)) equals
+/// [`Tokenizer::decode`] of all the ids with `skip_special = false`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamDecoder {
+    pending: Vec<u8>,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
+        self.pending.extend_from_slice(tok.token_bytes(id));
+        let mut out = String::new();
+        let mut start = 0;
+        loop {
+            match std::str::from_utf8(&self.pending[start..]) {
+                Ok(s) => {
+                    out.push_str(s);
+                    start = self.pending.len();
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    // SAFETY-free: the prefix up to valid_up_to is valid UTF-8.
+                    out.push_str(std::str::from_utf8(&self.pending[start..start + valid]).unwrap());
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push('\u{FFFD}');
+                            start += valid + bad;
+                        }
+                        None => {
+                            // An incomplete character at the end: wait for more bytes.
+                            start += valid;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending.drain(..start);
+        out
+    }
+
+    /// Whatever is still held back (an incomplete character becomes U+FFFD).
+    pub fn flush(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    pub(crate) fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name)
+    }
+
+    fn spec_from(name: &str) -> VocabSpec {
+        let gguf = crate::gguf::GgufFile::from_path(fixture(name)).expect("read gguf");
+        VocabSpec::from_metadata(&gguf.metadata).expect("vocab spec")
+    }
+
+    /// The real Llama-3 tokenizer, built once for all tests.
+    pub(crate) fn llama3() -> &'static Tokenizer {
+        static TOK: OnceLock<Tokenizer> = OnceLock::new();
+        TOK.get_or_init(|| {
+            let spec = spec_from("llama3-vocab.gguf");
+            let t0 = Instant::now();
+            let tok = Tokenizer::from_spec(&spec).expect("llama3 tokenizer");
+            eprintln!("llama3 tokenizer built in {:?}", t0.elapsed());
+            tok
+        })
+    }
+
+    fn texts() -> Vec<String> {
+        std::fs::read_to_string(fixture("llama3-tokenizer-texts.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str::<String>(l).unwrap())
+            .collect()
+    }
+
+    fn check_against(file: &str, parse_special: bool) {
+        let tok = llama3();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(file)).unwrap()).unwrap();
+        assert_eq!(v["parse_special"].as_bool(), Some(parse_special));
+        assert_eq!(v["add_bos"].as_bool(), Some(true));
+        let results = v["results"].as_array().unwrap();
+        let texts = texts();
+        assert_eq!(results.len(), texts.len());
+        assert_eq!(results.len(), 16);
+        let mut failures = Vec::new();
+        for (r, text) in results.iter().zip(&texts) {
+            assert_eq!(r["text"].as_str().unwrap(), text);
+            let want: Vec<u32> = r["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            let got = tok.encode(text, true, parse_special).unwrap();
+            if got != want {
+                failures.push(format!("{text:?}\n  want {want:?}\n  got  {got:?}"));
+            }
+            // Pieces: llama.cpp's token_to_piece (special shown) is our token_bytes.
+            for (id, piece) in want.iter().zip(r["pieces"].as_array().unwrap()) {
+                let bytes = tok.token_bytes(*id);
+                let lossy = String::from_utf8_lossy(bytes);
+                assert_eq!(lossy, piece.as_str().unwrap(), "piece of {id}");
+            }
+            // Round trip (without the BOS).
+            assert_eq!(tok.decode(&got, true), *text);
+        }
+        assert!(
+            failures.is_empty(),
+            "{} mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn llama3_plain_matches_llama_cpp() {
+        check_against("llama3-tokenize.llamacpp-plain.json", false);
+    }
+
+    #[test]
+    fn llama3_special_matches_llama_cpp() {
+        check_against("llama3-tokenize.llamacpp-special.json", true);
+    }
+
+    #[test]
+    fn llama3_metadata() {
+        let tok = llama3();
+        assert_eq!(tok.n_vocab(), 128256);
+        assert_eq!(tok.bos(), Some(128000));
+        assert_eq!(tok.eos(), Some(128001));
+        assert_eq!(tok.eot(), Some(128009));
+        assert!(tok.add_bos_default());
+        assert_eq!(tok.stop_tokens(), vec![128001, 128009]);
+        assert!(tok.is_special(128009));
+        assert!(!tok.is_special(9906));
+        assert_eq!(tok.token_id("<|eot_id|>"), Some(128009));
+        assert_eq!(tok.token_id("Hello"), Some(9906));
+        assert_eq!(tok.token_id("Ġworld"), Some(1917));
+        assert_eq!(tok.token_id("no such token at all"), None);
+        assert_eq!(tok.token_bytes(1917), b" world");
+        assert_eq!(tok.token_bytes(128009), b"<|eot_id|>");
+        assert_eq!(tok.token_bytes(u32::MAX), b"");
+        assert_eq!(tok.encode("", false, true).unwrap(), Vec::<u32>::new());
+        assert_eq!(
+            tok.decode(&[128000, 9906, 1917, 128009], false),
+            "<|begin_of_text|>Hello world<|eot_id|>"
+        );
+        assert_eq!(
+            tok.decode(&[128000, 9906, 1917, 128009], true),
+            "Hello world"
+        );
+    }
+
+    #[test]
+    fn llama3_long_text_roundtrips() {
+        let tok = llama3();
+        let mut text = String::new();
+        for t in texts() {
+            text.push_str(&t);
+            text.push('\n');
+        }
+        let text = text.repeat(50);
+        let t0 = Instant::now();
+        let ids = tok.encode(&text, false, false).unwrap();
+        eprintln!(
+            "encoded {} bytes into {} tokens in {:?}",
+            text.len(),
+            ids.len(),
+            t0.elapsed()
+        );
+        assert_eq!(tok.decode(&ids, false), text);
+    }
+
+    #[test]
+    fn tiny_vocab_reproduces_prompt_tokens() {
+        let spec = spec_from("tiny-silu-F16.gguf");
+        assert_eq!(spec.tokens.len(), 512);
+        let tok = Tokenizer::from_spec(&spec).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("tiny-silu.llamacpp-f32.json")).unwrap(),
+        )
+        .unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert_eq!(
+            text,
+            "The quick brown fox jumps over the lazy dog. Hello world!"
+        );
+        let want: Vec<u32> = v["prompt_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tok.encode(text, tok.add_bos_default(), false).unwrap(),
+            want
+        );
+        assert_eq!(tok.bos(), Some(509));
+        assert_eq!(tok.stop_tokens(), vec![510, 511]);
+        assert_eq!(tok.decode(&want, true), text);
+        let gen: Vec<u32> = v["generated_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tok.decode(&gen, false),
+            v["generated_text"].as_str().unwrap()
+        );
+    }
+
+    #[test]
+    fn stream_decoder_holds_split_characters() {
+        let tok = llama3();
+        let text = "emoji 🚀🦙 and 日本語 café 😶\u{200d}🌫\u{fe0f}!";
+        let ids = tok.encode(text, true, false).unwrap();
+        // 🚀 (F0 9F 9A 80) is split over several byte tokens by Llama-3.
+        let rocket = tok.encode("🚀", false, false).unwrap();
+        assert!(rocket.len() > 1, "expected 🚀 to be split, got {rocket:?}");
+        let mut dec = StreamDecoder::new();
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            pieces.push(dec.push(tok, id));
+        }
+        pieces.push(dec.flush());
+        assert!(pieces.iter().any(|p| p.contains('🚀')), "{pieces:?}");
+        for p in &pieces {
+            assert!(
+                !p.contains('\u{FFFD}'),
+                "partial character emitted: {pieces:?}"
+            );
+        }
+        // The piece in which 🚀 completes is preceded by empty pieces for its first bytes.
+        let first_rocket_tok = ids
+            .iter()
+            .position(|&i| tok.token_bytes(i).starts_with(&[0xF0]))
+            .unwrap();
+        assert!(!pieces[first_rocket_tok].contains('🚀'));
+        let joined: String = pieces.concat();
+        assert_eq!(joined, tok.decode(&ids, false));
+        assert_eq!(joined, format!("<|begin_of_text|>{text}"));
+    }
+
+    #[test]
+    fn stream_decoder_invalid_bytes_match_lossy_decode() {
+        let tok = llama3();
+        // Byte tokens: lone continuation byte, an incomplete 3-byte lead followed by ASCII,
+        // and a dangling lead byte at the end.
+        let b = |byte: u8| {
+            let c = byte_to_char()[byte as usize].to_string();
+            tok.token_id(&c).unwrap()
+        };
+        let ids = vec![
+            b(b'a'),
+            b(0x80),
+            b(0xE6),
+            b(0x97),
+            b(b'x'),
+            b(0xE6),
+            b(0x97),
+            b(0xA5),
+            b(0xF0),
+        ];
+        let mut dec = StreamDecoder::new();
+        let mut s = String::new();
+        for &id in &ids {
+            s.push_str(&dec.push(tok, id));
+        }
+        s.push_str(&dec.flush());
+        assert_eq!(s, tok.decode(&ids, false));
+        assert_eq!(s, "a\u{FFFD}\u{FFFD}x日\u{FFFD}");
+    }
+
+    /// A small synthetic vocabulary with a USER_DEFINED and a CONTROL token, to pin
+    /// llama.cpp's rule: user-defined text is always cut out, control text only with
+    /// parse_special.
+    #[test]
+    fn user_defined_tokens_are_parsed_without_parse_special() {
+        let mut tokens: Vec<String> = byte_to_char().iter().map(|c| c.to_string()).collect();
+        let mut types = vec![token_type::NORMAL; 256];
+        tokens.push("<tool>".into());
+        types.push(token_type::USER_DEFINED);
+        tokens.push("<|ctl|>".into());
+        types.push(token_type::CONTROL);
+        let spec = VocabSpec {
+            model: "gpt2".into(),
+            pre: Some("llama-bpe".into()),
+            tokens,
+            token_types: types,
+            merges: vec![],
+            bos: Some(257),
+            eos: Some(257),
+            eot: None,
+            add_bos: false,
+            chat_template: None,
+        };
+        let tok = Tokenizer::from_spec(&spec).unwrap();
+        let plain = tok.encode("a<tool>b<|ctl|>", false, false).unwrap();
+        assert_eq!(plain[..3], [b'a' as u32, 256, b'b' as u32]);
+        assert_eq!(plain.len(), 3 + "<|ctl|>".len());
+        assert_eq!(
+            tok.encode("a<tool>b<|ctl|>", false, true).unwrap(),
+            vec![b'a' as u32, 256, b'b' as u32, 257]
+        );
+        assert_eq!(tok.encode("x", true, true).unwrap(), vec![257, b'x' as u32]);
+        assert!(!tok.add_bos_default());
+        assert_eq!(tok.stop_tokens(), vec![257]);
+        assert_eq!(tok.decode(&[256, 257], true), "<tool>");
+    }
+
+    #[test]
+    fn rejects_unsupported_vocabularies() {
+        let spec = VocabSpec {
+            model: "llama".into(),
+            tokens: vec!["a".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            Tokenizer::from_spec(&spec),
+            Err(Error::Tokenizer(_))
+        ));
+        let tokens: Vec<String> = byte_to_char().iter().map(|c| c.to_string()).collect();
+        let spec = VocabSpec {
+            model: "gpt2".into(),
+            pre: Some("no-such-pre".into()),
+            tokens,
+            ..Default::default()
+        };
+        assert!(matches!(
+            Tokenizer::from_spec(&spec),
+            Err(Error::Tokenizer(_))
+        ));
+    }
+}
