@@ -8,5 +8,7 @@ pub mod gguf;
 pub mod tokenizer;
 pub mod chat;
 pub mod formats;
+pub mod kernels;
+pub mod model;
 
 pub use error::{Error, Result};

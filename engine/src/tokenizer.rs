@@ -140,6 +140,44 @@ fn push_byte_level_decoded(text: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// Token string → id. On duplicate strings the later id wins, as in llama.cpp's
+/// `token_to_id`.
+fn bpe_vocab(spec: &VocabSpec) -> BpeVocab {
+    spec.tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect()
+}
+
+/// Splits `"a b"` merges like llama.cpp (at the first space after the first byte).
+/// With `only_in`, merges whose parts or result are not in that vocabulary are dropped.
+fn parse_merges(spec: &VocabSpec, only_in: Option<&BpeVocab>) -> Result<Vec<(String, String)>> {
+    let mut merges = Vec::with_capacity(spec.merges.len());
+    for (i, m) in spec.merges.iter().enumerate() {
+        let p = m
+            .as_bytes()
+            .iter()
+            .skip(1)
+            .position(|&b| b == b' ')
+            .map(|p| p + 1);
+        let Some(p) = p else {
+            return Err(Error::Tokenizer(format!("merge {i} ('{m}') has no space")));
+        };
+        let (a, b) = (&m[..p], &m[p + 1..]);
+        if let Some(vocab) = only_in {
+            if !(vocab.contains_key(a)
+                && vocab.contains_key(b)
+                && vocab.contains_key(&format!("{a}{b}")))
+            {
+                continue;
+            }
+        }
+        merges.push((a.to_string(), b.to_string()));
+    }
+    Ok(merges)
+}
+
 /// A byte-level BPE tokenizer with llama.cpp's semantics.
 pub struct Tokenizer {
     hf: tokenizers::Tokenizer,
@@ -207,13 +245,7 @@ impl Tokenizer {
         }
         let (regexes, ignore_merges) = pre_config(spec.pre.as_deref())?;
 
-        // Vocabulary: on duplicate strings the later id wins, as in llama.cpp's token_to_id.
-        let vocab: BpeVocab = spec
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let vocab = bpe_vocab(spec);
         let byte_chars = byte_to_char();
         if let Some(b) =
             (0..256).find(|&b| !vocab.contains_key(byte_chars[b].encode_utf8(&mut [0; 4]) as &str))
@@ -222,42 +254,22 @@ impl Tokenizer {
                 "the vocabulary has no byte-level token for byte 0x{b:02x}; not a byte-level BPE vocabulary"
             )));
         }
-        let mut merges = Vec::with_capacity(spec.merges.len());
-        for (i, m) in spec.merges.iter().enumerate() {
-            // llama.cpp: split at the first space after the first byte.
-            let pos = m
-                .as_bytes()
-                .iter()
-                .skip(1)
-                .position(|&b| b == b' ')
-                .map(|p| p + 1);
-            match pos {
-                Some(p) => merges.push((m[..p].to_string(), m[p + 1..].to_string())),
-                None => return Err(Error::Tokenizer(format!("merge {i} ('{m}') has no space"))),
-            }
-        }
-        let bpe = match BPE::builder()
-            .vocab_and_merges(vocab.clone(), merges.clone())
-            .ignore_merges(ignore_merges)
-            .build()
-        {
+        let merges = parse_merges(spec, None)?;
+        let build = |vocab, merges| {
+            BPE::builder()
+                .vocab_and_merges(vocab, merges)
+                .ignore_merges(ignore_merges)
+                .build()
+        };
+        let bpe = match build(vocab, merges) {
             Ok(bpe) => bpe,
             Err(_) => {
                 // Some merge names a token (or produces one) that is not in the
-                // vocabulary; such a merge can never fire usefully, drop it.
-                let merges = merges
-                    .into_iter()
-                    .filter(|(a, b)| {
-                        vocab.contains_key(a)
-                            && vocab.contains_key(b)
-                            && vocab.contains_key(&format!("{a}{b}"))
-                    })
-                    .collect();
-                BPE::builder()
-                    .vocab_and_merges(vocab, merges)
-                    .ignore_merges(ignore_merges)
-                    .build()
-                    .map_err(|e| Error::Tokenizer(format!("building BPE: {e}")))?
+                // vocabulary (llama.cpp accepts that; such a merge can never yield a
+                // token). Rare, so only then pay for a second pass that drops them.
+                let vocab = bpe_vocab(spec);
+                let merges = parse_merges(spec, Some(&vocab))?;
+                build(vocab, merges).map_err(|e| Error::Tokenizer(format!("building BPE: {e}")))?
             }
         };
 
@@ -349,10 +361,10 @@ impl Tokenizer {
     /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first,
     /// cut every occurrence out of the text fragments that remain.
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
-        let mut frags = vec![Fragment::Text(0, text.len())];
         if text.is_empty() {
             return Vec::new();
         }
+        let mut frags = vec![Fragment::Text(0, text.len())];
         for (tok, id, ty) in &self.specials {
             if !parse_special && *ty != token_type::USER_DEFINED {
                 continue;
@@ -364,8 +376,8 @@ impl Tokenizer {
             for f in frags {
                 let (mut a, b) = match f {
                     Fragment::Text(a, b) => (a, b),
-                    tok => {
-                        next.push(tok);
+                    token => {
+                        next.push(token);
                         continue;
                     }
                 };
@@ -583,8 +595,9 @@ pub(crate) mod tests {
                 let lossy = String::from_utf8_lossy(bytes);
                 assert_eq!(lossy, piece.as_str().unwrap(), "piece of {id}");
             }
-            // Round trip (without the BOS).
-            assert_eq!(tok.decode(&got, true), *text);
+            // Round trip (without the BOS; special text is kept verbatim either way).
+            assert_eq!(got[0], 128000);
+            assert_eq!(tok.decode(&got[1..], false), *text);
         }
         assert!(
             failures.is_empty(),
@@ -789,6 +802,53 @@ pub(crate) mod tests {
         assert!(!tok.add_bos_default());
         assert_eq!(tok.stop_tokens(), vec![257]);
         assert_eq!(tok.decode(&[256, 257], true), "<tool>");
+    }
+
+    #[test]
+    fn tolerates_merges_outside_the_vocabulary() {
+        let mut tokens: Vec<String> = byte_to_char().iter().map(|c| c.to_string()).collect();
+        tokens.push("ab".into());
+        let spec = VocabSpec {
+            model: "gpt2".into(),
+            pre: Some("llama-bpe".into()),
+            tokens,
+            // "b c" makes "bc", which is not a token; llama.cpp ignores such merges.
+            merges: vec!["b c".into(), "a b".into()],
+            ..Default::default()
+        };
+        let tok = Tokenizer::from_spec(&spec).unwrap();
+        assert_eq!(
+            tok.encode("abc", false, false).unwrap(),
+            vec![256, b'c' as u32]
+        );
+        assert_eq!(tok.bos(), None);
+        assert_eq!(tok.encode("a", true, true).unwrap(), vec![b'a' as u32]);
+        assert!(tok.stop_tokens().is_empty());
+    }
+
+    #[test]
+    fn every_supported_pre_type_builds() {
+        let tokens: Vec<String> = byte_to_char().iter().map(|c| c.to_string()).collect();
+        for pre in [
+            None,
+            Some("default"),
+            Some("llama-bpe"),
+            Some("dbrx"),
+            Some("gpt-2"),
+            Some("qwen2"),
+        ] {
+            let spec = VocabSpec {
+                model: "gpt2".into(),
+                pre: pre.map(str::to_string),
+                tokens: tokens.clone(),
+                ..Default::default()
+            };
+            let tok = Tokenizer::from_spec(&spec).unwrap();
+            let text = "Hello, world! 123456 it's\n\n  x";
+            let ids = tok.encode(text, false, false).unwrap();
+            assert_eq!(ids.len(), text.len(), "{pre:?}");
+            assert_eq!(tok.decode(&ids, false), text);
+        }
     }
 
     #[test]

@@ -1,0 +1,186 @@
+//! Compute kernels behind one interface.
+//!
+//! [`scalar`] is the reference for every op and the source of truth; the SIMD
+//! modules implement the hot ops (ternary × int8 matmul, activation quantization,
+//! the dense LM head) and are property-tested against it. [`Cpu`] picks the best
+//! kernels the running CPU supports and splits rows across threads.
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use crate::formats::{DenseMatrix, TernaryMatrix};
+use std::ops::Range;
+
+/// Per-token int8 activations, BitNet's absmax scheme: `q = round(x · 127/max|x|)`.
+#[derive(Debug, Clone, Default)]
+pub struct QuantActs {
+    pub cols: usize,
+    pub n_tok: usize,
+    /// `n_tok × cols`.
+    pub q: Vec<i8>,
+    /// Per token, `max|x| / 127`: multiplies an integer dot product back to floats.
+    pub inv_scale: Vec<f32>,
+    /// Per token, Σq: ternary codes are t+1, so Σ t·q = Σ code·q − Σ q.
+    pub sum: Vec<i32>,
+}
+
+impl QuantActs {
+    pub fn token(&self, t: usize) -> &[i8] {
+        &self.q[t * self.cols..(t + 1) * self.cols]
+    }
+
+    /// The activations the int8 path actually multiplies, as floats (q / s).
+    pub fn dequantize(&self) -> Vec<f32> {
+        (0..self.n_tok)
+            .flat_map(|t| {
+                let s = self.inv_scale[t];
+                self.token(t).iter().map(move |&q| q as f32 * s)
+            })
+            .collect()
+    }
+}
+
+/// The hot ops a CPU kernel set provides. Outputs of the `*_rows` ops are tiles
+/// laid out row by row: `out[(r - rows.start) * n_tok + t]` = row r · token t.
+pub trait Kernels: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn quantize_acts(&self, x: &[f32], cols: usize, out: &mut QuantActs);
+    fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]);
+    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]);
+}
+
+/// The reference kernel set.
+pub struct Scalar;
+
+impl Kernels for Scalar {
+    fn name(&self) -> &'static str {
+        "scalar"
+    }
+    fn quantize_acts(&self, x: &[f32], cols: usize, out: &mut QuantActs) {
+        scalar::quantize_acts(x, cols, out)
+    }
+    fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        scalar::ternary_rows(w, a, rows, out)
+    }
+    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
+        scalar::dense_rows(w, x, n_tok, rows, out)
+    }
+}
+
+/// Which kernel set to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The best the CPU supports (runtime feature detection).
+    Auto,
+    Scalar,
+}
+
+/// The best kernel set for this CPU.
+pub fn detect(choice: KernelChoice) -> Box<dyn Kernels> {
+    if choice == KernelChoice::Scalar {
+        return Box::new(Scalar);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = x86::detect() {
+        return k;
+    }
+    Box::new(Scalar)
+}
+
+/// Kernels plus the threads to run them on.
+pub struct Cpu {
+    pub kernels: Box<dyn Kernels>,
+    threads: usize,
+    #[cfg(feature = "threads")]
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Cpu {
+    pub fn new(choice: KernelChoice, threads: usize) -> Cpu {
+        let threads = threads.max(1);
+        Cpu {
+            kernels: detect(choice),
+            threads,
+            #[cfg(feature = "threads")]
+            pool: (threads > 1).then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("building a thread pool")
+            }),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "threads")]
+        return self.threads;
+        #[cfg(not(feature = "threads"))]
+        return 1;
+    }
+
+    pub fn quantize(&self, x: &[f32], cols: usize, out: &mut QuantActs) {
+        self.kernels.quantize_acts(x, cols, out)
+    }
+
+    /// `out[t * rows + r]` = Σ_c w[r][c] · a[t][c] (dequantized), for every token.
+    pub fn ternary_matmul(&self, w: &TernaryMatrix, a: &QuantActs, out: &mut [f32], tile: &mut Vec<f32>) {
+        self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| self.kernels.ternary_rows(w, a, rows, o));
+    }
+
+    pub fn dense_matmul(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, out: &mut [f32], tile: &mut Vec<f32>) {
+        self.run_rows(w.rows, n_tok, out, tile, |rows, o| self.kernels.dense_rows(w, x, n_tok, rows, o));
+    }
+
+    /// Splits `n_rows` across threads, then transposes the row-major tile into token-major `out`.
+    fn run_rows(
+        &self,
+        n_rows: usize,
+        n_tok: usize,
+        out: &mut [f32],
+        tile: &mut Vec<f32>,
+        f: impl Fn(Range<usize>, &mut [f32]) + Sync,
+    ) {
+        assert_eq!(out.len(), n_rows * n_tok);
+        let target: &mut [f32] = if n_tok == 1 {
+            out
+        } else {
+            tile.resize(n_rows * n_tok, 0.0);
+            tile
+        };
+        self.for_row_chunks(n_rows, n_tok, target, &f);
+        if n_tok > 1 {
+            for r in 0..n_rows {
+                for t in 0..n_tok {
+                    out[t * n_rows + r] = tile[r * n_tok + t];
+                }
+            }
+        }
+    }
+
+    fn for_row_chunks(
+        &self,
+        n_rows: usize,
+        n_tok: usize,
+        target: &mut [f32],
+        f: &(impl Fn(Range<usize>, &mut [f32]) + Sync),
+    ) {
+        #[cfg(feature = "threads")]
+        if let Some(pool) = &self.pool {
+            use rayon::prelude::*;
+            // Several chunks per thread so a slow core does not hold everyone back.
+            let chunk_rows = n_rows.div_ceil(self.threads * 4).max(16);
+            pool.install(|| {
+                target
+                    .par_chunks_mut(chunk_rows * n_tok)
+                    .enumerate()
+                    .for_each(|(i, o)| {
+                        let r0 = i * chunk_rows;
+                        f(r0..(r0 + chunk_rows).min(n_rows), o)
+                    })
+            });
+            return;
+        }
+        f(0..n_rows, target);
+    }
+}

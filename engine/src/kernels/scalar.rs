@@ -1,0 +1,177 @@
+//! Scalar reference kernels: the source of truth for every op.
+
+use super::QuantActs;
+use crate::formats::dense::DenseType;
+use crate::formats::{i2s, DenseMatrix, TernaryMatrix};
+use half::{bf16, f16};
+use std::ops::Range;
+
+/// Per-token absmax int8 quantization (BitNet's activation scheme).
+pub fn quantize_acts(x: &[f32], cols: usize, out: &mut QuantActs) {
+    let n_tok = x.len() / cols;
+    out.cols = cols;
+    out.n_tok = n_tok;
+    out.q.resize(n_tok * cols, 0);
+    out.inv_scale.resize(n_tok, 0.0);
+    out.sum.resize(n_tok, 0);
+    for t in 0..n_tok {
+        let row = &x[t * cols..(t + 1) * cols];
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let q = &mut out.q[t * cols..(t + 1) * cols];
+        if max == 0.0 || !max.is_finite() {
+            q.fill(0);
+            out.inv_scale[t] = 0.0;
+            out.sum[t] = 0;
+            continue;
+        }
+        let s = 127.0 / max;
+        let mut sum = 0i32;
+        for (o, &v) in q.iter_mut().zip(row) {
+            *o = quantize_one(v, s);
+            sum += *o as i32;
+        }
+        out.inv_scale[t] = max / 127.0;
+        out.sum[t] = sum;
+    }
+}
+
+#[inline]
+pub fn quantize_one(v: f32, s: f32) -> i8 {
+    (v * s).round_ties_even().clamp(-128.0, 127.0) as i8
+}
+
+/// Σ code·q over one row of I2_S-layout codes (codes are t+1).
+pub fn code_dot(codes: &[u8], q: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (blk, qb) in codes.chunks_exact(i2s::BLOCK_BYTES).zip(q.chunks_exact(i2s::BLOCK)) {
+        acc += block_code_dot(blk, qb);
+    }
+    acc
+}
+
+fn block_code_dot(blk: &[u8], qb: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (b, &byte) in blk.iter().enumerate() {
+        acc += (byte >> 6 & 3) as i32 * qb[b] as i32
+            + (byte >> 4 & 3) as i32 * qb[32 + b] as i32
+            + (byte >> 2 & 3) as i32 * qb[64 + b] as i32
+            + (byte & 3) as i32 * qb[96 + b] as i32;
+    }
+    acc
+}
+
+pub fn ternary_rows(w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+    let n_tok = a.n_tok;
+    for (i, r) in rows.enumerate() {
+        let codes = w.row_codes(r);
+        for t in 0..n_tok {
+            let q = a.token(t);
+            let y = match &w.scale {
+                crate::formats::TernaryScale::PerTensor(s) => (code_dot(codes, q) - a.sum[t]) as f32 * s,
+                crate::formats::TernaryScale::PerBlock(_) => codes
+                    .chunks_exact(i2s::BLOCK_BYTES)
+                    .zip(q.chunks_exact(i2s::BLOCK))
+                    .enumerate()
+                    .map(|(b, (blk, qb))| {
+                        let qsum: i32 = qb.iter().map(|&v| v as i32).sum();
+                        (block_code_dot(blk, qb) - qsum) as f32 * w.block_scale(r, b)
+                    })
+                    .sum(),
+            };
+            out[i * n_tok + t] = y * a.inv_scale[t];
+        }
+    }
+}
+
+/// Exact (f32 activation) ternary matmul, token-major output `out[t * rows + r]`.
+pub fn ternary_matmul_f32(w: &TernaryMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
+    let cols = w.cols;
+    for r in 0..w.rows {
+        let codes = w.row_codes(r);
+        for t in 0..n_tok {
+            let xr = &x[t * cols..(t + 1) * cols];
+            let mut y = 0f32;
+            for (b, (blk, xb)) in codes
+                .chunks_exact(i2s::BLOCK_BYTES)
+                .zip(xr.chunks_exact(i2s::BLOCK))
+                .enumerate()
+            {
+                let mut acc = 0f32;
+                for (i, &xv) in xb.iter().enumerate() {
+                    acc += (i2s::code_at(blk, i) as f32 - 1.0) * xv;
+                }
+                y += acc * w.block_scale(r, b);
+            }
+            out[t * w.rows + r] = y;
+        }
+    }
+}
+
+pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
+    let cols = w.cols;
+    for (i, r) in rows.enumerate() {
+        let wb = w.row_bytes(r);
+        for t in 0..n_tok {
+            let xr = &x[t * cols..(t + 1) * cols];
+            let y: f32 = match w.ty {
+                DenseType::F32 => wb
+                    .chunks_exact(4)
+                    .zip(xr)
+                    .map(|(b, &xv)| f32::from_le_bytes(b.try_into().unwrap()) * xv)
+                    .sum(),
+                DenseType::F16 => wb
+                    .chunks_exact(2)
+                    .zip(xr)
+                    .map(|(b, &xv)| f16::from_le_bytes([b[0], b[1]]).to_f32() * xv)
+                    .sum(),
+                DenseType::BF16 => wb
+                    .chunks_exact(2)
+                    .zip(xr)
+                    .map(|(b, &xv)| bf16::from_le_bytes([b[0], b[1]]).to_f32() * xv)
+                    .sum(),
+            };
+            out[i * n_tok + t] = y;
+        }
+    }
+}
+
+/// `out = x / sqrt(mean(x²) + eps) ⊙ weight`, row by row.
+pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let n = weight.len();
+    for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let ms = xr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / n as f64;
+        let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(weight) {
+            *o = v * inv * g;
+        }
+    }
+}
+
+/// NeoX rotary embedding on one head vector: pairs (i, i + n_rot/2).
+pub fn rope_neox(head: &mut [f32], pos: usize, n_rot: usize, theta_base: f32) {
+    let half = n_rot / 2;
+    for i in 0..half {
+        let freq = (theta_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+        let (sin, cos) = (pos as f64 * freq).sin_cos();
+        let (a, b) = (head[i] as f64, head[i + half] as f64);
+        head[i] = (a * cos - b * sin) as f32;
+        head[i + half] = (a * sin + b * cos) as f32;
+    }
+}
+
+/// In-place numerically stable softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,235 @@
+//! x86-64 kernels (AVX2 + FMA + F16C, and AVX-512 where present), chosen at run
+//! time by CPU feature detection. Ternary matmul decodes each 32-byte block of
+//! 2-bit codes once and multiplies it with up to four tokens (prefill shares the
+//! decode work); `maddubs` takes the unsigned codes (t+1) times signed int8
+//! activations, and Σq per token turns Σ code·q back into Σ t·q.
+
+use super::{scalar, Kernels, QuantActs};
+use crate::formats::dense::DenseType;
+use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+pub fn detect() -> Option<Box<dyn Kernels>> {
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+    if !avx2 {
+        return None;
+    }
+    Some(Box::new(Avx2 {
+        avx512: is_x86_feature_detected!("avx512f"),
+    }))
+}
+
+pub struct Avx2 {
+    /// Use 512-bit F16→F32 conversion for the dense LM head.
+    avx512: bool,
+}
+
+impl Kernels for Avx2 {
+    fn name(&self) -> &'static str {
+        if self.avx512 {
+            "avx2+avx512f"
+        } else {
+            "avx2"
+        }
+    }
+
+    fn quantize_acts(&self, x: &[f32], cols: usize, out: &mut QuantActs) {
+        // SAFETY: constructed only when AVX2/FMA/F16C were detected.
+        unsafe { quantize_avx2(x, cols, out) }
+    }
+
+    fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        let TernaryScale::PerTensor(scale) = w.scale else {
+            // Per-block scales only come from unusual TQ files: the reference handles them.
+            return scalar::ternary_rows(w, a, rows, out);
+        };
+        let n_tok = a.n_tok;
+        for (i, r) in rows.enumerate() {
+            let codes = w.row_codes(r);
+            let o = &mut out[i * n_tok..(i + 1) * n_tok];
+            let mut t = 0;
+            while t < n_tok {
+                let n = (n_tok - t).min(4);
+                let mut dots = [0i32; 4];
+                // SAFETY: AVX2 detected; slices are whole blocks (cols % 128 == 0).
+                unsafe {
+                    match n {
+                        4 => code_dot_n::<4>(codes, a, t, &mut dots),
+                        3 => code_dot_n::<3>(codes, a, t, &mut dots),
+                        2 => code_dot_n::<2>(codes, a, t, &mut dots),
+                        _ => code_dot_n::<1>(codes, a, t, &mut dots),
+                    }
+                }
+                for k in 0..n {
+                    o[t + k] = (dots[k] - a.sum[t + k]) as f32 * scale * a.inv_scale[t + k];
+                }
+                t += n;
+            }
+        }
+    }
+
+    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
+        if w.ty != DenseType::F16 {
+            return scalar::dense_rows(w, x, n_tok, rows, out);
+        }
+        let cols = w.cols;
+        for (i, r) in rows.enumerate() {
+            let wb = w.row_bytes(r);
+            for t in 0..n_tok {
+                let xr = &x[t * cols..(t + 1) * cols];
+                // SAFETY: features detected at construction.
+                out[i * n_tok + t] = unsafe {
+                    if self.avx512 {
+                        dot_f16_avx512(wb, xr)
+                    } else {
+                        dot_f16_avx2(wb, xr)
+                    }
+                };
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_avx2(x: &[f32], cols: usize, out: &mut QuantActs) {
+    let n_tok = x.len() / cols;
+    out.cols = cols;
+    out.n_tok = n_tok;
+    out.q.resize(n_tok * cols, 0);
+    out.inv_scale.resize(n_tok, 0.0);
+    out.sum.resize(n_tok, 0);
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for t in 0..n_tok {
+        let row = &x[t * cols..(t + 1) * cols];
+        let mut vmax = _mm256_setzero_ps();
+        let chunks = cols / 8;
+        for c in 0..chunks {
+            let v = _mm256_loadu_ps(row.as_ptr().add(c * 8));
+            vmax = _mm256_max_ps(vmax, _mm256_and_ps(v, abs_mask));
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
+        let mut max = lanes.iter().fold(0f32, |m, &v| m.max(v));
+        for &v in &row[chunks * 8..] {
+            max = max.max(v.abs());
+        }
+        let q = &mut out.q[t * cols..(t + 1) * cols];
+        if max == 0.0 || !max.is_finite() {
+            q.fill(0);
+            out.inv_scale[t] = 0.0;
+            out.sum[t] = 0;
+            continue;
+        }
+        let s = 127.0 / max;
+        let vs = _mm256_set1_ps(s);
+        let mut vsum = _mm256_setzero_si256();
+        for c in 0..chunks {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().add(c * 8)), vs);
+            // Round half to even, like the reference (and numpy).
+            let r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            let r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0));
+            let qi = _mm256_cvtps_epi32(r);
+            vsum = _mm256_add_epi32(vsum, qi);
+            let mut tmp = [0i32; 8];
+            _mm256_storeu_si256(tmp.as_mut_ptr().cast(), qi);
+            for k in 0..8 {
+                q[c * 8 + k] = tmp[k] as i8;
+            }
+        }
+        let mut sums = [0i32; 8];
+        _mm256_storeu_si256(sums.as_mut_ptr().cast(), vsum);
+        let mut sum: i32 = sums.iter().sum();
+        for (k, &v) in row.iter().enumerate().skip(chunks * 8) {
+            q[k] = scalar::quantize_one(v, s);
+            sum += q[k] as i32;
+        }
+        out.inv_scale[t] = max / 127.0;
+        out.sum[t] = sum;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Σ code·q of one row against tokens t0..t0+N.
+#[target_feature(enable = "avx2")]
+unsafe fn code_dot_n<const N: usize>(codes: &[u8], a: &QuantActs, t0: usize, dots: &mut [i32; 4]) {
+    let mask = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); N];
+    let qs: [*const i8; N] = std::array::from_fn(|k| a.token(t0 + k).as_ptr());
+    let n_blocks = codes.len() / i2s::BLOCK_BYTES;
+    for b in 0..n_blocks {
+        let w = _mm256_loadu_si256(codes.as_ptr().add(b * 32).cast());
+        let c0 = _mm256_and_si256(_mm256_srli_epi16(w, 6), mask);
+        let c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), mask);
+        let c2 = _mm256_and_si256(_mm256_srli_epi16(w, 2), mask);
+        let c3 = _mm256_and_si256(w, mask);
+        for k in 0..N {
+            let q = qs[k].add(b * 128);
+            let p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256(q.cast()));
+            let p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256(q.add(32).cast()));
+            let p2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256(q.add(64).cast()));
+            let p3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256(q.add(96).cast()));
+            // |each i16 lane| ≤ 4 · 2·2·128: no saturation.
+            let p = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, ones));
+        }
+    }
+    for k in 0..N {
+        dots[k] = hsum_i32(acc[k]);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    let wp = w.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for k in 0..4 {
+            let wv = _mm256_cvtph_ps(_mm_loadu_si128(wp.add((i + 8 * k) * 2).cast()));
+            acc[k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i + 8 * k)), acc[k]);
+        }
+        i += 32;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+    let mut sum: f32 = lanes.iter().sum();
+    while i < n {
+        sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
+        i += 1;
+    }
+    sum
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_f16_avx512(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    let wp = w.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for k in 0..4 {
+            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(wp.add((i + 16 * k) * 2).cast()));
+            acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x.as_ptr().add(i + 16 * k)), acc[k]);
+        }
+        i += 64;
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let mut sum = _mm512_reduce_add_ps(s);
+    while i < n {
+        sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
+        i += 1;
+    }
+    sum
+}

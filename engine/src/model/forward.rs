@@ -1,0 +1,268 @@
+//! The forward pass on the CPU: prompts run as a batch (matrix × matrix), decoding
+//! one token at a time, with an f32 KV cache.
+
+use super::weights::{LayerWeights, Linear};
+use super::{ActMode, Backend, FfnActivation, Logits, Model};
+use crate::error::{Error, Result};
+use crate::kernels::{scalar, Cpu, KernelChoice, QuantActs};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CpuOptions {
+    pub act: ActMode,
+    pub kernels: KernelChoice,
+    pub threads: usize,
+    /// KV cache capacity in tokens (`None`: the model's training context).
+    pub n_ctx: Option<usize>,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            act: ActMode::Int8,
+            kernels: KernelChoice::Auto,
+            threads: 1,
+            n_ctx: None,
+        }
+    }
+}
+
+pub struct CpuBackend {
+    model: Arc<Model>,
+    cpu: Cpu,
+    act: ActMode,
+    n_ctx: usize,
+    n_past: usize,
+    /// `[layer][position][kv_dim]`.
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+    s: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    tile: Vec<f32>,
+    acts: QuantActs,
+    deq: Vec<f32>,
+}
+
+impl CpuBackend {
+    pub fn new(model: Arc<Model>, opts: CpuOptions) -> CpuBackend {
+        let cfg = &model.config;
+        let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
+        let kv_len = cfg.n_layer * n_ctx * cfg.kv_dim();
+        CpuBackend {
+            cpu: Cpu::new(opts.kernels, opts.threads),
+            act: opts.act,
+            n_ctx,
+            n_past: 0,
+            k_cache: vec![0.0; kv_len],
+            v_cache: vec![0.0; kv_len],
+            s: Scratch::default(),
+            model,
+        }
+    }
+
+    pub fn kernels_name(&self) -> &'static str {
+        self.cpu.kernels.name()
+    }
+
+    pub fn kv_cache_bytes(&self) -> usize {
+        (self.k_cache.len() + self.v_cache.len()) * 4
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Applies `lin` to `input` (`n` rows) into `out`. In int8 mode, `acts` must hold
+    /// the quantized input already (so q/k/v and gate/up share one quantization).
+    fn linear(
+        cpu: &Cpu,
+        act: ActMode,
+        lin: &Linear,
+        input: &[f32],
+        acts: &QuantActs,
+        deq: &mut Vec<f32>,
+        n: usize,
+        out: &mut Vec<f32>,
+        tile: &mut Vec<f32>,
+    ) {
+        out.resize(n * lin.rows(), 0.0);
+        match (lin, act) {
+            (Linear::Ternary(w), ActMode::Int8) => cpu.ternary_matmul(w, acts, out, tile),
+            (Linear::Ternary(w), ActMode::F32) => scalar::ternary_matmul_f32(w, input, n, out),
+            (Linear::Dense { w, out_scale }, _) => {
+                let x = if act == ActMode::Int8 {
+                    // A float checkpoint still sees BitNet's quantized activations.
+                    *deq = acts.dequantize();
+                    deq.as_slice()
+                } else {
+                    input
+                };
+                cpu.dense_matmul(w, x, n, out, tile);
+                if *out_scale != 1.0 {
+                    out.iter_mut().for_each(|v| *v *= out_scale);
+                }
+            }
+        }
+    }
+
+    fn layer(&mut self, li: usize, layer: &LayerWeights, n: usize) {
+        let cfg = &self.model.config;
+        let (e, kvd, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        let p0 = self.n_past;
+        let s = &mut self.s;
+        let (cpu, act) = (&self.cpu, self.act);
+
+        // Attention block.
+        s.h.resize(n * e, 0.0);
+        scalar::rmsnorm(&s.x, &layer.attn_norm, cfg.rms_eps, &mut s.h);
+        if act == ActMode::Int8 {
+            cpu.quantize(&s.h, e, &mut s.acts);
+        }
+        Self::linear(cpu, act, &layer.q, &s.h, &s.acts, &mut s.deq, n, &mut s.q, &mut s.tile);
+        Self::linear(cpu, act, &layer.k, &s.h, &s.acts, &mut s.deq, n, &mut s.k, &mut s.tile);
+        Self::linear(cpu, act, &layer.v, &s.h, &s.acts, &mut s.deq, n, &mut s.v, &mut s.tile);
+        for i in 0..n {
+            let pos = p0 + i;
+            for h in s.q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
+                scalar::rope_neox(h, pos, cfg.n_rot, cfg.rope_theta);
+            }
+            for h in s.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd) {
+                scalar::rope_neox(h, pos, cfg.n_rot, cfg.rope_theta);
+            }
+            let at = (li * self.n_ctx + pos) * kvd;
+            self.k_cache[at..at + kvd].copy_from_slice(&s.k[i * kvd..(i + 1) * kvd]);
+            self.v_cache[at..at + kvd].copy_from_slice(&s.v[i * kvd..(i + 1) * kvd]);
+        }
+        s.att.resize(n * e, 0.0);
+        let group = cfg.n_head / cfg.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let layer_k = &self.k_cache[li * self.n_ctx * kvd..];
+        let layer_v = &self.v_cache[li * self.n_ctx * kvd..];
+        for i in 0..n {
+            let len = p0 + i + 1;
+            for h in 0..cfg.n_head {
+                let kvh = h / group;
+                let q = &s.q[i * e + h * hd..i * e + (h + 1) * hd];
+                s.scores.resize(len, 0.0);
+                for (j, sc) in s.scores.iter_mut().enumerate() {
+                    let k = &layer_k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                    *sc = scalar::dot(q, k) * scale;
+                }
+                scalar::softmax(&mut s.scores);
+                let out = &mut s.att[i * e + h * hd..i * e + (h + 1) * hd];
+                out.fill(0.0);
+                for (j, &p) in s.scores.iter().enumerate() {
+                    let v = &layer_v[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                    for (o, &vv) in out.iter_mut().zip(v) {
+                        *o += p * vv;
+                    }
+                }
+            }
+        }
+        scalar::rmsnorm(&s.att, &layer.attn_sub_norm, cfg.rms_eps, &mut s.h);
+        if act == ActMode::Int8 {
+            cpu.quantize(&s.h, e, &mut s.acts);
+        }
+        Self::linear(cpu, act, &layer.o, &s.h, &s.acts, &mut s.deq, n, &mut s.o, &mut s.tile);
+        s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
+
+        // Feed-forward block.
+        scalar::rmsnorm(&s.x, &layer.ffn_norm, cfg.rms_eps, &mut s.h);
+        if act == ActMode::Int8 {
+            cpu.quantize(&s.h, e, &mut s.acts);
+        }
+        Self::linear(cpu, act, &layer.gate, &s.h, &s.acts, &mut s.deq, n, &mut s.gate, &mut s.tile);
+        Self::linear(cpu, act, &layer.up, &s.h, &s.acts, &mut s.deq, n, &mut s.up, &mut s.tile);
+        for (g, &u) in s.gate.iter_mut().zip(&s.up) {
+            let a = match cfg.activation {
+                FfnActivation::Relu2 => g.max(0.0) * g.max(0.0),
+                FfnActivation::Silu => *g / (1.0 + (-*g).exp()),
+            };
+            *g = a * u;
+        }
+        s.up.resize(s.gate.len(), 0.0);
+        scalar::rmsnorm(&s.gate, &layer.ffn_sub_norm, cfg.rms_eps, &mut s.up);
+        if act == ActMode::Int8 {
+            cpu.quantize(&s.up, cfg.n_ff, &mut s.acts);
+        }
+        Self::linear(cpu, act, &layer.down, &s.up, &s.acts, &mut s.deq, n, &mut s.o, &mut s.tile);
+        s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu-{} ({} thread{})", self.cpu.kernels.name(), self.cpu.threads(), if self.cpu.threads() == 1 { "" } else { "s" })
+    }
+
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        let model = Arc::clone(&self.model);
+        let cfg = &model.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::InvalidArgument("no tokens to run".into()));
+        }
+        if self.n_past + n > self.n_ctx {
+            return Err(Error::ContextFull {
+                needed: self.n_past + n,
+                capacity: self.n_ctx,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                cfg.n_vocab
+            )));
+        }
+        let e = cfg.n_embd;
+        self.s.x.resize(n * e, 0.0);
+        for (i, &t) in tokens.iter().enumerate() {
+            model.weights.embd.row_f32(t as usize, &mut self.s.x[i * e..(i + 1) * e]);
+        }
+        for (li, layer) in model.weights.layers.iter().enumerate() {
+            self.layer(li, layer, n);
+        }
+        self.n_past += n;
+
+        let rows = match which {
+            Logits::Last => n - 1..n,
+            Logits::All => 0..n,
+        };
+        let nr = rows.len();
+        let s = &mut self.s;
+        s.h.resize(nr * e, 0.0);
+        scalar::rmsnorm(&s.x[rows.start * e..rows.end * e], &model.weights.output_norm, cfg.rms_eps, &mut s.h);
+        let mut logits = vec![0.0; nr * cfg.n_vocab];
+        self.cpu.dense_matmul(model.weights.head(), &s.h, nr, &mut logits, &mut s.tile);
+        Ok(logits)
+    }
+
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.model.config.n_vocab
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+}

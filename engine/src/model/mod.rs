@@ -1,0 +1,59 @@
+//! The BitNet b1.58 model: configuration, weights, and the forward pass behind
+//! the [`Backend`] interface (the CPU backend here; a GPU backend implements the
+//! same trait).
+
+mod config;
+mod forward;
+mod weights;
+
+pub use config::{FfnActivation, ModelConfig};
+pub use forward::{CpuBackend, CpuOptions};
+pub use weights::{LayerWeights, Linear, ModelWeights};
+
+use crate::error::Result;
+use crate::gguf::GgufFile;
+
+/// How BitLinear layers see their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActMode {
+    /// Per-token absmax int8 (what BitNet was trained with; bitnet.cpp's semantics).
+    Int8,
+    /// Exact f32 activations, for validation against float references.
+    F32,
+}
+
+/// Which rows of logits a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only after the last token (generation).
+    Last,
+    /// After every token (`bitnet logits`, parity tests).
+    All,
+}
+
+/// One model instance with its KV cache. `forward` appends `tokens` at position
+/// `n_past()` and returns `n_vocab` logits per requested row.
+pub trait Backend: Send {
+    fn name(&self) -> String;
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
+    fn n_past(&self) -> usize;
+    fn n_ctx(&self) -> usize;
+    fn n_vocab(&self) -> usize;
+    /// Forgets every position from `n` on (to rewind a conversation).
+    fn truncate(&mut self, n: usize);
+}
+
+/// Configuration and weights, shareable between backends.
+pub struct Model {
+    pub config: ModelConfig,
+    pub weights: ModelWeights,
+}
+
+impl Model {
+    /// Builds the model by moving the tensors out of `file`.
+    pub fn from_gguf(file: &mut GgufFile) -> Result<Model> {
+        let config = ModelConfig::from_metadata(&file.metadata)?;
+        let weights = ModelWeights::from_gguf(file, &config)?;
+        Ok(Model { config, weights })
+    }
+}
