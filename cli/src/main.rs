@@ -1,1 +1,355 @@
-fn main(){}
+//! `bitnet`: run BitNet b1.58 GGUF models from the terminal.
+
+use bitnet_engine::chat::ChatMessage;
+use bitnet_engine::gguf::{GgmlType, GgufFile};
+use bitnet_engine::kernels::KernelChoice;
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Model};
+use bitnet_engine::sampler::SamplerConfig;
+use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session};
+use bitnet_engine::synth::{self, SynthShape};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "bitnet", version, about = "BitNet b1.58 ternary LLM inference from GGUF files")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Act {
+    Int8,
+    F32,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunOpts {
+    /// Activation mode of the BitLinear layers.
+    #[arg(long, value_enum, default_value = "int8")]
+    act: Act,
+    /// Worker threads for the matrix kernels.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// KV cache size in tokens (default: the model's context length, at most 4096).
+    #[arg(long)]
+    n_ctx: Option<usize>,
+    /// Use the scalar reference kernels instead of SIMD.
+    #[arg(long)]
+    scalar: bool,
+}
+
+impl RunOpts {
+    fn cpu(&self, model: &Model) -> CpuOptions {
+        CpuOptions {
+            act: if self.act == Act::F32 { ActMode::F32 } else { ActMode::Int8 },
+            kernels: if self.scalar { KernelChoice::Scalar } else { KernelChoice::Auto },
+            threads: self.threads,
+            n_ctx: Some(self.n_ctx.unwrap_or(model.config.n_ctx_train.min(4096))),
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct SampleOpts {
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    temp: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Do not stop generations that repeat themselves.
+    #[arg(long)]
+    no_loop_guard: bool,
+}
+
+impl SampleOpts {
+    fn options(&self, max_tokens: usize, greedy_default: bool) -> GenerateOptions {
+        let base = if greedy_default { SamplerConfig::greedy() } else { SamplerConfig::default() };
+        let mut opts = GenerateOptions {
+            max_tokens,
+            sampler: SamplerConfig {
+                temperature: self.temp.unwrap_or(base.temperature),
+                top_k: self.top_k.unwrap_or(base.top_k),
+                top_p: self.top_p.unwrap_or(base.top_p),
+                min_p: self.min_p.unwrap_or(base.min_p),
+                repetition_penalty: self.repeat_penalty.unwrap_or(base.repetition_penalty),
+                repeat_window: 64,
+                seed: self.seed,
+            },
+            stop: self.stop.clone(),
+            ..GenerateOptions::default()
+        };
+        if self.no_loop_guard {
+            opts.loop_guard = None;
+        }
+        opts
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Architecture, shapes, tensor types and sizes.
+    Info {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Token ids of a text, as a JSON array.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Parse special-token text such as <|eot_id|>.
+        #[arg(long)]
+        special: bool,
+        #[arg(long)]
+        no_bos: bool,
+    },
+    /// Logits after every token, as float32 .npy of shape [n_tokens, n_vocab].
+    Logits {
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated ids, used exactly as given (no BOS added).
+        #[arg(long)]
+        tokens: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Generate a continuation (greedy by default).
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(short = 'n', long = "max-tokens", default_value_t = 64)]
+        n: usize,
+        /// Wrap the prompt in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        /// Print JSON with the text, ids and timings.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        run: RunOpts,
+        #[command(flatten)]
+        sample: SampleOpts,
+    },
+    /// Interactive multi-turn chat in the terminal.
+    Chat {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
+        n: usize,
+        #[command(flatten)]
+        run: RunOpts,
+        #[command(flatten)]
+        sample: SampleOpts,
+    },
+    /// Write a random BitNet model (deterministic by seed).
+    Synth {
+        /// 2b4t, tiny, or H,FF,L,HEADS,KV,VOCAB.
+        #[arg(long)]
+        shape: String,
+        /// I2_S, TQ2_0, TQ1_0, F16 or F32.
+        #[arg(long)]
+        wtype: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Prefill and decode speed (median of several runs) and peak memory, as JSON.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error [{}]: {e}", e.kind());
+        std::process::exit(1);
+    }
+}
+
+fn load(path: &PathBuf) -> bitnet_engine::Result<LoadedModel> {
+    LoadedModel::from_path(path)
+}
+
+fn session(m: &LoadedModel, run: &RunOpts) -> Session {
+    let backend = CpuBackend::new(Arc::clone(&m.model), run.cpu(&m.model));
+    Session::new(Box::new(backend), Arc::clone(&m.tokenizer), Arc::clone(&m.template))
+}
+
+fn run(cli: Cli) -> bitnet_engine::Result<()> {
+    match cli.cmd {
+        Cmd::Info { model } => info(&model),
+        Cmd::Tokenize { model, text, special, no_bos } => {
+            let m = load(&model)?;
+            let ids = m.tokenizer.encode(&text, !no_bos && m.tokenizer.add_bos_default(), special)?;
+            println!("{}", serde_json::to_string(&ids).unwrap());
+            Ok(())
+        }
+        Cmd::Logits { model, tokens, out, run } => {
+            let ids: Vec<u32> = tokens
+                .split(',')
+                .map(|t| t.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bitnet_engine::Error::InvalidArgument(format!("--tokens '{tokens}' is not a comma-separated list of ids")))?;
+            let mut file = GgufFile::from_path(&model)?;
+            let model = Arc::new(Model::from_gguf(&mut file)?);
+            let mut opts = run.cpu(&model);
+            opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
+            let mut backend = CpuBackend::new(Arc::clone(&model), opts);
+            let logits = backend.forward(&ids, Logits::All)?;
+            write_npy(&out, &[ids.len() as u64, model.config.n_vocab as u64], &logits)?;
+            Ok(())
+        }
+        Cmd::Generate { model, prompt, n, chat, json, run, sample } => {
+            let m = load(&model)?;
+            let mut s = session(&m, &run);
+            let opts = sample.options(n, true);
+            let mut out = std::io::stdout();
+            let mut stream = |e: Event| {
+                if let (Event::Token { text, .. }, false) = (e, json) {
+                    print!("{text}");
+                    out.flush().ok();
+                }
+                Flow::Continue
+            };
+            let c = if chat {
+                s.chat(&[ChatMessage::user(prompt)], &opts, &mut stream)?
+            } else {
+                s.complete(&prompt, &opts, &mut stream)?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c).unwrap());
+            } else {
+                println!();
+            }
+            Ok(())
+        }
+        Cmd::Chat { model, system, n, run, sample } => chat(&model, system, n, &run, &sample),
+        Cmd::Synth { shape, wtype, seed, out } => {
+            let shape = SynthShape::parse(&shape)?;
+            let ty = GgmlType::from_name(&wtype)
+                .ok_or_else(|| bitnet_engine::Error::InvalidArgument(format!("--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32")))?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            synth::write_model(shape, ty, seed, &mut f)?;
+            f.flush()?;
+            eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(&out)?.len());
+            Ok(())
+        }
+        Cmd::Bench(args) => bench::run(args),
+    }
+}
+
+fn info(path: &PathBuf) -> bitnet_engine::Result<()> {
+    let file = GgufFile::from_path(path)?;
+    let md = &file.metadata;
+    let mut tensors = serde_json::Map::new();
+    let mut by_type: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for t in &file.tensors {
+        tensors.insert(
+            t.info.name.clone(),
+            serde_json::json!({"type": t.info.ty.name(), "dims": t.info.dims, "bytes": t.info.nbytes}),
+        );
+        let e = by_type.entry(t.info.ty.name().to_string()).or_default();
+        e.0 += 1;
+        e.1 += t.info.nbytes;
+    }
+    let config = bitnet_engine::model::ModelConfig::from_metadata(md);
+    let out = serde_json::json!({
+        "file": path.display().to_string(),
+        "gguf_version": file.version,
+        "architecture": md.get_str("general.architecture"),
+        "name": md.get_str("general.name"),
+        "config": config.as_ref().map(|c| serde_json::json!({
+            "n_embd": c.n_embd, "n_ff": c.n_ff, "n_layer": c.n_layer, "n_head": c.n_head,
+            "n_head_kv": c.n_head_kv, "head_dim": c.head_dim, "n_vocab": c.n_vocab,
+            "context_length": c.n_ctx_train, "rope_theta": c.rope_theta, "rms_eps": c.rms_eps,
+            "activation": format!("{:?}", c.activation).to_lowercase(),
+        })).map_err(|e| e.to_string()),
+        "tied_embeddings": file.tensor("output.weight").is_none(),
+        "tensor_types": by_type.iter().map(|(k, (n, b))| (k.clone(), serde_json::json!({"count": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+        "tensor_bytes": file.tensors.iter().map(|t| t.info.nbytes).sum::<u64>(),
+        "tensors": tensors,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    Ok(())
+}
+
+fn write_npy(path: &PathBuf, shape: &[u64], data: &[f32]) -> bitnet_engine::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::<f32>::new().default_dtype().shape(shape).writer(file).begin_nd()?;
+    w.extend(data.iter().copied())?;
+    w.finish()?;
+    Ok(())
+}
+
+fn chat(path: &PathBuf, system: Option<String>, n: usize, run: &RunOpts, sample: &SampleOpts) -> bitnet_engine::Result<()> {
+    let m = load(path)?;
+    let mut s = session(&m, run);
+    let opts = sample.options(n, false);
+    let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
+    eprintln!("{} — type a message, /reset to start over, Ctrl-D to quit.", s.backend().name());
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim() == "/reset" {
+            messages.retain(|m| m.role == "system");
+            s.reset();
+            continue;
+        }
+        messages.push(ChatMessage::user(line));
+        let mut out = std::io::stdout();
+        let c = s.chat(&messages, &opts, &mut |e| {
+            if let Event::Token { text, .. } = e {
+                print!("{text}");
+                out.flush().ok();
+            }
+            Flow::Continue
+        });
+        match c {
+            Ok(c) => {
+                println!();
+                eprintln!(
+                    "[{:?}: {} tokens, prefill {:.1} tok/s ({} cached), decode {:.1} tok/s]",
+                    c.finish_reason, c.usage.completion_tokens, c.usage.prefill_tps, c.usage.cached_tokens, c.usage.decode_tps
+                );
+                messages.push(ChatMessage::assistant(c.text));
+            }
+            Err(e) => {
+                eprintln!("error [{}]: {e}", e.kind());
+                messages.pop();
+            }
+        }
+    }
+}

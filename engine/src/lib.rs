@@ -10,5 +10,8 @@ pub mod chat;
 pub mod formats;
 pub mod kernels;
 pub mod model;
+pub mod sampler;
+pub mod session;
+pub mod synth;
 
 pub use error::{Error, Result};

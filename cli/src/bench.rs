@@ -1,0 +1,91 @@
+//! `bitnet bench`: prefill and decode tokens/s (medians) and peak memory.
+
+use bitnet_engine::kernels::KernelChoice;
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+use bitnet_engine::session::LoadedModel;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long)]
+    scalar: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
+    let load_start = Instant::now();
+    let m = LoadedModel::from_path(&a.model)?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let n_vocab = m.model.config.n_vocab as u32;
+    let mut backend = CpuBackend::new(
+        Arc::clone(&m.model),
+        CpuOptions {
+            act: ActMode::Int8,
+            kernels: if a.scalar { KernelChoice::Scalar } else { KernelChoice::Auto },
+            threads: a.threads,
+            n_ctx: Some(a.prompt_tokens + a.gen_tokens + 1),
+        },
+    );
+    // Fixed pseudo-random prompt ids: the speed does not depend on which tokens they are.
+    let prompt: Vec<u32> = (0..a.prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..a.runs.max(1) {
+        backend.truncate(0);
+        let t = Instant::now();
+        let mut logits = backend.forward(&prompt, Logits::Last)?;
+        prefill.push(a.prompt_tokens as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..a.gen_tokens {
+            let next = logits
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0 as u32;
+            logits = backend.forward(&[next], Logits::Last)?;
+        }
+        decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    let out = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "backend": backend.name(),
+        "threads": a.threads,
+        "prompt_tokens": a.prompt_tokens,
+        "gen_tokens": a.gen_tokens,
+        "runs": a.runs,
+        "prefill_tps": median(prefill.clone()),
+        "decode_tps": median(decode.clone()),
+        "prefill_tps_all": prefill,
+        "decode_tps_all": decode,
+        "load_s": load_s,
+        "weights_bytes": m.model.weights.size_bytes(),
+        "kv_cache_bytes": backend.kv_cache_bytes(),
+        "peak_rss_bytes": peak_rss(),
+    });
+    println!("{}", serde_json::to_string(&out).unwrap());
+    Ok(())
+}
