@@ -682,7 +682,7 @@ fn bad_dimensions() {
     bad_tensor(e, "huge", "too many elements");
     let e = err(&one_tensor("huge", &[u64::MAX, u64::MAX], F16, 0, 0));
     bad_tensor(e, "huge", "too many elements");
-    // ... or only the byte count would.
+    // ... or only passes the element cap (2^42 > 2^40).
     let e = err(&one_tensor("big", &[1 << 21, 1 << 21], F32, 0, 0));
     bad_tensor(e, "big", "too many elements");
 }
@@ -1181,6 +1181,22 @@ fn load_and_build(bytes: &[u8]) -> Result<(), Error> {
     Model::from_gguf(&mut f).map(|_| ())
 }
 
+/// Same load result: equal errors, or equal tensors (descriptions and bytes).
+fn same(a: &Result<GgufFile, Error>, b: &Result<GgufFile, Error>) -> bool {
+    match (a, b) {
+        (Err(x), Err(y)) => format!("{x:?}") == format!("{y:?}"),
+        (Ok(x), Ok(y)) => {
+            x.metadata.entries() == y.metadata.entries()
+                && x.tensors.len() == y.tensors.len()
+                && x.tensors
+                    .iter()
+                    .zip(&y.tensors)
+                    .all(|(s, t)| s.info == t.info && s.data[..] == t.data[..])
+        }
+        _ => false,
+    }
+}
+
 fn typed(e: &Error) -> bool {
     matches!(
         e.kind(),
@@ -1189,7 +1205,7 @@ fn typed(e: &Error) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_truncations_are_refused(at in any::<Index>(), in_header in any::<bool>()) {
@@ -1202,6 +1218,7 @@ proptest! {
     #[test]
     fn random_byte_flips_never_panic(
         flips in prop::collection::vec((any::<Index>(), any::<bool>(), 1u8..=255), 1..=8),
+        seed in any::<u64>(),
     ) {
         let mut bytes = relu2_tq2().to_vec();
         for (at, in_header, mask) in &flips {
@@ -1211,6 +1228,11 @@ proptest! {
         if let Err(e) = load_and_build(&bytes) {
             prop_assert!(typed(&e), "untyped error {:?}", e);
         }
+        // The push loader, fed random chunks, agrees with one push.
+        let len = Some(bytes.len() as u64);
+        let one = GgufFile::from_bytes(&bytes);
+        let chunked = stream(&bytes, len, random_chunks(seed));
+        prop_assert!(same(&one, &chunked), "{:?} / {:?}", one.as_ref().err(), chunked.as_ref().err());
     }
 
     #[test]

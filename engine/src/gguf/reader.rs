@@ -264,11 +264,16 @@ impl GgufLoader {
             .checked_add(prev_end)
             .ok_or_else(|| Error::Malformed("tensor data end overflows".into()))?;
         if let Some(len) = self.opts.expected_len {
-            if end > len {
-                let last = order.last().map(|&i| header.infos[i].name.clone());
+            // Name the first tensor cut off (a file without tensors needs no data, nor padding).
+            let cut = order
+                .iter()
+                .map(|&i| &header.infos[i])
+                .map(|t| (t, header.data_start + t.offset + t.nbytes))
+                .find(|&(_, t_end)| t_end > len);
+            if let Some((t, t_end)) = cut {
                 return Err(Error::BadTensor {
-                    name: last.unwrap_or_default(),
-                    reason: format!("its data ends at byte {end}, past the end of the {len}-byte file"),
+                    name: t.name.clone(),
+                    reason: format!("its data ends at byte {t_end}, past the end of the {len}-byte file"),
                 });
             }
         }
@@ -485,7 +490,10 @@ fn parse_header(buf: &[u8]) -> PResult<(Header, u64)> {
     for _ in 0..n_kv {
         let key = c.string("metadata key", MAX_KEY_LEN)?;
         let ty = c.u32()?;
-        let value = read_value(&mut c, ty, 0)?;
+        let value = read_value(&mut c, ty, 0).map_err(|e| match e {
+            Parse::Fail(Error::Malformed(m)) => Error::Malformed(format!("metadata '{key}': {m}")).into(),
+            other => other,
+        })?;
         if !metadata.insert(key.clone(), value) {
             return Err(Error::Malformed(format!("duplicate metadata key '{key}'")).into());
         }
