@@ -184,3 +184,6 @@ impl Cpu {
         f(0..n_rows, target);
     }
 }
+
+#[cfg(test)]
+mod tests;

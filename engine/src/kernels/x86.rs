@@ -10,6 +10,9 @@ use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+/// Software prefetch distance in bytes for weights streamed from memory.
+const PREFETCH_AHEAD: usize = 2048;
+
 pub fn detect() -> Option<Box<dyn Kernels>> {
     let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
     if !avx2 {
@@ -17,20 +20,26 @@ pub fn detect() -> Option<Box<dyn Kernels>> {
     }
     Some(Box::new(Avx2 {
         avx512: is_x86_feature_detected!("avx512f"),
+        vnni512: is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni"),
     }))
 }
 
 pub struct Avx2 {
     /// Use 512-bit F16→F32 conversion for the dense LM head.
     avx512: bool,
+    /// Use AVX-512 VNNI (`vpdpbusd`) for ternary matmul.
+    vnni512: bool,
 }
 
 impl Kernels for Avx2 {
     fn name(&self) -> &'static str {
-        if self.avx512 {
-            "avx2+avx512f"
-        } else {
-            "avx2"
+        match (self.vnni512, self.avx512) {
+            (true, _) => "avx512-vnni",
+            (false, true) => "avx2+avx512f",
+            _ => "avx2",
         }
     }
 
@@ -44,6 +53,10 @@ impl Kernels for Avx2 {
             // Per-block scales only come from unusual TQ files: the reference handles them.
             return scalar::ternary_rows(w, a, rows, out);
         };
+        if self.vnni512 {
+            // SAFETY: AVX-512 F/BW/VL/VNNI detected.
+            return unsafe { vnni::ternary_rows(w, scale, a, rows, out) };
+        }
         let n_tok = a.n_tok;
         for (i, r) in rows.enumerate() {
             let codes = w.row_codes(r);
@@ -74,6 +87,20 @@ impl Kernels for Avx2 {
             return scalar::dense_rows(w, x, n_tok, rows, out);
         }
         let cols = w.cols;
+        if self.avx512 && n_tok == 1 {
+            // Four rows at a time share each load of x.
+            let mut r = rows.start;
+            while r + 4 <= rows.end {
+                let i = r - rows.start;
+                // SAFETY: AVX-512F detected.
+                unsafe { dot4_f16_avx512(w, r, x, &mut out[i..i + 4]) };
+                r += 4;
+            }
+            for r in r..rows.end {
+                out[r - rows.start] = unsafe { dot_f16_avx512(w.row_bytes(r), x) };
+            }
+            return;
+        }
         for (i, r) in rows.enumerate() {
             let wb = w.row_bytes(r);
             for t in 0..n_tok {
@@ -219,6 +246,8 @@ unsafe fn dot_f16_avx512(w: &[u8], x: &[f32]) -> f32 {
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
     while i + 64 <= n {
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(i * 2 + PREFETCH_AHEAD).cast());
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(i * 2 + 64 + PREFETCH_AHEAD).cast());
         for k in 0..4 {
             let wv = _mm512_cvtph_ps(_mm256_loadu_si256(wp.add((i + 16 * k) * 2).cast()));
             acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x.as_ptr().add(i + 16 * k)), acc[k]);
@@ -232,4 +261,169 @@ unsafe fn dot_f16_avx512(w: &[u8], x: &[f32]) -> f32 {
         i += 1;
     }
     sum
+}
+
+/// Σ of four F16 rows (r..r+4) with x.
+#[target_feature(enable = "avx512f")]
+unsafe fn dot4_f16_avx512(w: &DenseMatrix, r: usize, x: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    let rows: [*const u8; 4] = std::array::from_fn(|k| w.row_bytes(r + k).as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for row in rows {
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(i * 2 + PREFETCH_AHEAD).cast());
+        }
+        let x0 = _mm512_loadu_ps(x.as_ptr().add(i));
+        let x1 = _mm512_loadu_ps(x.as_ptr().add(i + 16));
+        for k in 0..4 {
+            let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(rows[k].add(i * 2).cast()));
+            let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(rows[k].add(i * 2 + 32).cast()));
+            acc[k][0] = _mm512_fmadd_ps(w0, x0, acc[k][0]);
+            acc[k][1] = _mm512_fmadd_ps(w1, x1, acc[k][1]);
+        }
+        i += 32;
+    }
+    for k in 0..4 {
+        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]));
+        let row = w.row_bytes(r + k);
+        for j in i..n {
+            sum += half::f16::from_le_bytes([row[2 * j], row[2 * j + 1]]).to_f32() * x[j];
+        }
+        out[k] = sum;
+    }
+}
+
+/// AVX-512 VNNI ternary matmul. One 64-byte load holds two 128-blocks; shifting
+/// and masking gives, per 2-bit field g, elements 32g..32g+32 of both blocks, so
+/// the activations are first permuted to match (once per call, a few KB).
+mod vnni {
+    use super::*;
+
+    /// Activations of one token reordered per 256-value pair of blocks:
+    /// [A0 B0 A1 B1 A2 B2 A3 B3], A/B = the two blocks, 0..3 = 32-value groups.
+    fn permute(q: &[i8], out: &mut Vec<i8>) {
+        out.clear();
+        let pairs = q.len() / 256;
+        for p in 0..pairs {
+            let base = p * 256;
+            for g in 0..4 {
+                out.extend_from_slice(&q[base + 32 * g..base + 32 * g + 32]);
+                out.extend_from_slice(&q[base + 128 + 32 * g..base + 128 + 32 * g + 32]);
+            }
+        }
+        out.extend_from_slice(&q[pairs * 256..]);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn ternary_rows(w: &TernaryMatrix, scale: f32, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        let n_tok = a.n_tok;
+        let mut perm = Vec::with_capacity(a.q.len());
+        let mut one = Vec::with_capacity(a.cols);
+        for t in 0..n_tok {
+            permute(a.token(t), &mut one);
+            perm.extend_from_slice(&one);
+        }
+        let cols = a.cols;
+        for (i, r) in rows.enumerate() {
+            let codes = w.row_codes(r);
+            let o = &mut out[i * n_tok..(i + 1) * n_tok];
+            let mut t = 0;
+            while t < n_tok {
+                let n = (n_tok - t).min(8);
+                let mut dots = [0i32; 8];
+                let base = perm.as_ptr().add(t * cols);
+                match n {
+                    8 => dot_many::<8>(codes, base, cols, &mut dots),
+                    n if n >= 4 => {
+                        dot_many::<4>(codes, base, cols, &mut dots);
+                        for k in 4..n {
+                            dots[k] = dot_one(codes, base.add(k * cols));
+                        }
+                    }
+                    _ => {
+                        for k in 0..n {
+                            dots[k] = dot_one(codes, base.add(k * cols));
+                        }
+                    }
+                }
+                for k in 0..n {
+                    o[t + k] = (dots[k] - a.sum[t + k]) as f32 * scale * a.inv_scale[t + k];
+                }
+                t += n;
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn fields(w: __m512i) -> [__m512i; 4] {
+        let mask = _mm512_set1_epi8(3);
+        [
+            _mm512_and_si512(_mm512_srli_epi16(w, 6), mask),
+            _mm512_and_si512(_mm512_srli_epi16(w, 4), mask),
+            _mm512_and_si512(_mm512_srli_epi16(w, 2), mask),
+            _mm512_and_si512(w, mask),
+        ]
+    }
+
+    /// The odd last 128-block (activations kept in natural order there).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tail_block(codes: *const u8, q: *const i8) -> i32 {
+        let mask = _mm256_set1_epi8(3);
+        let w = _mm256_loadu_si256(codes.cast());
+        let mut acc = _mm256_setzero_si256();
+        for (g, sh) in [6, 4, 2, 0].into_iter().enumerate() {
+            let c = _mm256_and_si256(_mm256_srl_epi16(w, _mm_cvtsi32_si128(sh)), mask);
+            acc = _mm256_dpbusd_epi32(acc, c, _mm256_loadu_si256(q.add(32 * g).cast()));
+        }
+        hsum_i32(acc)
+    }
+
+    /// One token: four independent accumulators hide `vpdpbusd` latency.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot_one(codes: &[u8], q: *const i8) -> i32 {
+        let pairs = codes.len() / 64;
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for p in 0..pairs {
+            // Streaming from DRAM through 4 KiB pages: ask for the bytes ahead ourselves.
+            _mm_prefetch::<_MM_HINT_T0>(codes.as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD).cast());
+            let c = fields(_mm512_loadu_si512(codes.as_ptr().add(p * 64).cast()));
+            let qp = q.add(p * 256);
+            for g in 0..4 {
+                acc[g] = _mm512_dpbusd_epi32(acc[g], c[g], _mm512_loadu_si512(qp.add(64 * g).cast()));
+            }
+        }
+        let s = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+        let mut total = _mm512_reduce_add_epi32(s);
+        if codes.len() % 64 != 0 {
+            total += tail_block(codes.as_ptr().add(pairs * 64), q.add(pairs * 256));
+        }
+        total
+    }
+
+    /// N tokens (stride `cols`) share each decoded block of codes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot_many<const N: usize>(codes: &[u8], q: *const i8, cols: usize, dots: &mut [i32; 8]) {
+        let pairs = codes.len() / 64;
+        let mut acc = [_mm512_setzero_si512(); N];
+        for p in 0..pairs {
+            let c = fields(_mm512_loadu_si512(codes.as_ptr().add(p * 64).cast()));
+            for k in 0..N {
+                let qp = q.add(k * cols + p * 256);
+                let mut a = acc[k];
+                for g in 0..4 {
+                    a = _mm512_dpbusd_epi32(a, c[g], _mm512_loadu_si512(qp.add(64 * g).cast()));
+                }
+                acc[k] = a;
+            }
+        }
+        for k in 0..N {
+            dots[k] = _mm512_reduce_add_epi32(acc[k]);
+            if codes.len() % 64 != 0 {
+                dots[k] += tail_block(codes.as_ptr().add(pairs * 64), q.add(k * cols + pairs * 256));
+            }
+        }
+    }
 }
