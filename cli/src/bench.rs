@@ -46,13 +46,19 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         Arc::clone(&m.model),
         CpuOptions {
             act: ActMode::Int8,
-            kernels: if a.scalar { KernelChoice::Scalar } else { KernelChoice::Auto },
+            kernels: if a.scalar {
+                KernelChoice::Scalar
+            } else {
+                KernelChoice::Auto
+            },
             threads: a.threads,
             n_ctx: Some(a.prompt_tokens + a.gen_tokens + 1),
         },
     );
     // Fixed pseudo-random prompt ids: the speed does not depend on which tokens they are.
-    let prompt: Vec<u32> = (0..a.prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let prompt: Vec<u32> = (0..a.prompt_tokens as u32)
+        .map(|i| (i * 7919 + 13) % n_vocab)
+        .collect();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..a.runs.max(1) {
         backend.truncate(0);
@@ -64,7 +70,10 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
             let next = logits
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
                 .0 as u32;
             logits = backend.forward(&[next], Logits::Last)?;
         }

@@ -7,6 +7,7 @@ use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Mod
 use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session};
 use bitnet_engine::synth::{self, SynthShape};
+use bitnet_engine::tokenizer::{Tokenizer, VocabSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -15,7 +16,11 @@ use std::sync::Arc;
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "bitnet", version, about = "BitNet b1.58 ternary LLM inference from GGUF files")]
+#[command(
+    name = "bitnet",
+    version,
+    about = "BitNet b1.58 ternary LLM inference from GGUF files"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,8 +51,16 @@ struct RunOpts {
 impl RunOpts {
     fn cpu(&self, model: &Model) -> CpuOptions {
         CpuOptions {
-            act: if self.act == Act::F32 { ActMode::F32 } else { ActMode::Int8 },
-            kernels: if self.scalar { KernelChoice::Scalar } else { KernelChoice::Auto },
+            act: if self.act == Act::F32 {
+                ActMode::F32
+            } else {
+                ActMode::Int8
+            },
+            kernels: if self.scalar {
+                KernelChoice::Scalar
+            } else {
+                KernelChoice::Auto
+            },
             threads: self.threads,
             n_ctx: Some(self.n_ctx.unwrap_or(model.config.n_ctx_train.min(4096))),
         }
@@ -79,7 +92,11 @@ struct SampleOpts {
 
 impl SampleOpts {
     fn options(&self, max_tokens: usize, greedy_default: bool) -> GenerateOptions {
-        let base = if greedy_default { SamplerConfig::greedy() } else { SamplerConfig::default() };
+        let base = if greedy_default {
+            SamplerConfig::greedy()
+        } else {
+            SamplerConfig::default()
+        };
         let mut opts = GenerateOptions {
             max_tokens,
             sampler: SamplerConfig {
@@ -195,34 +212,66 @@ fn load(path: &PathBuf) -> bitnet_engine::Result<LoadedModel> {
 
 fn session(m: &LoadedModel, run: &RunOpts) -> Session {
     let backend = CpuBackend::new(Arc::clone(&m.model), run.cpu(&m.model));
-    Session::new(Box::new(backend), Arc::clone(&m.tokenizer), Arc::clone(&m.template))
+    Session::new(
+        Box::new(backend),
+        Arc::clone(&m.tokenizer),
+        Arc::clone(&m.template),
+    )
 }
 
 fn run(cli: Cli) -> bitnet_engine::Result<()> {
     match cli.cmd {
         Cmd::Info { model } => info(&model),
-        Cmd::Tokenize { model, text, special, no_bos } => {
-            let m = load(&model)?;
-            let ids = m.tokenizer.encode(&text, !no_bos && m.tokenizer.add_bos_default(), special)?;
+        Cmd::Tokenize {
+            model,
+            text,
+            special,
+            no_bos,
+        } => {
+            // Only the vocabulary is needed: vocabulary-only GGUFs work too.
+            let file = GgufFile::from_path(&model)?;
+            let tokenizer = Tokenizer::from_spec(&VocabSpec::from_metadata(&file.metadata)?)?;
+            let ids = tokenizer.encode(&text, !no_bos && tokenizer.add_bos_default(), special)?;
             println!("{}", serde_json::to_string(&ids).unwrap());
             Ok(())
         }
-        Cmd::Logits { model, tokens, out, run } => {
+        Cmd::Logits {
+            model,
+            tokens,
+            out,
+            run,
+        } => {
             let ids: Vec<u32> = tokens
                 .split(',')
                 .map(|t| t.trim().parse::<u32>())
                 .collect::<Result<_, _>>()
-                .map_err(|_| bitnet_engine::Error::InvalidArgument(format!("--tokens '{tokens}' is not a comma-separated list of ids")))?;
+                .map_err(|_| {
+                    bitnet_engine::Error::InvalidArgument(format!(
+                        "--tokens '{tokens}' is not a comma-separated list of ids"
+                    ))
+                })?;
             let mut file = GgufFile::from_path(&model)?;
             let model = Arc::new(Model::from_gguf(&mut file)?);
             let mut opts = run.cpu(&model);
             opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
             let mut backend = CpuBackend::new(Arc::clone(&model), opts);
             let logits = backend.forward(&ids, Logits::All)?;
-            write_npy(&out, &[ids.len() as u64, model.config.n_vocab as u64], &logits)?;
+            write_npy(
+                &out,
+                &[ids.len() as u64, model.config.n_vocab as u64],
+                &logits,
+            )?;
             Ok(())
         }
-        Cmd::Generate { model, prompt, n, chat, json, run, sample } => {
+        Cmd::Generate {
+            model,
+            prompt,
+            n,
+            chat,
+            json,
+            run,
+            sample,
+        } => {
             let m = load(&model)?;
             let mut s = session(&m, &run);
             let opts = sample.options(n, true);
@@ -246,15 +295,33 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             }
             Ok(())
         }
-        Cmd::Chat { model, system, n, run, sample } => chat(&model, system, n, &run, &sample),
-        Cmd::Synth { shape, wtype, seed, out } => {
+        Cmd::Chat {
+            model,
+            system,
+            n,
+            run,
+            sample,
+        } => chat(&model, system, n, &run, &sample),
+        Cmd::Synth {
+            shape,
+            wtype,
+            seed,
+            out,
+        } => {
             let shape = SynthShape::parse(&shape)?;
-            let ty = GgmlType::from_name(&wtype)
-                .ok_or_else(|| bitnet_engine::Error::InvalidArgument(format!("--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32")))?;
+            let ty = GgmlType::from_name(&wtype).ok_or_else(|| {
+                bitnet_engine::Error::InvalidArgument(format!(
+                    "--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32"
+                ))
+            })?;
             let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
             synth::write_model(shape, ty, seed, &mut f)?;
             f.flush()?;
-            eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(&out)?.len());
+            eprintln!(
+                "wrote {} ({} bytes)",
+                out.display(),
+                std::fs::metadata(&out)?.len()
+            );
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),
@@ -299,18 +366,31 @@ fn info(path: &PathBuf) -> bitnet_engine::Result<()> {
 fn write_npy(path: &PathBuf, shape: &[u64], data: &[f32]) -> bitnet_engine::Result<()> {
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::<f32>::new().default_dtype().shape(shape).writer(file).begin_nd()?;
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(file)
+        .begin_nd()?;
     w.extend(data.iter().copied())?;
     w.finish()?;
     Ok(())
 }
 
-fn chat(path: &PathBuf, system: Option<String>, n: usize, run: &RunOpts, sample: &SampleOpts) -> bitnet_engine::Result<()> {
+fn chat(
+    path: &PathBuf,
+    system: Option<String>,
+    n: usize,
+    run: &RunOpts,
+    sample: &SampleOpts,
+) -> bitnet_engine::Result<()> {
     let m = load(path)?;
     let mut s = session(&m, run);
     let opts = sample.options(n, false);
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
-    eprintln!("{} — type a message, /reset to start over, Ctrl-D to quit.", s.backend().name());
+    eprintln!(
+        "{} — type a message, /reset to start over, Ctrl-D to quit.",
+        s.backend().name()
+    );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -342,7 +422,11 @@ fn chat(path: &PathBuf, system: Option<String>, n: usize, run: &RunOpts, sample:
                 println!();
                 eprintln!(
                     "[{:?}: {} tokens, prefill {:.1} tok/s ({} cached), decode {:.1} tok/s]",
-                    c.finish_reason, c.usage.completion_tokens, c.usage.prefill_tps, c.usage.cached_tokens, c.usage.decode_tps
+                    c.finish_reason,
+                    c.usage.completion_tokens,
+                    c.usage.prefill_tps,
+                    c.usage.cached_tokens,
+                    c.usage.decode_tps
                 );
                 messages.push(ChatMessage::assistant(c.text));
             }

@@ -31,7 +31,13 @@ fn ternary(rows: usize, cols: usize) -> TernaryMatrix {
         .collect();
     let bytes = bitnet_engine::formats::i2s::quantize(&codes, 0.01);
     TernaryMatrix::from_tensor(Tensor {
-        info: TensorInfo { name: "w".into(), ty: GgmlType::I2S, dims: vec![cols as u64, rows as u64], offset: 0, nbytes: bytes.len() as u64 },
+        info: TensorInfo {
+            name: "w".into(),
+            ty: GgmlType::I2S,
+            dims: vec![cols as u64, rows as u64],
+            offset: 0,
+            nbytes: bytes.len() as u64,
+        },
         data: AlignedBuf::from_slice(&bytes),
     })
     .unwrap()
@@ -45,13 +51,23 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let reps = if choice == KernelChoice::Scalar { 3 } else { 15 };
-        for (label, rows, cols, n_tok) in [("ffn_up matvec", 6912, 2560, 1), ("ffn_down matvec", 2560, 6912, 1), ("ffn_up matmul x64", 6912, 2560, 64)] {
+        let reps = if choice == KernelChoice::Scalar {
+            3
+        } else {
+            15
+        };
+        for (label, rows, cols, n_tok) in [
+            ("ffn_up matvec", 6912, 2560, 1),
+            ("ffn_down matvec", 2560, 6912, 1),
+            ("ffn_up matmul x64", 6912, 2560, 64),
+        ] {
             if choice == KernelChoice::Scalar && n_tok > 1 {
                 continue;
             }
             let w = ternary(rows, cols);
-            let x: Vec<f32> = (0..cols * n_tok).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let x: Vec<f32> = (0..cols * n_tok)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
             let mut acts = QuantActs::default();
             cpu.quantize(&x, cols, &mut acts);
             let mut out = vec![0f32; rows * n_tok];
@@ -60,17 +76,31 @@ fn main() {
             let gbps = (rows * cols / 4) as f64 / ms / 1e6;
             println!("{{\"kernels\":\"{name}\",\"op\":\"ternary {label}\",\"rows\":{rows},\"cols\":{cols},\"tokens\":{n_tok},\"median_ms\":{ms:.3},\"weight_GBps\":{gbps:.2}}}");
         }
-        let (rows, cols) = (if choice == KernelChoice::Scalar { 16032 } else { 128256 }, 2560);
-        let vals: Vec<f32> = (0..rows * cols).map(|i| ((i * 13 % 17) as f32 - 8.0) / 64.0).collect();
+        let (rows, cols) = (
+            if choice == KernelChoice::Scalar {
+                16032
+            } else {
+                128256
+            },
+            2560,
+        );
+        let vals: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 64.0)
+            .collect();
         let head = DenseMatrix::from_f16(rows, cols, &vals);
         drop(vals);
         let x: Vec<f32> = (0..cols).map(|i| (i % 7) as f32 / 7.0).collect();
         let mut out = vec![0f32; rows];
         let mut tile = Vec::new();
-        let ms = median_ms(|| cpu.dense_matmul(&head, &x, 1, &mut out, &mut tile), reps.min(7));
+        let ms = median_ms(
+            || cpu.dense_matmul(&head, &x, 1, &mut out, &mut tile),
+            reps.min(7),
+        );
         let gbps = (rows * cols * 2) as f64 / ms / 1e6;
         println!("{{\"kernels\":\"{name}\",\"op\":\"f16 lm head matvec\",\"rows\":{rows},\"cols\":{cols},\"tokens\":1,\"median_ms\":{ms:.3},\"weight_GBps\":{gbps:.2}}}");
-        let x: Vec<f32> = (0..2560 * 64).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let x: Vec<f32> = (0..2560 * 64)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
         let mut acts = QuantActs::default();
         let ms = median_ms(|| cpu.quantize(&x, 2560, &mut acts), reps);
         println!("{{\"kernels\":\"{name}\",\"op\":\"quantize 64x2560\",\"median_ms\":{ms:.4}}}");

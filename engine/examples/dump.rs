@@ -5,5 +5,10 @@ fn main() {
         let s = format!("{v:?}");
         println!("{k} = {}", &s[..s.len().min(150)]);
     }
-    for t in &f.tensors { println!("{} {:?} {:?} off={} n={}", t.info.name, t.info.ty, t.info.dims, t.info.offset, t.info.nbytes); }
+    for t in &f.tensors {
+        println!(
+            "{} {:?} {:?} off={} n={}",
+            t.info.name, t.info.ty, t.info.dims, t.info.offset, t.info.nbytes
+        );
+    }
 }

@@ -34,7 +34,9 @@ pub enum Error {
     Template(String),
     #[error("the context is full: {needed} tokens needed, the KV cache holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },
-    #[error("the model needs {needed} bytes, more than the {limit} bytes this runtime can address")]
+    #[error(
+        "the model needs {needed} bytes, more than the {limit} bytes this runtime can address"
+    )]
     TooLarge { needed: u64, limit: u64 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -3,15 +3,15 @@
 //! Data flows one way: bytes → [`gguf`] reader → typed tensors ([`formats`]) →
 //! [`kernels`] → [`model`] forward pass → [`session`] (tokenize, template, sample).
 
-pub mod error;
-pub mod gguf;
-pub mod tokenizer;
 pub mod chat;
+pub mod error;
 pub mod formats;
+pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod sampler;
 pub mod session;
 pub mod synth;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

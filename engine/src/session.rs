@@ -142,7 +142,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(backend: Box<dyn Backend>, tokenizer: Arc<Tokenizer>, template: Arc<ChatTemplate>) -> Session {
+    pub fn new(
+        backend: Box<dyn Backend>,
+        tokenizer: Arc<Tokenizer>,
+        template: Arc<ChatTemplate>,
+    ) -> Session {
         Session {
             backend,
             tokenizer,
@@ -220,7 +224,8 @@ impl Session {
         let tokens = self.chat_tokens(messages)?;
         let completion = self.run(tokens, opts, on_event)?;
         self.history = messages.to_vec();
-        self.history.push(ChatMessage::assistant(completion.text.clone()));
+        self.history
+            .push(ChatMessage::assistant(completion.text.clone()));
         Ok(completion)
     }
 
@@ -237,9 +242,8 @@ impl Session {
                 let mut tokens = self.cached.clone();
                 // The reply's end-of-turn: sampled but not fed, or (after a length or
                 // loop stop) never produced; either way the template expects it here.
-                match self.unfed.or(self.tokenizer.eot()).or(self.tokenizer.eos()) {
-                    Some(eot) => tokens.push(eot),
-                    None => {}
+                if let Some(eot) = self.unfed.or(self.tokenizer.eot()).or(self.tokenizer.eos()) {
+                    tokens.push(eot)
                 }
                 tokens.extend(self.tokenizer.encode(&text, false, true)?);
                 return Ok(tokens);
@@ -283,8 +287,21 @@ impl Session {
         let mut logits = Vec::new();
         let mut done = 0;
         for part in todo.chunks(chunk) {
-            if on_event(Event::Prefill { done, total: todo.len() }) == Flow::Abort {
-                return Ok(self.finish(String::new(), Vec::new(), FinishReason::Aborted, tokens.len(), common, start, None, None));
+            if on_event(Event::Prefill {
+                done,
+                total: todo.len(),
+            }) == Flow::Abort
+            {
+                return Ok(self.finish(
+                    String::new(),
+                    Vec::new(),
+                    FinishReason::Aborted,
+                    tokens.len(),
+                    common,
+                    start,
+                    None,
+                    None,
+                ));
             }
             logits = self.backend.forward(part, Logits::Last)?;
             self.cached.extend_from_slice(part);
@@ -319,7 +336,11 @@ impl Session {
                 .stop
                 .iter()
                 .filter(|s| !s.is_empty())
-                .filter_map(|s| text[search_from..].find(s.as_str()).map(|p| search_from + p))
+                .filter_map(|s| {
+                    text[search_from..]
+                        .find(s.as_str())
+                        .map(|p| search_from + p)
+                })
                 .min();
             let safe = match hit {
                 Some(p) => p,
@@ -354,9 +375,21 @@ impl Session {
         }
         if text.len() > emitted && finish != FinishReason::Aborted {
             let piece = text[emitted..].to_string();
-            on_event(Event::Token { id: *generated.last().unwrap_or(&0), text: &piece });
+            on_event(Event::Token {
+                id: *generated.last().unwrap_or(&0),
+                text: &piece,
+            });
         }
-        Ok(self.finish(text, generated, finish, tokens.len(), common, start, Some(prefill_end), first_token_at))
+        Ok(self.finish(
+            text,
+            generated,
+            finish,
+            tokens.len(),
+            common,
+            start,
+            Some(prefill_end),
+            first_token_at,
+        ))
     }
 
     fn feed(&mut self, id: u32) -> Result<Vec<f32>> {
@@ -392,8 +425,16 @@ impl Session {
                 prefill_ms,
                 decode_ms,
                 ttft_ms: first_token.map_or(0.0, |f| ms(start, f)),
-                prefill_tps: if prefill_ms > 0.0 { prefilled as f64 * 1000.0 / prefill_ms } else { 0.0 },
-                decode_tps: if decode_ms > 0.0 && decoded > 0 { decoded as f64 * 1000.0 / decode_ms } else { 0.0 },
+                prefill_tps: if prefill_ms > 0.0 {
+                    prefilled as f64 * 1000.0 / prefill_ms
+                } else {
+                    0.0
+                },
+                decode_tps: if decode_ms > 0.0 && decoded > 0 {
+                    decoded as f64 * 1000.0 / decode_ms
+                } else {
+                    0.0
+                },
             },
             text,
             tokens,
@@ -406,7 +447,12 @@ impl Session {
 fn held_back(text: &str, stops: &[String]) -> usize {
     stops
         .iter()
-        .flat_map(|s| (1..s.len()).rev().filter(move |&k| s.is_char_boundary(k)).map(move |k| &s[..k]))
+        .flat_map(|s| {
+            (1..s.len())
+                .rev()
+                .filter(move |&k| s.is_char_boundary(k))
+                .map(move |k| &s[..k])
+        })
         .filter(|p| text.ends_with(p))
         .map(str::len)
         .max()

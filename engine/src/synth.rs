@@ -51,28 +51,58 @@ impl SynthShape {
             .split(',')
             .map(|x| x.trim().parse::<usize>())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::InvalidArgument(format!("shape '{s}': expected 2b4t, tiny or H,FF,L,HEADS,KV,VOCAB")))?;
+            .map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "shape '{s}': expected 2b4t, tiny or H,FF,L,HEADS,KV,VOCAB"
+                ))
+            })?;
         let [n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab] = v[..] else {
-            return Err(Error::InvalidArgument(format!("shape '{s}' needs six numbers")));
+            return Err(Error::InvalidArgument(format!(
+                "shape '{s}' needs six numbers"
+            )));
         };
-        let shape = SynthShape { n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab };
+        let shape = SynthShape {
+            n_embd,
+            n_ff,
+            n_layer,
+            n_head,
+            n_head_kv,
+            n_vocab,
+        };
         shape.validate()?;
         Ok(shape)
     }
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
-        if self.n_embd % 256 != 0 || self.n_ff % 256 != 0 || self.n_embd == 0 || self.n_ff == 0 {
-            return bad(format!("hidden {} and feed-forward {} must be non-zero multiples of 256", self.n_embd, self.n_ff));
+        if !self.n_embd.is_multiple_of(256)
+            || !self.n_ff.is_multiple_of(256)
+            || self.n_embd == 0
+            || self.n_ff == 0
+        {
+            return bad(format!(
+                "hidden {} and feed-forward {} must be non-zero multiples of 256",
+                self.n_embd, self.n_ff
+            ));
         }
-        if self.n_head == 0 || self.n_head_kv == 0 || self.n_embd % self.n_head != 0 || self.n_head % self.n_head_kv != 0 {
-            return bad(format!("{} heads / {} KV heads do not divide hidden {}", self.n_head, self.n_head_kv, self.n_embd));
+        if self.n_head == 0
+            || self.n_head_kv == 0
+            || !self.n_embd.is_multiple_of(self.n_head)
+            || !self.n_head.is_multiple_of(self.n_head_kv)
+        {
+            return bad(format!(
+                "{} heads / {} KV heads do not divide hidden {}",
+                self.n_head, self.n_head_kv, self.n_embd
+            ));
         }
-        if (self.n_embd / self.n_head) % 2 != 0 || self.n_layer == 0 {
+        if !(self.n_embd / self.n_head).is_multiple_of(2) || self.n_layer == 0 {
             return bad("head size must be even and there must be at least one layer".into());
         }
         if self.n_vocab < 259 {
-            return bad(format!("vocabulary {} is smaller than 256 bytes + 3 special tokens", self.n_vocab));
+            return bad(format!(
+                "vocabulary {} is smaller than 256 bytes + 3 special tokens",
+                self.n_vocab
+            ));
         }
         Ok(())
     }
@@ -80,7 +110,9 @@ impl SynthShape {
 
 /// GPT-2's byte → printable-character map (the alphabet of byte-level BPE vocabularies).
 fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable = |b: u8| {
+        (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
     if printable(b) {
         return b as char;
     }
@@ -96,7 +128,10 @@ fn vocabulary(n_vocab: usize) -> (Vec<String>, Vec<i32>, Vec<String>) {
     let mut merges = Vec::new();
     let letters: Vec<char> = "etaoinshrdlucmfwypvbgkjqxz".chars().collect();
     let space = byte_char(b' ');
-    let mut pairs: Vec<(String, String)> = letters.iter().map(|&c| (space.to_string(), c.to_string())).collect();
+    let mut pairs: Vec<(String, String)> = letters
+        .iter()
+        .map(|&c| (space.to_string(), c.to_string()))
+        .collect();
     for &a in &letters {
         for &b in &letters {
             pairs.push((a.to_string(), b.to_string()));
@@ -134,7 +169,9 @@ fn ternary_codes(rng: &mut ChaCha8Rng, n: usize) -> Vec<u8> {
 
 fn seeded(seed: u64, name: &str) -> ChaCha8Rng {
     // FNV-1a of the tensor name: each tensor's values depend only on (seed, name).
-    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     ChaCha8Rng::seed_from_u64(seed ^ h)
 }
 
@@ -143,7 +180,9 @@ fn f32_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
 }
 
 fn f16_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
-    v.into_iter().flat_map(|x| f16::from_f32(x).to_le_bytes()).collect()
+    v.into_iter()
+        .flat_map(|x| f16::from_f32(x).to_le_bytes())
+        .collect()
 }
 
 /// Encodes `rows × cols` ternary weights (codes, one scale) in `ty`.
@@ -155,15 +194,28 @@ fn encode_linear(ty: GgmlType, codes: &[u8], scale: f32) -> Result<Vec<u8>> {
         GgmlType::TQ1_0 => tq1_0::quantize(codes, &vec![scale; n / 256]),
         GgmlType::F16 => f16_bytes(codes.iter().map(|&c| (c as f32 - 1.0) * scale)),
         GgmlType::F32 => f32_bytes(codes.iter().map(|&c| (c as f32 - 1.0) * scale)),
-        GgmlType::BF16 => return Err(Error::InvalidArgument("BF16 linear weights are not synthesized".into())),
+        GgmlType::BF16 => {
+            return Err(Error::InvalidArgument(
+                "BF16 linear weights are not synthesized".into(),
+            ))
+        }
     })
 }
 
 /// Writes a random model to `out`. I2_S files use the `bitnet-b1.58` architecture
 /// (like the official 2B4T file), the others llama.cpp's `bitnet` with relu².
-pub fn write_model(shape: SynthShape, wtype: GgmlType, seed: u64, out: &mut impl std::io::Write) -> Result<()> {
+pub fn write_model(
+    shape: SynthShape,
+    wtype: GgmlType,
+    seed: u64,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
     shape.validate()?;
-    let arch = if wtype == GgmlType::I2S { "bitnet-b1.58" } else { "bitnet" };
+    let arch = if wtype == GgmlType::I2S {
+        "bitnet-b1.58"
+    } else {
+        "bitnet"
+    };
     let (tokens, types, merges) = vocabulary(shape.n_vocab);
     let n_vocab = tokens.len();
     let head_dim = shape.n_embd / shape.n_head;
@@ -181,11 +233,21 @@ pub fn write_model(shape: SynthShape, wtype: GgmlType, seed: u64, out: &mut impl
     ));
     let norm = |name: &str, n: usize| {
         let mut rng = seeded(seed, name);
-        (name.to_string(), GgmlType::F32, vec![n as u64], f32_bytes((0..n).map(|_| rng.random_range(0.8f32..1.2))))
+        (
+            name.to_string(),
+            GgmlType::F32,
+            vec![n as u64],
+            f32_bytes((0..n).map(|_| rng.random_range(0.8f32..1.2))),
+        )
     };
     payloads.push(norm("output_norm.weight", e));
     for l in 0..shape.n_layer {
-        for (name, n) in [("attn_norm", e), ("attn_sub_norm", e), ("ffn_norm", e), ("ffn_sub_norm", f)] {
+        for (name, n) in [
+            ("attn_norm", e),
+            ("attn_sub_norm", e),
+            ("ffn_norm", e),
+            ("ffn_sub_norm", f),
+        ] {
             payloads.push(norm(&format!("blk.{l}.{name}.weight"), n));
         }
         for (name, cols, rows) in [
@@ -202,20 +264,34 @@ pub fn write_model(shape: SynthShape, wtype: GgmlType, seed: u64, out: &mut impl
             let codes = ternary_codes(&mut rng, rows * cols);
             // Keeps activations near unit scale: Var(Σ t·x) ≈ 0.6·cols for unit x.
             let scale = 1.0 / (0.6 * cols as f32).sqrt();
-            payloads.push((full, wtype, vec![cols as u64, rows as u64], encode_linear(wtype, &codes, scale)?));
+            payloads.push((
+                full,
+                wtype,
+                vec![cols as u64, rows as u64],
+                encode_linear(wtype, &codes, scale)?,
+            ));
         }
     }
 
     let mut w = GgufWriter::default();
     let k = |s: &str| format!("{arch}.{s}");
     w.kv("general.architecture", Value::String(arch.into()))
-        .kv("general.name", Value::String(format!("synthetic-{arch}-{}L-{}d-{}-seed{seed}", shape.n_layer, e, wtype)))
+        .kv(
+            "general.name",
+            Value::String(format!(
+                "synthetic-{arch}-{}L-{}d-{}-seed{seed}",
+                shape.n_layer, e, wtype
+            )),
+        )
         .kv(&k("context_length"), Value::U32(4096))
         .kv(&k("embedding_length"), Value::U32(e as u32))
         .kv(&k("block_count"), Value::U32(shape.n_layer as u32))
         .kv(&k("feed_forward_length"), Value::U32(f as u32))
         .kv(&k("attention.head_count"), Value::U32(shape.n_head as u32))
-        .kv(&k("attention.head_count_kv"), Value::U32(shape.n_head_kv as u32))
+        .kv(
+            &k("attention.head_count_kv"),
+            Value::U32(shape.n_head_kv as u32),
+        )
         .kv(&k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
         .kv(&k("rope.freq_base"), Value::F32(500000.0))
         .kv(&k("rope.dimension_count"), Value::U32(head_dim as u32))
@@ -228,9 +304,18 @@ pub fn write_model(shape: SynthShape, wtype: GgmlType, seed: u64, out: &mut impl
         .kv("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
         .kv("tokenizer.ggml.token_type", Value::Array(Array::I32(types)))
         .kv("tokenizer.ggml.merges", Value::Array(Array::String(merges)))
-        .kv("tokenizer.ggml.bos_token_id", Value::U32(n_vocab as u32 - 3))
-        .kv("tokenizer.ggml.eos_token_id", Value::U32(n_vocab as u32 - 2))
-        .kv("tokenizer.ggml.eot_token_id", Value::U32(n_vocab as u32 - 1))
+        .kv(
+            "tokenizer.ggml.bos_token_id",
+            Value::U32(n_vocab as u32 - 3),
+        )
+        .kv(
+            "tokenizer.ggml.eos_token_id",
+            Value::U32(n_vocab as u32 - 2),
+        )
+        .kv(
+            "tokenizer.ggml.eot_token_id",
+            Value::U32(n_vocab as u32 - 1),
+        )
         .kv("tokenizer.ggml.add_bos_token", Value::Bool(true));
     for (name, ty, dims, data) in &payloads {
         w.tensor(name, *ty, dims, data);
@@ -248,36 +333,63 @@ pub fn model_bytes(shape: SynthShape, wtype: GgmlType, seed: u64) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::LoadedModel;
     use crate::gguf::GgufFile;
     use crate::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+    use crate::session::LoadedModel;
 
     #[test]
     fn every_format_loads_and_agrees() {
         let mut reference: Option<Vec<f32>> = None;
-        for ty in [GgmlType::F32, GgmlType::F16, GgmlType::TQ2_0, GgmlType::TQ1_0, GgmlType::I2S] {
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::TQ2_0,
+            GgmlType::TQ1_0,
+            GgmlType::I2S,
+        ] {
             let bytes = model_bytes(SynthShape::TINY, ty, 3).unwrap();
-            assert_eq!(bytes, model_bytes(SynthShape::TINY, ty, 3).unwrap(), "deterministic by seed");
+            assert_eq!(
+                bytes,
+                model_bytes(SynthShape::TINY, ty, 3).unwrap(),
+                "deterministic by seed"
+            );
             let m = LoadedModel::from_gguf(GgufFile::from_bytes(&bytes).unwrap()).unwrap();
-            let mut b = CpuBackend::new(m.model.clone(), CpuOptions { act: ActMode::F32, n_ctx: Some(16), ..Default::default() });
+            let mut b = CpuBackend::new(
+                m.model.clone(),
+                CpuOptions {
+                    act: ActMode::F32,
+                    n_ctx: Some(16),
+                    ..Default::default()
+                },
+            );
             let logits = b.forward(&[1, 2, 3, 300], Logits::All).unwrap();
             assert!(logits.iter().all(|v| v.is_finite()));
             match &reference {
                 None => reference = Some(logits),
                 Some(r) => {
-                    let max = r.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    let max = r
+                        .iter()
+                        .zip(&logits)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
                     // F16 and ternary scales round the f32 scale to f16 (TQ) or keep it (I2_S).
                     assert!(max < 2e-2, "{ty}: {max}");
                 }
             }
         }
-        assert_ne!(model_bytes(SynthShape::TINY, GgmlType::I2S, 3).unwrap(), model_bytes(SynthShape::TINY, GgmlType::I2S, 4).unwrap());
+        assert_ne!(
+            model_bytes(SynthShape::TINY, GgmlType::I2S, 3).unwrap(),
+            model_bytes(SynthShape::TINY, GgmlType::I2S, 4).unwrap()
+        );
     }
 
     #[test]
     fn shapes_parse() {
         assert_eq!(SynthShape::parse("2b4t").unwrap(), SynthShape::B2B4T);
-        assert_eq!(SynthShape::parse("256,768,2,4,2,512").unwrap(), SynthShape::TINY);
+        assert_eq!(
+            SynthShape::parse("256,768,2,4,2,512").unwrap(),
+            SynthShape::TINY
+        );
         assert!(SynthShape::parse("100,768,2,4,2,512").is_err());
         assert!(SynthShape::parse("256,768").is_err());
     }

@@ -2,13 +2,15 @@
 #![allow(dead_code)]
 
 use bitnet_engine::gguf::GgufFile;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Model};
 use bitnet_engine::kernels::KernelChoice;
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Model};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 pub fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -26,8 +28,17 @@ pub struct Reference {
 pub fn reference(family: &str) -> Reference {
     let text = std::fs::read_to_string(fixture(&format!("{family}.llamacpp-f32.json"))).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-    Reference { prompt: ids("prompt_tokens"), generated: ids("generated_tokens") }
+    let ids = |k: &str| {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    Reference {
+        prompt: ids("prompt_tokens"),
+        generated: ids("generated_tokens"),
+    }
 }
 
 pub fn load(name: &str) -> Arc<Model> {
@@ -36,25 +47,44 @@ pub fn load(name: &str) -> Arc<Model> {
 }
 
 pub fn backend(model: &Arc<Model>, act: ActMode, kernels: KernelChoice) -> CpuBackend {
-    CpuBackend::new(Arc::clone(model), CpuOptions { act, kernels, threads: 1, n_ctx: Some(256) })
+    CpuBackend::new(
+        Arc::clone(model),
+        CpuOptions {
+            act,
+            kernels,
+            threads: 1,
+            n_ctx: Some(256),
+        },
+    )
 }
 
 /// Logits after every token, all in one batch.
 pub fn all_logits(model: &Arc<Model>, act: ActMode, tokens: &[u32]) -> Vec<f32> {
-    backend(model, act, KernelChoice::Auto).forward(tokens, Logits::All).unwrap()
+    backend(model, act, KernelChoice::Auto)
+        .forward(tokens, Logits::All)
+        .unwrap()
 }
 
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
 /// (max abs diff, fraction of rows whose argmax agrees)
 pub fn compare(ours: &[f32], reference: &[f32], n_vocab: usize) -> (f32, f64) {
     assert_eq!(ours.len(), reference.len());
-    let max = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let rows = ours.len() / n_vocab;
     let agree = (0..rows)
-        .filter(|&r| argmax(&ours[r * n_vocab..(r + 1) * n_vocab]) == argmax(&reference[r * n_vocab..(r + 1) * n_vocab]))
+        .filter(|&r| {
+            argmax(&ours[r * n_vocab..(r + 1) * n_vocab])
+                == argmax(&reference[r * n_vocab..(r + 1) * n_vocab])
+        })
         .count();
     (max, agree as f64 / rows as f64)
 }

@@ -690,7 +690,7 @@ fn bad_dimensions() {
 #[test]
 fn bad_offsets() {
     // Offsets near u64::MAX: offset + size overflows.
-    for offset in [u64::MAX - 31, u64::MAX & !63, 1 << 63] {
+    for offset in [u64::MAX - 31, !63, 1 << 63] {
         let e = err(&one_tensor("far", &[8], F32, offset, 64));
         bad_tensor(e, "far", "out of range");
     }

@@ -15,12 +15,18 @@ fn tokens(family: &str) -> Vec<u32> {
 fn check_f32(model_file: &str, family: &str) {
     let model = load(model_file);
     let ours = all_logits(&model, ActMode::F32, &tokens(family));
-    for reference_file in [format!("{family}.llamacpp-f32.logits.npy"), format!("{family}.ref-exact.npy")] {
+    for reference_file in [
+        format!("{family}.llamacpp-f32.logits.npy"),
+        format!("{family}.ref-exact.npy"),
+    ] {
         let (shape, reference) = npy(&reference_file);
         assert_eq!(shape, vec![39, VOCAB]);
         let (max, agree) = compare(&ours, &reference, VOCAB);
         println!("{model_file} f32 vs {reference_file}: max abs diff {max:.2e}, argmax agreement {agree:.3}");
-        assert!(max <= 1e-2, "{model_file} f32 vs {reference_file}: max abs diff {max}");
+        assert!(
+            max <= 1e-2,
+            "{model_file} f32 vs {reference_file}: max abs diff {max}"
+        );
     }
 }
 
@@ -53,7 +59,10 @@ fn check_int8_unfolded(model_file: &str, family: &str) {
     let (max_before, _) = compare(&ours[..before], &reference[..before], VOCAB);
     let (max, agree) = compare(&ours, &reference, VOCAB);
     println!("{model_file} int8 vs ref-int8: rows < {FIRST_TIE_ROW} max {max_before:.2e}; all rows max {max:.2e}, argmax {agree:.3}");
-    assert!(max_before <= 2e-2, "{model_file} int8 before the tie: {max_before}");
+    assert!(
+        max_before <= 2e-2,
+        "{model_file} int8 before the tie: {max_before}"
+    );
     assert!(max <= 0.148, "{model_file} int8 overall: {max}");
     assert!(agree >= 0.95, "{model_file} int8: argmax agreement {agree}");
 }
@@ -99,20 +108,22 @@ fn i2s_run_through_bitnetcpp_agrees() {
     let (_, bitnetcpp) = npy("tiny-silu-fold-bitnet-I2_S.bitnetcpp.logits.npy");
     let (max_b, agree_b) = compare(&ours, &bitnetcpp, VOCAB);
     println!("{file} int8 vs bitnet.cpp: max {max_b:.3e}, argmax {agree_b:.3}");
-    assert!(max_b <= 0.25 && agree_b >= 0.9, "vs bitnet.cpp: {max_b} {agree_b}");
+    assert!(
+        max_b <= 0.25 && agree_b >= 0.9,
+        "vs bitnet.cpp: {max_b} {agree_b}"
+    );
     let ours_f32 = all_logits(&model, ActMode::F32, &tokens);
     let (_, exact) = npy("tiny-silu-fold.ref-exact.npy");
     let (max_e, _) = compare(&ours_f32, &exact, VOCAB);
     assert!(max_e <= 1e-2, "f32 vs ref-exact: {max_e}");
 }
 
-
 /// Greedy decoding in f32 mode reproduces llama.cpp's 16 generated tokens.
 #[test]
 fn greedy_continuation_matches_llamacpp() {
-    use bitnet_engine::session::{Flow, GenerateOptions, LoadedModel, Session};
-    use bitnet_engine::sampler::SamplerConfig;
     use bitnet_engine::model::CpuBackend;
+    use bitnet_engine::sampler::SamplerConfig;
+    use bitnet_engine::session::{Flow, GenerateOptions, LoadedModel, Session};
     for (file, family) in [
         ("tiny-silu-F16.gguf", "tiny-silu"),
         ("tiny-relu2-TQ2_0.gguf", "tiny-relu2"),
@@ -121,10 +132,24 @@ fn greedy_continuation_matches_llamacpp() {
     ] {
         let r = reference(family);
         let m = LoadedModel::from_path(fixture(file)).unwrap();
-        let backend = CpuBackend::new(m.model.clone(), bitnet_engine::model::CpuOptions { act: ActMode::F32, n_ctx: Some(64), ..Default::default() });
+        let backend = CpuBackend::new(
+            m.model.clone(),
+            bitnet_engine::model::CpuOptions {
+                act: ActMode::F32,
+                n_ctx: Some(64),
+                ..Default::default()
+            },
+        );
         let mut s = Session::new(Box::new(backend), m.tokenizer.clone(), m.template.clone());
-        let opts = GenerateOptions { max_tokens: r.generated.len(), sampler: SamplerConfig::greedy(), loop_guard: None, ..Default::default() };
-        let c = s.complete_tokens(&r.prompt, &opts, &mut |_| Flow::Continue).unwrap();
+        let opts = GenerateOptions {
+            max_tokens: r.generated.len(),
+            sampler: SamplerConfig::greedy(),
+            loop_guard: None,
+            ..Default::default()
+        };
+        let c = s
+            .complete_tokens(&r.prompt, &opts, &mut |_| Flow::Continue)
+            .unwrap();
         assert_eq!(c.tokens, r.generated, "{file}");
     }
 }

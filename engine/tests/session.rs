@@ -15,13 +15,24 @@ fn session(n_ctx: usize) -> (LoadedModel, Session) {
 
 fn session_on(file: &str, n_ctx: usize) -> (LoadedModel, Session) {
     let m = LoadedModel::from_path(fixture(file)).unwrap();
-    let backend = CpuBackend::new(m.model.clone(), CpuOptions { n_ctx: Some(n_ctx), ..Default::default() });
+    let backend = CpuBackend::new(
+        m.model.clone(),
+        CpuOptions {
+            n_ctx: Some(n_ctx),
+            ..Default::default()
+        },
+    );
     let s = Session::new(Box::new(backend), m.tokenizer.clone(), m.template.clone());
     (m, s)
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_tokens, sampler: SamplerConfig::greedy(), loop_guard: None, ..Default::default() }
+    GenerateOptions {
+        max_tokens,
+        sampler: SamplerConfig::greedy(),
+        loop_guard: None,
+        ..Default::default()
+    }
 }
 
 fn go(_: Event) -> Flow {
@@ -31,25 +42,50 @@ fn go(_: Event) -> Flow {
 #[test]
 fn second_turn_prefills_only_the_new_tokens_and_matches_a_fresh_session() {
     let (m, mut s) = session(512);
-    let mut conv = vec![ChatMessage::system("Be brief."), ChatMessage::user("Hello there")];
+    let mut conv = vec![
+        ChatMessage::system("Be brief."),
+        ChatMessage::user("Hello there"),
+    ];
     let first = s.chat(&conv, &greedy(8), &mut go).unwrap();
     assert_eq!(first.usage.cached_tokens, 0);
     conv.push(ChatMessage::assistant(first.text.clone()));
     conv.push(ChatMessage::user("And then?"));
     let in_cache = s.cached_tokens().len();
     let second = s.chat(&conv, &greedy(8), &mut go).unwrap();
-    assert_eq!(second.usage.cached_tokens, in_cache, "the whole first turn is reused");
-    assert!(second.usage.prompt_tokens - second.usage.cached_tokens < 20, "only the new turn is prefilled");
+    assert_eq!(
+        second.usage.cached_tokens, in_cache,
+        "the whole first turn is reused"
+    );
+    assert!(
+        second.usage.prompt_tokens - second.usage.cached_tokens < 20,
+        "only the new turn is prefilled"
+    );
 
     // The KV cache holds exactly what a fresh prefill of the same tokens would: same next tokens.
     let tokens = s.cached_tokens().to_vec();
-    let mut fresh = CpuBackend::new(m.model.clone(), CpuOptions { n_ctx: Some(512), ..Default::default() });
-    let mut again = CpuBackend::new(m.model.clone(), CpuOptions { n_ctx: Some(512), ..Default::default() });
+    let mut fresh = CpuBackend::new(
+        m.model.clone(),
+        CpuOptions {
+            n_ctx: Some(512),
+            ..Default::default()
+        },
+    );
+    let mut again = CpuBackend::new(
+        m.model.clone(),
+        CpuOptions {
+            n_ctx: Some(512),
+            ..Default::default()
+        },
+    );
     let split = in_cache;
     again.forward(&tokens[..split], Logits::Last).unwrap();
     let a = again.forward(&tokens[split..], Logits::Last).unwrap();
     let b = fresh.forward(&tokens, Logits::Last).unwrap();
-    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(max < 1e-4, "incremental vs batch prefill: {max}");
 }
 
@@ -57,12 +93,37 @@ fn second_turn_prefills_only_the_new_tokens_and_matches_a_fresh_session() {
 fn regenerate_reuses_the_prompt_and_same_seed_gives_same_text() {
     let (_, mut s) = session(512);
     let conv = vec![ChatMessage::user("Tell me a story")];
-    let opts = GenerateOptions { max_tokens: 12, sampler: SamplerConfig { seed: 5, temperature: 1.0, ..Default::default() }, loop_guard: None, ..Default::default() };
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig {
+            seed: 5,
+            temperature: 1.0,
+            ..Default::default()
+        },
+        loop_guard: None,
+        ..Default::default()
+    };
     let a = s.chat(&conv, &opts, &mut go).unwrap();
     let b = s.chat(&conv, &opts, &mut go).unwrap();
     assert_eq!(a.text, b.text);
-    assert_eq!(b.usage.cached_tokens, b.usage.prompt_tokens - 1, "only the last prompt token is re-fed");
-    let c = s.chat(&conv, &GenerateOptions { sampler: SamplerConfig { seed: 6, ..opts.sampler.clone() }, ..opts.clone() }, &mut go).unwrap();
+    assert_eq!(
+        b.usage.cached_tokens,
+        b.usage.prompt_tokens - 1,
+        "only the last prompt token is re-fed"
+    );
+    let c = s
+        .chat(
+            &conv,
+            &GenerateOptions {
+                sampler: SamplerConfig {
+                    seed: 6,
+                    ..opts.sampler.clone()
+                },
+                ..opts.clone()
+            },
+            &mut go,
+        )
+        .unwrap();
     assert_ne!(a.tokens, c.tokens, "another seed, another sample");
 }
 
@@ -86,13 +147,18 @@ fn streamed_pieces_concatenate_to_the_text() {
 #[test]
 fn stop_string_cuts_the_text_and_is_never_streamed() {
     let (_, mut s) = session(512);
-    let full = s.complete("The quick brown fox", &greedy(24), &mut go).unwrap();
+    let full = s
+        .complete("The quick brown fox", &greedy(24), &mut go)
+        .unwrap();
     // Pick a stop string from the middle of what greedy decoding produces.
     let chars: Vec<char> = full.text.chars().collect();
     let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
     let cut = full.text.find(&stop).unwrap();
     let mut streamed = String::new();
-    let opts = GenerateOptions { stop: vec![stop.clone()], ..greedy(24) };
+    let opts = GenerateOptions {
+        stop: vec![stop.clone()],
+        ..greedy(24)
+    };
     let c = s
         .complete("The quick brown fox", &opts, &mut |e| {
             if let Event::Token { text, .. } = e {
@@ -103,7 +169,10 @@ fn stop_string_cuts_the_text_and_is_never_streamed() {
         .unwrap();
     assert_eq!(c.finish_reason, FinishReason::Stop);
     assert_eq!(c.text, full.text[..cut]);
-    assert_eq!(streamed, c.text, "nothing of the stop string leaks into the stream");
+    assert_eq!(
+        streamed, c.text,
+        "nothing of the stop string leaks into the stream"
+    );
 }
 
 #[test]
@@ -113,7 +182,10 @@ fn loop_guard_ends_a_repeating_generation() {
     let prompt = "The quick brown fox jumps over the lazy dog. Hello world!";
     let unguarded = s.complete(prompt, &greedy(200), &mut go).unwrap();
     assert_eq!(unguarded.finish_reason, FinishReason::Length);
-    let opts = GenerateOptions { loop_guard: Some(LoopGuard::default()), ..greedy(200) };
+    let opts = GenerateOptions {
+        loop_guard: Some(LoopGuard::default()),
+        ..greedy(200)
+    };
     let c = s.complete(prompt, &opts, &mut go).unwrap();
     assert_eq!(c.finish_reason, FinishReason::Loop);
     assert!(c.tokens.len() < 200);
@@ -124,7 +196,10 @@ fn loop_guard_ends_a_repeating_generation() {
 fn abort_during_prefill_and_decode_leaves_the_session_usable() {
     let (_, mut s) = session(512);
     let long: String = "word ".repeat(100);
-    let opts = GenerateOptions { prefill_chunk: 16, ..greedy(10) };
+    let opts = GenerateOptions {
+        prefill_chunk: 16,
+        ..greedy(10)
+    };
     let mut seen = 0;
     let c = s
         .complete(&long, &opts, &mut |e| {
@@ -139,7 +214,11 @@ fn abort_during_prefill_and_decode_leaves_the_session_usable() {
         .unwrap();
     assert_eq!(c.finish_reason, FinishReason::Aborted);
     assert!(c.tokens.is_empty() && seen == 3);
-    assert_eq!(s.cached_tokens().len(), 32, "the prefilled chunks stay cached");
+    assert_eq!(
+        s.cached_tokens().len(),
+        32,
+        "the prefilled chunks stay cached"
+    );
 
     let mut n = 0;
     let c = s
@@ -156,17 +235,30 @@ fn abort_during_prefill_and_decode_leaves_the_session_usable() {
     assert_eq!(c.finish_reason, FinishReason::Aborted);
     // A token that ends mid-character streams nothing, so 3 pieces may take more tokens.
     assert!((3..=5).contains(&c.tokens.len()), "{}", c.tokens.len());
-    let after = s.complete("The quick brown fox", &greedy(10), &mut go).unwrap();
+    let after = s
+        .complete("The quick brown fox", &greedy(10), &mut go)
+        .unwrap();
     assert_eq!(after.tokens.len(), 10);
 }
 
 #[test]
 fn full_context_is_a_clear_error_or_finish_reason() {
     let (_, mut s) = session_on("tiny-silu-TQ2_0.gguf", 32);
-    let err = s.complete(&"word ".repeat(40), &greedy(4), &mut go).unwrap_err();
-    assert!(matches!(err, Error::ContextFull { capacity: 32, .. }), "{err}");
+    let err = s
+        .complete(&"word ".repeat(40), &greedy(4), &mut go)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ContextFull { capacity: 32, .. }),
+        "{err}"
+    );
     assert_eq!(err.kind(), "context-full");
-    let c = s.complete("The quick brown fox jumps over the lazy dog. Hello world!", &greedy(100), &mut go).unwrap();
+    let c = s
+        .complete(
+            "The quick brown fox jumps over the lazy dog. Hello world!",
+            &greedy(100),
+            &mut go,
+        )
+        .unwrap();
     assert_eq!(c.finish_reason, FinishReason::ContextFull);
     assert_eq!(s.cached_tokens().len(), 32);
 }
@@ -175,7 +267,18 @@ fn full_context_is_a_clear_error_or_finish_reason() {
 fn int8_and_f32_modes_agree_on_a_fixture_prompt() {
     let m = LoadedModel::from_path(fixture("tiny-b158-I2_S.gguf")).unwrap();
     let tokens = common::reference("tiny-relu2-fold").prompt;
-    let run = |act| CpuBackend::new(m.model.clone(), CpuOptions { act, n_ctx: Some(64), ..Default::default() }).forward(&tokens, Logits::Last).unwrap();
+    let run = |act| {
+        CpuBackend::new(
+            m.model.clone(),
+            CpuOptions {
+                act,
+                n_ctx: Some(64),
+                ..Default::default()
+            },
+        )
+        .forward(&tokens, Logits::Last)
+        .unwrap()
+    };
     let (a, b) = (run(ActMode::Int8), run(ActMode::F32));
     assert_eq!(common::argmax(&a), common::argmax(&b));
 }

@@ -36,7 +36,10 @@ pub fn pack_codes(codes: &[u8], out: &mut Vec<u8>) {
     for blk in codes.chunks_exact(BLOCK) {
         for b in 0..32 {
             out.push(
-                (blk[b] & 3) << 6 | (blk[32 + b] & 3) << 4 | (blk[64 + b] & 3) << 2 | (blk[96 + b] & 3),
+                (blk[b] & 3) << 6
+                    | (blk[32 + b] & 3) << 4
+                    | (blk[64 + b] & 3) << 2
+                    | (blk[96 + b] & 3),
             );
         }
     }

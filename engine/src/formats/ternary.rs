@@ -87,7 +87,7 @@ impl TernaryMatrix {
         let cols = info.dims[0] as usize;
         let rows = (info.n_elements() / info.dims[0]) as usize;
         let n = rows * cols;
-        if cols % i2s::BLOCK != 0 {
+        if !cols.is_multiple_of(i2s::BLOCK) {
             return Err(Error::BadTensor {
                 name: info.name,
                 reason: format!("row length {cols} is not a multiple of 128"),
@@ -114,7 +114,9 @@ impl TernaryMatrix {
                 let mut blk = [0u8; tq2_0::BLOCK_BYTES];
                 for i in 0..n / tq2_0::BLOCK {
                     // Output block i is at 64·i ≤ 66·i: copying the input first makes it safe in place.
-                    blk.copy_from_slice(&data[i * tq2_0::BLOCK_BYTES..(i + 1) * tq2_0::BLOCK_BYTES]);
+                    blk.copy_from_slice(
+                        &data[i * tq2_0::BLOCK_BYTES..(i + 1) * tq2_0::BLOCK_BYTES],
+                    );
                     scales.push(f16::from_le_bytes([blk[64], blk[65]]).to_f32());
                     for (o, &b) in data[i * 64..i * 64 + 64].iter_mut().zip(&blk[..64]) {
                         *o = reverse_fields(b);

@@ -56,7 +56,7 @@ pub fn quantize(codes: &[u8], block_scales: &[f32]) -> Vec<u8> {
             // Most significant trit first, then scaled to a fraction of 256, rounding up
             // so that the multiply-and-carry read recovers every digit.
             let q = d5.iter().fold(0u16, |q, &t| q * 3 + t as u16);
-            out.push(((q * 256 + 242) / 243) as u8);
+            out.push((q * 256).div_ceil(243) as u8);
         }
         out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
     }
@@ -68,8 +68,11 @@ mod tests {
     #[test]
     fn every_five_trit_byte_round_trips() {
         for q in 0..243u16 {
-            let digits: Vec<u8> = (0..5).rev().map(|i| ((q / 3u16.pow(i)) % 3) as u8).collect();
-            let byte = ((q * 256 + 242) / 243) as u8;
+            let digits: Vec<u8> = (0..5)
+                .rev()
+                .map(|i| ((q / 3u16.pow(i)) % 3) as u8)
+                .collect();
+            let byte = (q * 256).div_ceil(243) as u8;
             for (n, &d) in digits.iter().enumerate() {
                 assert_eq!(super::trit(byte, n), d, "q={q} n={n}");
             }

@@ -273,7 +273,9 @@ impl GgufLoader {
             if let Some((t, t_end)) = cut {
                 return Err(Error::BadTensor {
                     name: t.name.clone(),
-                    reason: format!("its data ends at byte {t_end}, past the end of the {len}-byte file"),
+                    reason: format!(
+                        "its data ends at byte {t_end}, past the end of the {len}-byte file"
+                    ),
                 });
             }
         }
@@ -491,7 +493,9 @@ fn parse_header(buf: &[u8]) -> PResult<(Header, u64)> {
         let key = c.string("metadata key", MAX_KEY_LEN)?;
         let ty = c.u32()?;
         let value = read_value(&mut c, ty, 0).map_err(|e| match e {
-            Parse::Fail(Error::Malformed(m)) => Error::Malformed(format!("metadata '{key}': {m}")).into(),
+            Parse::Fail(Error::Malformed(m)) => {
+                Error::Malformed(format!("metadata '{key}': {m}")).into()
+            }
             other => other,
         })?;
         if !metadata.insert(key.clone(), value) {
@@ -521,7 +525,10 @@ fn parse_header(buf: &[u8]) -> PResult<(Header, u64)> {
         let name = c.string("tensor name", MAX_KEY_LEN)?;
         let n_dims = c.u32()?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(bad(&name, format!("has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
+            return Err(bad(
+                &name,
+                format!("has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+            ));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -543,17 +550,31 @@ fn parse_header(buf: &[u8]) -> PResult<(Header, u64)> {
         if dims[0] % ty.block_len() != 0 {
             return Err(bad(
                 &name,
-                format!("row length {} is not a multiple of {}'s block of {}", dims[0], ty, ty.block_len()),
+                format!(
+                    "row length {} is not a multiple of {}'s block of {}",
+                    dims[0],
+                    ty,
+                    ty.block_len()
+                ),
             ));
         }
         let nbytes = ty
             .nbytes(n_elements)
             .ok_or_else(|| bad(&name, "its byte size overflows".into()))?;
         if offset % alignment != 0 {
-            return Err(bad(&name, format!("offset {offset} is not aligned to {alignment}")));
+            return Err(bad(
+                &name,
+                format!("offset {offset} is not aligned to {alignment}"),
+            ));
         }
-        if offset.checked_add(nbytes).is_none_or(|end| end > MAX_ELEMENTS * 4) {
-            return Err(bad(&name, format!("offset {offset} + size {nbytes} is out of range")));
+        if offset
+            .checked_add(nbytes)
+            .is_none_or(|end| end > MAX_ELEMENTS * 4)
+        {
+            return Err(bad(
+                &name,
+                format!("offset {offset} + size {nbytes} is out of range"),
+            ));
         }
         if !names.insert(name.clone()) {
             return Err(Error::Malformed(format!("duplicate tensor name '{name}'")).into());
@@ -678,7 +699,9 @@ fn read_array(c: &mut Cursor, depth: u32) -> PResult<Array> {
         11 => fixed!(I64, i64),
         12 => fixed!(F64, f64),
         other => {
-            return Err(Error::Malformed(format!("unknown metadata array item type {other}")).into())
+            return Err(
+                Error::Malformed(format!("unknown metadata array item type {other}")).into(),
+            )
         }
     })
 }

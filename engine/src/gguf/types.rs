@@ -47,7 +47,10 @@ impl GgmlType {
             GgmlType::I2S,
         ]
         .into_iter()
-        .find(|t| t.name().eq_ignore_ascii_case(name) || (name.eq_ignore_ascii_case("I2S") && *t == GgmlType::I2S))
+        .find(|t| {
+            t.name().eq_ignore_ascii_case(name)
+                || (name.eq_ignore_ascii_case("I2S") && *t == GgmlType::I2S)
+        })
     }
 
     /// Resolves a type id read from a file, naming the tensor in the error.
@@ -80,7 +83,7 @@ impl GgmlType {
     /// Bytes taken by `n` elements, `None` when `n` is not a whole number of blocks
     /// or the size overflows.
     pub fn nbytes(self, n: u64) -> Option<u64> {
-        if n % self.block_len() != 0 {
+        if !n.is_multiple_of(self.block_len()) {
             return None;
         }
         match self {

@@ -18,7 +18,9 @@ impl VocabSpec {
         let token_types = match md.get_array("tokenizer.ggml.token_type") {
             Some(a) => a
                 .to_i64_vec()
-                .ok_or_else(|| Error::Tokenizer("tokenizer.ggml.token_type is not an integer array".into()))?
+                .ok_or_else(|| {
+                    Error::Tokenizer("tokenizer.ggml.token_type is not an integer array".into())
+                })?
                 .into_iter()
                 .map(|t| t as i32)
                 .collect(),
@@ -39,7 +41,9 @@ impl VocabSpec {
             match md.get_u64(k) {
                 None => Ok(None),
                 Some(v) if (v as usize) < tokens.len() => Ok(Some(v as u32)),
-                Some(v) => Err(Error::Tokenizer(format!("{k} = {v} is outside the vocabulary"))),
+                Some(v) => Err(Error::Tokenizer(format!(
+                    "{k} = {v} is outside the vocabulary"
+                ))),
             }
         };
         Ok(VocabSpec {

@@ -47,7 +47,14 @@ pub trait Kernels: Send + Sync {
     fn name(&self) -> &'static str;
     fn quantize_acts(&self, x: &[f32], cols: usize, out: &mut QuantActs);
     fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]);
-    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]);
+    fn dense_rows(
+        &self,
+        w: &DenseMatrix,
+        x: &[f32],
+        n_tok: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    );
 }
 
 /// The reference kernel set.
@@ -63,7 +70,14 @@ impl Kernels for Scalar {
     fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
         scalar::ternary_rows(w, a, rows, out)
     }
-    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
+    fn dense_rows(
+        &self,
+        w: &DenseMatrix,
+        x: &[f32],
+        n_tok: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
         scalar::dense_rows(w, x, n_tok, rows, out)
     }
 }
@@ -91,16 +105,19 @@ pub fn detect(choice: KernelChoice) -> Box<dyn Kernels> {
 /// Kernels plus the threads to run them on.
 pub struct Cpu {
     pub kernels: Box<dyn Kernels>,
+    #[cfg(feature = "threads")]
     threads: usize,
     #[cfg(feature = "threads")]
     pool: Option<rayon::ThreadPool>,
 }
 
 impl Cpu {
+    #[cfg_attr(not(feature = "threads"), allow(unused_variables))]
     pub fn new(choice: KernelChoice, threads: usize) -> Cpu {
         let threads = threads.max(1);
         Cpu {
             kernels: detect(choice),
+            #[cfg(feature = "threads")]
             threads,
             #[cfg(feature = "threads")]
             pool: (threads > 1).then(|| {
@@ -124,12 +141,29 @@ impl Cpu {
     }
 
     /// `out[t * rows + r]` = Σ_c w[r][c] · a[t][c] (dequantized), for every token.
-    pub fn ternary_matmul(&self, w: &TernaryMatrix, a: &QuantActs, out: &mut [f32], tile: &mut Vec<f32>) {
-        self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| self.kernels.ternary_rows(w, a, rows, o));
+    pub fn ternary_matmul(
+        &self,
+        w: &TernaryMatrix,
+        a: &QuantActs,
+        out: &mut [f32],
+        tile: &mut Vec<f32>,
+    ) {
+        self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| {
+            self.kernels.ternary_rows(w, a, rows, o)
+        });
     }
 
-    pub fn dense_matmul(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, out: &mut [f32], tile: &mut Vec<f32>) {
-        self.run_rows(w.rows, n_tok, out, tile, |rows, o| self.kernels.dense_rows(w, x, n_tok, rows, o));
+    pub fn dense_matmul(
+        &self,
+        w: &DenseMatrix,
+        x: &[f32],
+        n_tok: usize,
+        out: &mut [f32],
+        tile: &mut Vec<f32>,
+    ) {
+        self.run_rows(w.rows, n_tok, out, tile, |rows, o| {
+            self.kernels.dense_rows(w, x, n_tok, rows, o)
+        });
     }
 
     /// Splits `n_rows` across threads, then transposes the row-major tile into token-major `out`.
@@ -158,6 +192,7 @@ impl Cpu {
         }
     }
 
+    #[cfg_attr(not(feature = "threads"), allow(unused_variables))]
     fn for_row_chunks(
         &self,
         n_rows: usize,

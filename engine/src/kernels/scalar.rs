@@ -43,7 +43,10 @@ pub fn quantize_one(v: f32, s: f32) -> i8 {
 /// Σ code·q over one row of I2_S-layout codes (codes are t+1).
 pub fn code_dot(codes: &[u8], q: &[i8]) -> i32 {
     let mut acc = 0i32;
-    for (blk, qb) in codes.chunks_exact(i2s::BLOCK_BYTES).zip(q.chunks_exact(i2s::BLOCK)) {
+    for (blk, qb) in codes
+        .chunks_exact(i2s::BLOCK_BYTES)
+        .zip(q.chunks_exact(i2s::BLOCK))
+    {
         acc += block_code_dot(blk, qb);
     }
     acc
@@ -67,7 +70,9 @@ pub fn ternary_rows(w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &
         for t in 0..n_tok {
             let q = a.token(t);
             let y = match &w.scale {
-                crate::formats::TernaryScale::PerTensor(s) => (code_dot(codes, q) - a.sum[t]) as f32 * s,
+                crate::formats::TernaryScale::PerTensor(s) => {
+                    (code_dot(codes, q) - a.sum[t]) as f32 * s
+                }
                 crate::formats::TernaryScale::PerBlock(_) => codes
                     .chunks_exact(i2s::BLOCK_BYTES)
                     .zip(q.chunks_exact(i2s::BLOCK))

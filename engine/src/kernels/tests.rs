@@ -18,12 +18,22 @@ fn ternary(rows: usize, blocks: usize, seed: u64, per_block: bool) -> TernaryMat
         .collect();
     let bytes = i2s::quantize(&codes, 0.37);
     let mut m = TernaryMatrix::from_tensor(Tensor {
-        info: TensorInfo { name: "w".into(), ty: GgmlType::I2S, dims: vec![cols as u64, rows as u64], offset: 0, nbytes: bytes.len() as u64 },
+        info: TensorInfo {
+            name: "w".into(),
+            ty: GgmlType::I2S,
+            dims: vec![cols as u64, rows as u64],
+            offset: 0,
+            nbytes: bytes.len() as u64,
+        },
         data: AlignedBuf::from_slice(&bytes),
     })
     .unwrap();
     if per_block {
-        m.scale = TernaryScale::PerBlock((0..rows * blocks).map(|i| 0.1 + (i % 7) as f32 * 0.05).collect());
+        m.scale = TernaryScale::PerBlock(
+            (0..rows * blocks)
+                .map(|i| 0.1 + (i % 7) as f32 * 0.05)
+                .collect(),
+        );
     }
     m
 }
@@ -47,7 +57,13 @@ fn fast() -> Cpu {
 fn close(a: &[f32], b: &[f32], tol: f32) -> Result<(), TestCaseError> {
     prop_assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        prop_assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {}: {} vs {}", i, x, y);
+        prop_assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "element {}: {} vs {}",
+            i,
+            x,
+            y
+        );
     }
     Ok(())
 }

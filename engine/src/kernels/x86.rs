@@ -4,6 +4,9 @@
 //! decode work); `maddubs` takes the unsigned codes (t+1) times signed int8
 //! activations, and Σq per token turns Σ code·q back into Σ t·q.
 
+// SIMD lanes, rows and tokens are addressed by index on purpose: it mirrors the data layout.
+#![allow(clippy::needless_range_loop)]
+
 use super::{scalar, Kernels, QuantActs};
 use crate::formats::dense::DenseType;
 use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
@@ -14,7 +17,9 @@ use std::ops::Range;
 const PREFETCH_AHEAD: usize = 2048;
 
 pub fn detect() -> Option<Box<dyn Kernels>> {
-    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+    let avx2 = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
     if !avx2 {
         return None;
     }
@@ -82,7 +87,14 @@ impl Kernels for Avx2 {
         }
     }
 
-    fn dense_rows(&self, w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
+    fn dense_rows(
+        &self,
+        w: &DenseMatrix,
+        x: &[f32],
+        n_tok: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
         if w.ty != DenseType::F16 {
             return scalar::dense_rows(w, x, n_tok, rows, out);
         }
@@ -155,7 +167,10 @@ unsafe fn quantize_avx2(x: &[f32], cols: usize, out: &mut QuantActs) {
             let v = _mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().add(c * 8)), vs);
             // Round half to even, like the reference (and numpy).
             let r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            let r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0));
+            let r = _mm256_min_ps(
+                _mm256_max_ps(r, _mm256_set1_ps(-128.0)),
+                _mm256_set1_ps(127.0),
+            );
             let qi = _mm256_cvtps_epi32(r);
             vsum = _mm256_add_epi32(vsum, qi);
             let mut tmp = [0i32; 8];
@@ -316,7 +331,13 @@ mod vnni {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn ternary_rows(w: &TernaryMatrix, scale: f32, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+    pub unsafe fn ternary_rows(
+        w: &TernaryMatrix,
+        scale: f32,
+        a: &QuantActs,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
         let n_tok = a.n_tok;
         let mut perm = Vec::with_capacity(a.q.len());
         let mut one = Vec::with_capacity(a.cols);
@@ -388,16 +409,22 @@ mod vnni {
         let mut acc = [_mm512_setzero_si512(); 4];
         for p in 0..pairs {
             // Streaming from DRAM through 4 KiB pages: ask for the bytes ahead ourselves.
-            _mm_prefetch::<_MM_HINT_T0>(codes.as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD).cast());
+            _mm_prefetch::<_MM_HINT_T0>(
+                codes.as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD).cast(),
+            );
             let c = fields(_mm512_loadu_si512(codes.as_ptr().add(p * 64).cast()));
             let qp = q.add(p * 256);
             for g in 0..4 {
-                acc[g] = _mm512_dpbusd_epi32(acc[g], c[g], _mm512_loadu_si512(qp.add(64 * g).cast()));
+                acc[g] =
+                    _mm512_dpbusd_epi32(acc[g], c[g], _mm512_loadu_si512(qp.add(64 * g).cast()));
             }
         }
-        let s = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+        let s = _mm512_add_epi32(
+            _mm512_add_epi32(acc[0], acc[1]),
+            _mm512_add_epi32(acc[2], acc[3]),
+        );
         let mut total = _mm512_reduce_add_epi32(s);
-        if codes.len() % 64 != 0 {
+        if !codes.len().is_multiple_of(64) {
             total += tail_block(codes.as_ptr().add(pairs * 64), q.add(pairs * 256));
         }
         total
@@ -405,7 +432,12 @@ mod vnni {
 
     /// N tokens (stride `cols`) share each decoded block of codes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn dot_many<const N: usize>(codes: &[u8], q: *const i8, cols: usize, dots: &mut [i32; 8]) {
+    unsafe fn dot_many<const N: usize>(
+        codes: &[u8],
+        q: *const i8,
+        cols: usize,
+        dots: &mut [i32; 8],
+    ) {
         let pairs = codes.len() / 64;
         let mut acc = [_mm512_setzero_si512(); N];
         for p in 0..pairs {
@@ -421,8 +453,11 @@ mod vnni {
         }
         for k in 0..N {
             dots[k] = _mm512_reduce_add_epi32(acc[k]);
-            if codes.len() % 64 != 0 {
-                dots[k] += tail_block(codes.as_ptr().add(pairs * 64), q.add(k * cols + pairs * 256));
+            if !codes.len().is_multiple_of(64) {
+                dots[k] += tail_block(
+                    codes.as_ptr().add(pairs * 64),
+                    q.add(k * cols + pairs * 256),
+                );
             }
         }
     }

@@ -43,16 +43,18 @@ impl ModelConfig {
                 Some("relu2") => FfnActivation::Relu2,
                 Some("silu") | None => FfnActivation::Silu,
                 Some(other) => {
-                    return Err(Error::Model(format!("unknown bitnet.hidden_activation '{other}'")))
+                    return Err(Error::Model(format!(
+                        "unknown bitnet.hidden_activation '{other}'"
+                    )))
                 }
             },
             _ => return Err(Error::UnsupportedArch(arch)),
         };
         let key = |k: &str| format!("{arch}.{k}");
         let int = |k: &str| -> Result<usize> {
-            let v = md
-                .get_u64(&key(k))
-                .ok_or_else(|| Error::Model(format!("missing or non-integer metadata '{}'", key(k))))?;
+            let v = md.get_u64(&key(k)).ok_or_else(|| {
+                Error::Model(format!("missing or non-integer metadata '{}'", key(k)))
+            })?;
             if v == 0 || v > 1 << 24 {
                 return Err(Error::Model(format!("'{}' = {v} is out of range", key(k))));
             }
@@ -74,8 +76,10 @@ impl ModelConfig {
             .get_u64(&key("rope.dimension_count"))
             .map(|v| v as usize)
             .unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(Error::Model(format!("rope dimension {n_rot} for head size {head_dim}")));
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
+            return Err(Error::Model(format!(
+                "rope dimension {n_rot} for head size {head_dim}"
+            )));
         }
         let n_vocab = match md.get_u64(&key("vocab_size")) {
             Some(v) => v as usize,
@@ -84,7 +88,8 @@ impl ModelConfig {
                 .map(|t| t.len())
                 .ok_or_else(|| Error::Model("no vocabulary size".into()))?,
         };
-        let float = |k: &str, default: f32| md.get_f64(&key(k)).map(|v| v as f32).unwrap_or(default);
+        let float =
+            |k: &str, default: f32| md.get_f64(&key(k)).map(|v| v as f32).unwrap_or(default);
         Ok(ModelConfig {
             n_ff: int("feed_forward_length")?,
             n_layer: int("block_count")?,

@@ -87,6 +87,8 @@ impl CpuBackend {
 
     /// Applies `lin` to `input` (`n` rows) into `out`. In int8 mode, `acts` must hold
     /// the quantized input already (so q/k/v and gate/up share one quantization).
+    /// Takes the scratch buffers one by one: they are disjoint borrows of one struct.
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         cpu: &Cpu,
         act: ActMode,
@@ -131,9 +133,39 @@ impl CpuBackend {
         if act == ActMode::Int8 {
             cpu.quantize(&s.h, e, &mut s.acts);
         }
-        Self::linear(cpu, act, &layer.q, &s.h, &s.acts, &mut s.deq, n, &mut s.q, &mut s.tile);
-        Self::linear(cpu, act, &layer.k, &s.h, &s.acts, &mut s.deq, n, &mut s.k, &mut s.tile);
-        Self::linear(cpu, act, &layer.v, &s.h, &s.acts, &mut s.deq, n, &mut s.v, &mut s.tile);
+        Self::linear(
+            cpu,
+            act,
+            &layer.q,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.q,
+            &mut s.tile,
+        );
+        Self::linear(
+            cpu,
+            act,
+            &layer.k,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.k,
+            &mut s.tile,
+        );
+        Self::linear(
+            cpu,
+            act,
+            &layer.v,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.v,
+            &mut s.tile,
+        );
         for i in 0..n {
             let pos = p0 + i;
             for h in s.q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
@@ -176,7 +208,17 @@ impl CpuBackend {
         if act == ActMode::Int8 {
             cpu.quantize(&s.h, e, &mut s.acts);
         }
-        Self::linear(cpu, act, &layer.o, &s.h, &s.acts, &mut s.deq, n, &mut s.o, &mut s.tile);
+        Self::linear(
+            cpu,
+            act,
+            &layer.o,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.o,
+            &mut s.tile,
+        );
         s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
 
         // Feed-forward block.
@@ -184,8 +226,28 @@ impl CpuBackend {
         if act == ActMode::Int8 {
             cpu.quantize(&s.h, e, &mut s.acts);
         }
-        Self::linear(cpu, act, &layer.gate, &s.h, &s.acts, &mut s.deq, n, &mut s.gate, &mut s.tile);
-        Self::linear(cpu, act, &layer.up, &s.h, &s.acts, &mut s.deq, n, &mut s.up, &mut s.tile);
+        Self::linear(
+            cpu,
+            act,
+            &layer.gate,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.gate,
+            &mut s.tile,
+        );
+        Self::linear(
+            cpu,
+            act,
+            &layer.up,
+            &s.h,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.up,
+            &mut s.tile,
+        );
         for (g, &u) in s.gate.iter_mut().zip(&s.up) {
             let a = match cfg.activation {
                 FfnActivation::Relu2 => g.max(0.0) * g.max(0.0),
@@ -198,14 +260,29 @@ impl CpuBackend {
         if act == ActMode::Int8 {
             cpu.quantize(&s.up, cfg.n_ff, &mut s.acts);
         }
-        Self::linear(cpu, act, &layer.down, &s.up, &s.acts, &mut s.deq, n, &mut s.o, &mut s.tile);
+        Self::linear(
+            cpu,
+            act,
+            &layer.down,
+            &s.up,
+            &s.acts,
+            &mut s.deq,
+            n,
+            &mut s.o,
+            &mut s.tile,
+        );
         s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
     }
 }
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        format!("cpu-{} ({} thread{})", self.cpu.kernels.name(), self.cpu.threads(), if self.cpu.threads() == 1 { "" } else { "s" })
+        format!(
+            "cpu-{} ({} thread{})",
+            self.cpu.kernels.name(),
+            self.cpu.threads(),
+            if self.cpu.threads() == 1 { "" } else { "s" }
+        )
     }
 
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
@@ -230,7 +307,10 @@ impl Backend for CpuBackend {
         let e = cfg.n_embd;
         self.s.x.resize(n * e, 0.0);
         for (i, &t) in tokens.iter().enumerate() {
-            model.weights.embd.row_f32(t as usize, &mut self.s.x[i * e..(i + 1) * e]);
+            model
+                .weights
+                .embd
+                .row_f32(t as usize, &mut self.s.x[i * e..(i + 1) * e]);
         }
         for (li, layer) in model.weights.layers.iter().enumerate() {
             self.layer(li, layer, n);
@@ -244,9 +324,15 @@ impl Backend for CpuBackend {
         let nr = rows.len();
         let s = &mut self.s;
         s.h.resize(nr * e, 0.0);
-        scalar::rmsnorm(&s.x[rows.start * e..rows.end * e], &model.weights.output_norm, cfg.rms_eps, &mut s.h);
+        scalar::rmsnorm(
+            &s.x[rows.start * e..rows.end * e],
+            &model.weights.output_norm,
+            cfg.rms_eps,
+            &mut s.h,
+        );
         let mut logits = vec![0.0; nr * cfg.n_vocab];
-        self.cpu.dense_matmul(model.weights.head(), &s.h, nr, &mut logits, &mut s.tile);
+        self.cpu
+            .dense_matmul(model.weights.head(), &s.h, nr, &mut logits, &mut s.tile);
         Ok(logits)
     }
 

@@ -65,7 +65,10 @@ impl ModelWeights {
 
     pub fn size_bytes(&self) -> usize {
         let norms = |l: &LayerWeights| {
-            4 * (l.attn_norm.len() + l.attn_sub_norm.len() + l.ffn_norm.len() + l.ffn_sub_norm.len())
+            4 * (l.attn_norm.len()
+                + l.attn_sub_norm.len()
+                + l.ffn_norm.len()
+                + l.ffn_sub_norm.len())
         };
         self.embd.size_bytes()
             + self.output.as_ref().map_or(0, |o| o.size_bytes())

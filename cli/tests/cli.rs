@@ -1,0 +1,224 @@
+//! The `bitnet` command used the way a person uses it.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn bitnet(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bitnet-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn info_describes_the_official_layout() {
+    let (ok, out, _) = bitnet(&["info", "--model", &fixture("tiny-b158-I2_S.gguf")]);
+    assert!(ok);
+    let v = json(&out);
+    assert_eq!(v["architecture"], "bitnet-b1.58");
+    assert_eq!(v["config"]["Ok"]["activation"], "relu2");
+    assert_eq!(v["tied_embeddings"], true);
+    assert_eq!(v["tensor_types"]["I2_S"]["count"], 14);
+    assert_eq!(
+        v["tensors"]["blk.0.ffn_down.weight"]["dims"],
+        serde_json::json!([768, 256])
+    );
+}
+
+#[test]
+fn tokenize_matches_llamacpp() {
+    let texts = std::fs::read_to_string(fixture("llama3-tokenizer-texts.jsonl")).unwrap();
+    let reference =
+        json(&std::fs::read_to_string(fixture("llama3-tokenize.llamacpp-special.json")).unwrap());
+    let text: String = serde_json::from_str(texts.lines().nth(3).unwrap()).unwrap();
+    let (ok, out, err) = bitnet(&[
+        "tokenize",
+        "--model",
+        &fixture("llama3-vocab.gguf"),
+        "--text",
+        &text,
+        "--special",
+    ]);
+    assert!(ok, "{err}");
+    let ids = json(&out);
+    assert_eq!(
+        reference["results"][3]["text"].as_str(),
+        Some(text.as_str())
+    );
+    assert_eq!(ids, reference["results"][3]["tokens"]);
+    let (_, no_bos, _) = bitnet(&[
+        "tokenize",
+        "--model",
+        &fixture("llama3-vocab.gguf"),
+        "--text",
+        "Hello",
+        "--no-bos",
+    ]);
+    assert_eq!(json(&no_bos), serde_json::json!([9906]));
+}
+
+#[test]
+fn logits_npy_matches_the_reference() {
+    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
+    let ids: Vec<String> = r["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let out = tmp("logits.npy");
+    let (ok, _, err) = bitnet(&[
+        "logits",
+        "--model",
+        &fixture("tiny-b158-I2_S.gguf"),
+        "--tokens",
+        &ids.join(","),
+        "--act",
+        "f32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let ours = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(ours.shape(), &[ids.len() as u64, 512]);
+    let ours = ours.into_vec::<f32>().unwrap();
+    let reference =
+        npyz::NpyFile::new(&std::fs::read(fixture("tiny-relu2-fold.ref-exact.npy")).unwrap()[..])
+            .unwrap()
+            .into_vec::<f32>()
+            .unwrap();
+    let max = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-2, "{max}");
+}
+
+#[test]
+fn generate_json_reproduces_llamacpp_greedy_tokens() {
+    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
+    let (ok, out, err) = bitnet(&[
+        "generate",
+        "--model",
+        &fixture("tiny-relu2-fold-TQ2_0.gguf"),
+        "--prompt",
+        r["text"].as_str().unwrap(),
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "--act",
+        "f32",
+        "--json",
+        "--no-loop-guard",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert_eq!(v["tokens"], r["generated_tokens"]);
+    assert_eq!(
+        v["usage"]["prompt_tokens"],
+        r["prompt_tokens"].as_array().unwrap().len()
+    );
+    assert!(v["usage"]["decode_tps"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn synth_then_bench_and_chat() {
+    let model = tmp("synth-tiny-tq1.gguf");
+    let (ok, _, err) = bitnet(&[
+        "synth",
+        "--shape",
+        "256,512,2,4,2,600",
+        "--wtype",
+        "TQ1_0",
+        "--seed",
+        "3",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = bitnet(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--runs",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert!(v["decode_tps"].as_f64().unwrap() > 0.0 && v["prefill_tps"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(["chat", "--model", model.to_str().unwrap(), "-n", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nsecond turn\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Two turns answered; the second reuses the first from the KV cache.
+    let stats: Vec<&str> = err.lines().filter(|l| l.contains("tok/s")).collect();
+    assert_eq!(stats.len(), 2, "{err}");
+    assert!(!stats[1].contains("(0 cached)"), "{err}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let junk = tmp("junk.gguf");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let (ok, _, err) = bitnet(&["info", "--model", junk.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("corrupt-model") && err.contains("not a GGUF file"),
+        "{err}"
+    );
+    let (ok, _, err) = bitnet(&[
+        "logits",
+        "--model",
+        &fixture("tiny-b158-I2_S.gguf"),
+        "--tokens",
+        "1,99999",
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(!ok && err.contains("outside the vocabulary"), "{err}");
+}
