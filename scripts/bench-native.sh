@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Native decode/prefill speed on synthetic 2B4T-shaped models (I2_S and TQ2_0, ~1.2 GB each),
 # side by side with the llama.cpp / bitnet.cpp anchors measured on this machine kind
-# (../shared/docs/infra.md). Prints one JSON line per run, then the ratios.
+# (../shared/docs/infra.md). Prints one JSON line per run, then the ratios. The machine is
+# shared: each run also measures plain read bandwidth, the ceiling for memory-bound decode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${THREADS:-1}"
@@ -26,5 +27,6 @@ for w in ("I2_S", "TQ2_0"):
     if (w, threads) in anchors:
         name, p, dec = anchors[(w, threads)]
         print(f"{w} {threads} thread(s): decode {r['decode_tps']:.1f} tok/s = {r['decode_tps']/dec:.2f}x {name} ({dec}); "
-              f"prefill {r['prefill_tps']:.1f} tok/s = {r['prefill_tps']/p:.2f}x {name} ({p}); peak RSS {r['peak_rss_bytes']/2**30:.2f} GiB")
+              f"prefill {r['prefill_tps']:.1f} tok/s = {r['prefill_tps']/p:.2f}x {name} ({p}); peak RSS {r['peak_rss_bytes']/2**30:.2f} GiB; "
+              f"decode streams {r['decode_GBps']:.1f} GB/s = {r['decode_GBps']/r['read_bandwidth_GBps']:.0%} of the {r['read_bandwidth_GBps']:.1f} GB/s a plain read loop got in the same run")
 PY

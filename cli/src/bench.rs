@@ -37,6 +37,27 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Single-thread read bandwidth right now (GB/s, median of 3 passes over 512 MiB): the
+/// machine is shared, so decode speed is best judged against this, measured in the same run.
+fn read_bandwidth() -> f64 {
+    let buf = vec![1u64; (512 << 20) / 8];
+    let mut speeds: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let sum = buf.chunks_exact(8).fold([0u64; 8], |mut acc, c| {
+                for (a, &x) in acc.iter_mut().zip(c) {
+                    *a = a.wrapping_add(x);
+                }
+                acc
+            });
+            std::hint::black_box(sum);
+            (buf.len() * 8) as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    speeds.sort_by(f64::total_cmp);
+    speeds[1]
+}
+
 pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     let load_start = Instant::now();
     let m = LoadedModel::from_path(&a.model)?;
@@ -79,6 +100,17 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         }
         decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
     }
+    // Read before the bandwidth probe allocates its buffer.
+    let peak = peak_rss();
+    let bandwidth = read_bandwidth();
+    let decode_tps = median(decode.clone());
+    // Bytes a decoded token reads: every weight once (the head included).
+    let bytes_per_token = m.model.weights.size_bytes() as f64
+        - if m.model.weights.output.is_none() {
+            0.0
+        } else {
+            m.model.weights.embd.size_bytes() as f64
+        };
     let out = serde_json::json!({
         "model": a.model.display().to_string(),
         "backend": backend.name(),
@@ -87,13 +119,15 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         "gen_tokens": a.gen_tokens,
         "runs": a.runs,
         "prefill_tps": median(prefill.clone()),
-        "decode_tps": median(decode.clone()),
+        "decode_tps": decode_tps,
+        "decode_GBps": bytes_per_token * decode_tps / 1e9,
+        "read_bandwidth_GBps": bandwidth,
         "prefill_tps_all": prefill,
         "decode_tps_all": decode,
         "load_s": load_s,
         "weights_bytes": m.model.weights.size_bytes(),
         "kv_cache_bytes": backend.kv_cache_bytes(),
-        "peak_rss_bytes": peak_rss(),
+        "peak_rss_bytes": peak,
     });
     println!("{}", serde_json::to_string(&out).unwrap());
     Ok(())
