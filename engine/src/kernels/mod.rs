@@ -6,6 +6,9 @@
 //! kernels the running CPU supports and splits rows across threads.
 
 pub mod scalar;
+pub mod selftest;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod wasm;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -99,6 +102,9 @@ pub fn detect(choice: KernelChoice) -> Box<dyn Kernels> {
     if let Some(k) = x86::detect() {
         return k;
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Box::new(wasm::Simd128);
+    #[allow(unreachable_code)]
     Box::new(Scalar)
 }
 

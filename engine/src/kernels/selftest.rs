@@ -1,0 +1,114 @@
+//! Checks a kernel set against the scalar reference on random shapes, odd sizes
+//! and tails. Native builds also run property tests (see `tests.rs`); this
+//! dependency-free version runs anywhere, including inside wasm under Node and
+//! in a browser.
+
+use super::{scalar, Kernels, QuantActs};
+use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
+use crate::gguf::{AlignedBuf, GgmlType, Tensor, TensorInfo};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryMatrix {
+    let codes: Vec<u8> = (0..rows * cols).map(|_| rng.random_range(0..3u8)).collect();
+    let bytes = i2s::quantize(&codes, rng.random_range(0.01f32..1.0));
+    TernaryMatrix::from_tensor(Tensor {
+        info: TensorInfo {
+            name: "selftest".into(),
+            ty: GgmlType::I2S,
+            dims: vec![cols as u64, rows as u64],
+            offset: 0,
+            nbytes: bytes.len() as u64,
+        },
+        data: AlignedBuf::from_slice(&bytes),
+    })
+    .expect("a well-formed random I2_S tensor")
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], tol: f32) -> Result<(), String> {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if (g - w).abs() > tol * (1.0 + w.abs()) {
+            return Err(format!("{what}: element {i}: {g} vs reference {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cases` random comparisons of `k` against the scalar kernels.
+pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<(), String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for case in 0..cases {
+        let cols = 128 * rng.random_range(1..9usize);
+        let rows = rng.random_range(1..24usize);
+        let n_tok = rng.random_range(1..11usize);
+        let spread = rng.random_range(0.0f32..20.0);
+        let x: Vec<f32> = (0..cols * n_tok)
+            .map(|_| rng.random_range(-spread..=spread))
+            .collect();
+
+        let odd_cols = rng.random_range(1..300usize);
+        let y: Vec<f32> = (0..odd_cols * 2)
+            .map(|_| rng.random_range(-spread..=spread))
+            .collect();
+        let (mut a, mut b) = (QuantActs::default(), QuantActs::default());
+        k.quantize_acts(&y, odd_cols, &mut a);
+        scalar::quantize_acts(&y, odd_cols, &mut b);
+        if a.q != b.q || a.sum != b.sum || a.inv_scale != b.inv_scale {
+            return Err(format!(
+                "case {case}: quantize differs ({odd_cols} columns)"
+            ));
+        }
+
+        let mut w = random_ternary(&mut rng, rows, cols);
+        if case % 4 == 3 {
+            w.scale = TernaryScale::PerBlock(
+                (0..rows * cols / 128)
+                    .map(|_| rng.random_range(0.1f32..1.0))
+                    .collect(),
+            );
+        }
+        let mut acts = QuantActs::default();
+        scalar::quantize_acts(&x, cols, &mut acts);
+        let (mut got, mut want) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
+        k.ternary_rows(&w, &acts, 0..rows, &mut got);
+        scalar::ternary_rows(&w, &acts, 0..rows, &mut want);
+        close(
+            &format!("case {case}: ternary {rows}x{cols}x{n_tok}"),
+            &got,
+            &want,
+            1e-6,
+        )?;
+
+        let dense_cols = rng.random_range(1..300usize);
+        let vals: Vec<f32> = (0..rows * dense_cols)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let d = if case % 2 == 0 {
+            DenseMatrix::from_f16(rows, dense_cols, &vals)
+        } else {
+            DenseMatrix::from_f32(rows, dense_cols, &vals)
+        };
+        let xd: Vec<f32> = (0..dense_cols * 2)
+            .map(|_| rng.random_range(-2.0f32..2.0))
+            .collect();
+        let (mut got, mut want) = (vec![0f32; rows * 2], vec![0f32; rows * 2]);
+        k.dense_rows(&d, &xd, 2, 0..rows, &mut got);
+        scalar::dense_rows(&d, &xd, 2, 0..rows, &mut want);
+        close(
+            &format!("case {case}: dense {rows}x{dense_cols}"),
+            &got,
+            &want,
+            1e-5 * (dense_cols as f32).sqrt(),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn detected_kernels_pass_the_self_test() {
+        let k = super::super::detect(super::super::KernelChoice::Auto);
+        super::check_against_scalar(k.as_ref(), 200, 1).unwrap();
+    }
+}

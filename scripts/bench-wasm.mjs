@@ -1,0 +1,33 @@
+// One wasm variant on one model under Node (called by bench.mjs):
+//   node scripts/bench-wasm.mjs <scalar|simd128|relaxed> FILE.gguf PROMPT GEN RUNS
+import { openSync, readSync, fstatSync, readFileSync, closeSync } from 'node:fs';
+
+const [variant, model, p, g, runs] = process.argv.slice(2);
+const dir = new URL(`../dist/wasm/${variant}/`, import.meta.url);
+const wasm = await import(new URL('bitnet_web.js', dir));
+wasm.initSync({ module: readFileSync(new URL('bitnet_web_bg.wasm', dir)) });
+
+const fd = openSync(model, 'r');
+const size = fstatSync(fd).size;
+const engine = new wasm.Engine({ expectedBytes: size, nCtx: 512 });
+const chunk = Buffer.allocUnsafe(16 << 20);
+const t0 = performance.now();
+for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) engine.push(chunk.subarray(0, n));
+closeSync(fd);
+const info = engine.finish();
+const loadS = (performance.now() - t0) / 1000;
+
+const results = [];
+for (let i = 0; i < Number(runs); i++) results.push(engine.benchmark(Number(p), Number(g)));
+const median = (k) => results.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(results.length / 2)];
+console.log(JSON.stringify({
+  threads: 1,
+  prefill_tps: median('prefill_tps'),
+  decode_tps: median('decode_tps'),
+  kernels: info.kernels,
+  prompt_tokens: Number(p),
+  gen_tokens: Number(g),
+  runs: Number(runs),
+  load_s: loadS,
+  wasm_memory_bytes: engine.stats().wasmMemoryBytes,
+}));

@@ -1,0 +1,54 @@
+// npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3]
+// Runs each model under Node with the scalar, SIMD128 and relaxed-SIMD wasm builds and
+// natively, side by side, one JSON line each. Without --model it synthesizes the
+// 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const promptTokens = Number(opt('prompt-tokens', 64));
+const genTokens = Number(opt('gen-tokens', 64));
+const runs = Number(opt('runs', 3));
+// The scalar build is an order of magnitude slower: fewer tokens, one run, same per-token rates.
+const scalarTokens = Number(opt('scalar-tokens', 8));
+const variants = opt('variants', 'native,wasm-scalar,wasm-simd128,wasm-relaxed').split(',');
+
+const cli = path.join(root, 'target/release/bitnet');
+if (!existsSync(cli) || variants.includes('native')) {
+  execFileSync('cargo', ['build', '--release', '--locked', '-q', '-p', 'bitnet-cli'], { cwd: root, stdio: 'inherit' });
+}
+let models = args.includes('--model') ? [path.resolve(opt('model'))] : [];
+if (models.length === 0) {
+  const dir = path.join(root, 'target/bench-models');
+  mkdirSync(dir, { recursive: true });
+  for (const w of ['I2_S', 'TQ2_0']) {
+    const file = path.join(dir, `2b4t-${w}.gguf`);
+    if (!existsSync(file)) execFileSync(cli, ['synth', '--shape', '2b4t', '--wtype', w, '--seed', '1', '--out', file], { stdio: 'inherit' });
+    models.push(file);
+  }
+}
+
+for (const model of models) {
+  for (const v of variants) {
+    let line;
+    if (v === 'native') {
+      const r = JSON.parse(execFileSync(cli, ['bench', '--model', model, '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--runs', String(runs), '--threads', '1']).toString());
+      line = { backend: 'native', model: path.basename(model), threads: 1, prefill_tps: r.prefill_tps, decode_tps: r.decode_tps, kernels: r.backend, read_bandwidth_GBps: r.read_bandwidth_GBps };
+    } else {
+      const variant = v.replace('wasm-', '');
+      const [p, g, n] = variant === 'scalar' ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
+      // A fresh process per variant: wasm memory is never returned to the OS.
+      const flags = variant === 'relaxed' ? ['--experimental-wasm-relaxed-simd'] : [];
+      const out = execFileSync(process.execPath, [...flags, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n)], { maxBuffer: 1 << 20 });
+      line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
+    }
+    console.log(JSON.stringify(line));
+  }
+}

@@ -1,0 +1,422 @@
+//! JavaScript bindings of the engine (wasm-bindgen). An `Engine` takes the model
+//! file chunk by chunk as it downloads, then tokenizes, chats and generates with
+//! a per-token callback that can abort. Errors reach JavaScript as `Error`s with a
+//! machine-readable `kind`; panics are printed to the console (and the call
+//! throws `RuntimeError: unreachable`), never a silent hang.
+
+use bitnet_engine::chat::ChatMessage;
+use bitnet_engine::gguf::{GgufLoader, LoadOptions, LoadPhase};
+use bitnet_engine::kernels::KernelChoice;
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session, Usage};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+/// wasm32 addresses 4 GiB; leave room for the KV cache, tokenizer and scratch.
+const MAX_MODEL_BYTES: u64 = (4 << 30) - (512 << 20);
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: bitnet_engine::Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Reflect::set on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &"kind".into(), &e.kind().into());
+    err.into()
+}
+
+fn bad_options(e: serde_wasm_bindgen::Error) -> JsValue {
+    js_error(bitnet_engine::Error::InvalidArgument(e.to_string()))
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct EngineOptions {
+    /// KV cache size in tokens (default 2048, at most the model's context length).
+    n_ctx: Option<usize>,
+    /// File size when known (Content-Length): lets the loader refuse bad offsets early.
+    expected_bytes: Option<f64>,
+    /// "int8" (default) or "f32".
+    act: Option<String>,
+    /// Use the scalar kernels even in a SIMD build (for comparisons).
+    scalar: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Progress {
+    phase: &'static str,
+    bytes_received: f64,
+    bytes_expected: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelInfo {
+    architecture: String,
+    n_layer: usize,
+    n_embd: usize,
+    n_vocab: usize,
+    n_ctx: usize,
+    weights_bytes: usize,
+    kv_cache_bytes: usize,
+    kernels: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    backend: String,
+    kernels: String,
+    wasm_memory_bytes: f64,
+    cached_tokens: usize,
+    last_usage: Option<Usage>,
+}
+
+#[wasm_bindgen]
+pub struct Engine {
+    opts: EngineOptions,
+    loader: Option<GgufLoader>,
+    model: Option<LoadedModel>,
+    session: Option<Session>,
+    kernels: String,
+    last_usage: Option<Usage>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// `options`: `{ nCtx?, expectedBytes?, act?: "int8" | "f32", scalar? }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<Engine, JsValue> {
+        let opts: EngineOptions = if options.is_undefined() || options.is_null() {
+            EngineOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_options)?
+        };
+        if let Some(n) = opts.expected_bytes {
+            if n as u64 > MAX_MODEL_BYTES {
+                return Err(js_error(bitnet_engine::Error::TooLarge {
+                    needed: n as u64,
+                    limit: MAX_MODEL_BYTES,
+                }));
+            }
+        }
+        let loader = GgufLoader::new(LoadOptions {
+            expected_len: opts.expected_bytes.map(|n| n as u64),
+            max_tensor_bytes: Some(MAX_MODEL_BYTES),
+        });
+        Ok(Engine {
+            opts,
+            loader: Some(loader),
+            model: None,
+            session: None,
+            kernels: String::new(),
+            last_usage: None,
+        })
+    }
+
+    /// Feeds the next bytes of the GGUF file (any chunk size).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let loader = self.loader.as_mut().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "the model is already loaded".into(),
+            ))
+        })?;
+        loader.push(chunk).map_err(|e| {
+            self.loader = None;
+            js_error(e)
+        })
+    }
+
+    /// `{ phase: "header" | "tensors" | "done" | "ready", bytesReceived, bytesExpected }`.
+    pub fn progress(&self) -> JsValue {
+        match &self.loader {
+            Some(l) => {
+                let p = l.progress();
+                to_js(&Progress {
+                    phase: match p.phase {
+                        LoadPhase::Header => "header",
+                        LoadPhase::Tensors => "tensors",
+                        LoadPhase::Done => "done",
+                    },
+                    bytes_received: p.bytes_received as f64,
+                    bytes_expected: p.bytes_expected.map(|b| b as f64),
+                })
+            }
+            None => to_js(&Progress {
+                phase: "ready",
+                bytes_received: 0.0,
+                bytes_expected: None,
+            }),
+        }
+    }
+
+    /// Ends the download and builds the model; returns its description.
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        let loader = self.loader.take().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "finish() was already called".into(),
+            ))
+        })?;
+        let file = loader.finish().map_err(js_error)?;
+        let loaded = LoadedModel::from_gguf(file).map_err(js_error)?;
+        let cfg = &loaded.model.config;
+        let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
+        let backend = CpuBackend::new(Arc::clone(&loaded.model), self.cpu_options(Some(n_ctx)));
+        self.kernels = backend.kernels_name().to_string();
+        let info = ModelInfo {
+            architecture: cfg.arch.clone(),
+            n_layer: cfg.n_layer,
+            n_embd: cfg.n_embd,
+            n_vocab: cfg.n_vocab,
+            n_ctx,
+            weights_bytes: loaded.model.weights.size_bytes(),
+            kv_cache_bytes: backend.kv_cache_bytes(),
+            kernels: self.kernels.clone(),
+        };
+        self.session = Some(Session::new(
+            Box::new(backend),
+            Arc::clone(&loaded.tokenizer),
+            Arc::clone(&loaded.template),
+        ));
+        self.model = Some(loaded);
+        Ok(to_js(&info))
+    }
+
+    fn cpu_options(&self, n_ctx: Option<usize>) -> CpuOptions {
+        CpuOptions {
+            act: if self.opts.act.as_deref() == Some("f32") {
+                ActMode::F32
+            } else {
+                ActMode::Int8
+            },
+            kernels: if self.opts.scalar {
+                KernelChoice::Scalar
+            } else {
+                KernelChoice::Auto
+            },
+            threads: 1,
+            n_ctx,
+        }
+    }
+
+    fn loaded(&self) -> Result<&LoadedModel, JsValue> {
+        self.model.as_ref().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "no model is loaded yet".into(),
+            ))
+        })
+    }
+
+    pub fn tokenize(&self, text: &str, add_bos: bool, special: bool) -> Result<Vec<u32>, JsValue> {
+        let m = self.loaded()?;
+        m.tokenizer
+            .encode(text, add_bos && m.tokenizer.add_bos_default(), special)
+            .map_err(js_error)
+    }
+
+    pub fn detokenize(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        Ok(self.loaded()?.tokenizer.decode(&ids, false))
+    }
+
+    /// One chat turn over the whole conversation `messages` ([{role, content}]);
+    /// `onToken(text, id)` is called per streamed piece and may return `false` to stop.
+    pub fn chat(
+        &mut self,
+        messages: JsValue,
+        options: JsValue,
+        on_token: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsValue> {
+        let messages: Vec<ChatMessage> =
+            serde_wasm_bindgen::from_value(messages).map_err(bad_options)?;
+        let opts = generate_options(options)?;
+        self.run(on_token, |s, cb| s.chat(&messages, &opts, cb))
+    }
+
+    /// Raw completion of a text prompt (BOS added per the vocabulary).
+    pub fn complete(
+        &mut self,
+        prompt: &str,
+        options: JsValue,
+        on_token: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsValue> {
+        let opts = generate_options(options)?;
+        self.run(on_token, |s, cb| s.complete(prompt, &opts, cb))
+    }
+
+    fn run(
+        &mut self,
+        on_token: Option<js_sys::Function>,
+        f: impl FnOnce(
+            &mut Session,
+            &mut dyn FnMut(Event) -> Flow,
+        ) -> bitnet_engine::Result<bitnet_engine::session::Completion>,
+    ) -> Result<JsValue, JsValue> {
+        let session = self.session.as_mut().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "no model is loaded yet".into(),
+            ))
+        })?;
+        let mut callback_error = None;
+        let mut cb = |e: Event| match (e, &on_token) {
+            (Event::Token { id, text }, Some(f)) => {
+                match f.call2(&JsValue::NULL, &text.into(), &id.into()) {
+                    Ok(v) if v == JsValue::FALSE => Flow::Abort,
+                    Ok(_) => Flow::Continue,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        Flow::Abort
+                    }
+                }
+            }
+            _ => Flow::Continue,
+        };
+        let completion = f(session, &mut cb).map_err(js_error)?;
+        if let Some(e) = callback_error {
+            return Err(e);
+        }
+        self.last_usage = Some(completion.usage.clone());
+        Ok(to_js(&completion))
+    }
+
+    /// Logits after every token (fresh KV cache), row-major `[tokens.length × n_vocab]`.
+    pub fn logits(&self, tokens: Vec<u32>) -> Result<Vec<f32>, JsValue> {
+        let m = self.loaded()?;
+        let mut backend = CpuBackend::new(
+            Arc::clone(&m.model),
+            self.cpu_options(Some(tokens.len().max(1))),
+        );
+        backend.forward(&tokens, Logits::All).map_err(js_error)
+    }
+
+    /// Prefill `prompt_tokens` fixed ids, then decode `gen_tokens` greedily; returns
+    /// `{ prefill_tps, decode_tps }` (one run; the caller takes medians).
+    pub fn benchmark(&self, prompt_tokens: usize, gen_tokens: usize) -> Result<JsValue, JsValue> {
+        let m = self.loaded()?;
+        let n_vocab = m.model.config.n_vocab as u32;
+        let mut backend = CpuBackend::new(
+            Arc::clone(&m.model),
+            self.cpu_options(Some(prompt_tokens + gen_tokens + 1)),
+        );
+        let prompt: Vec<u32> = (0..prompt_tokens as u32)
+            .map(|i| (i * 7919 + 13) % n_vocab)
+            .collect();
+        let t = web_time::Instant::now();
+        let mut logits = backend.forward(&prompt, Logits::Last).map_err(js_error)?;
+        let prefill_s = t.elapsed().as_secs_f64();
+        let t = web_time::Instant::now();
+        for _ in 0..gen_tokens {
+            let next = logits
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0;
+            logits = backend
+                .forward(&[next as u32], Logits::Last)
+                .map_err(js_error)?;
+        }
+        let decode_s = t.elapsed().as_secs_f64();
+        #[derive(Serialize)]
+        struct Bench {
+            prefill_tps: f64,
+            decode_tps: f64,
+        }
+        Ok(to_js(&Bench {
+            prefill_tps: prompt_tokens as f64 / prefill_s,
+            decode_tps: gen_tokens as f64 / decode_s,
+        }))
+    }
+
+    #[wasm_bindgen(js_name = resetChat)]
+    pub fn reset_chat(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.reset();
+        }
+    }
+
+    pub fn stats(&self) -> JsValue {
+        let memory = wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .map(|m| {
+                m.buffer()
+                    .dyn_into::<js_sys::ArrayBuffer>()
+                    .map(|b| b.byte_length() as f64)
+                    .unwrap_or(0.0)
+            })
+            .unwrap_or(0.0);
+        to_js(&Stats {
+            backend: self
+                .session
+                .as_ref()
+                .map(|s| s.backend().name())
+                .unwrap_or_default(),
+            kernels: self.kernels.clone(),
+            wasm_memory_bytes: memory,
+            cached_tokens: self.session.as_ref().map_or(0, |s| s.cached_tokens().len()),
+            last_usage: self.last_usage.clone(),
+        })
+    }
+}
+
+/// OpenAI-style option names (`max_tokens`, `temperature`, `top_p`, …) → engine options.
+fn generate_options(options: JsValue) -> Result<GenerateOptions, JsValue> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Js {
+        max_tokens: Option<usize>,
+        temperature: Option<f32>,
+        top_k: Option<usize>,
+        top_p: Option<f32>,
+        min_p: Option<f32>,
+        repetition_penalty: Option<f32>,
+        seed: Option<u64>,
+        stop: Option<Vec<String>>,
+        loop_guard: Option<bool>,
+    }
+    let js: Js = if options.is_undefined() || options.is_null() {
+        Js::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(bad_options)?
+    };
+    let mut o = GenerateOptions::default();
+    if let Some(v) = js.max_tokens {
+        o.max_tokens = v;
+    }
+    let s = &mut o.sampler;
+    if let Some(v) = js.temperature {
+        s.temperature = v;
+    }
+    if let Some(v) = js.top_k {
+        s.top_k = v;
+    }
+    if let Some(v) = js.top_p {
+        s.top_p = v;
+    }
+    if let Some(v) = js.min_p {
+        s.min_p = v;
+    }
+    if let Some(v) = js.repetition_penalty {
+        s.repetition_penalty = v;
+    }
+    if let Some(v) = js.seed {
+        s.seed = v;
+    }
+    if let Some(v) = js.stop {
+        o.stop = v;
+    }
+    if js.loop_guard == Some(false) {
+        o.loop_guard = None;
+    }
+    Ok(o)
+}

@@ -1,0 +1,162 @@
+//! The engine inside WebAssembly (run by wasm-bindgen-test under Node, and in
+//! headless Chromium with `WASM_BINDGEN_USE_BROWSER=1`): kernels equal the scalar
+//! reference, the fixture parity checks hold, and the JS-facing `Engine` works.
+#![cfg(target_arch = "wasm32")]
+
+use bitnet_engine::gguf::GgufFile;
+use bitnet_engine::kernels::{self, KernelChoice};
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+use bitnet_engine::session::LoadedModel;
+use bitnet_web::Engine;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+const I2S: &[u8] = include_bytes!("../../tests/fixtures/tiny-b158-I2_S.gguf");
+const TQ1: &[u8] = include_bytes!("../../tests/fixtures/tiny-relu2-fold-TQ1_0.gguf");
+const F16: &[u8] = include_bytes!("../../tests/fixtures/tiny-relu2-fold-F16.gguf");
+const REF_INT8: &[u8] = include_bytes!("../../tests/fixtures/tiny-relu2-fold.ref-int8.npy");
+const REF_LLAMACPP: &[u8] =
+    include_bytes!("../../tests/fixtures/tiny-relu2-fold.llamacpp-f32.logits.npy");
+const REF_JSON: &str = include_str!("../../tests/fixtures/tiny-relu2-fold.llamacpp-f32.json");
+
+fn tokens() -> Vec<u32> {
+    let field = |k: &str| -> Vec<u32> {
+        let start = REF_JSON.find(&format!("\"{k}\": [")).unwrap() + k.len() + 5;
+        let end = start + REF_JSON[start..].find(']').unwrap();
+        REF_JSON[start..end]
+            .split(',')
+            .map(|v| v.trim().parse().unwrap())
+            .collect()
+    };
+    [field("prompt_tokens"), field("generated_tokens")].concat()
+}
+
+fn npy(bytes: &[u8]) -> Vec<f32> {
+    npyz::NpyFile::new(bytes)
+        .unwrap()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+#[wasm_bindgen_test]
+fn simd_kernels_equal_the_scalar_reference() {
+    let k = kernels::detect(KernelChoice::Auto);
+    assert!(
+        k.name().starts_with("wasm-") || !cfg!(target_feature = "simd128"),
+        "{}",
+        k.name()
+    );
+    kernels::selftest::check_against_scalar(k.as_ref(), 60, 7).unwrap();
+}
+
+fn logits(bytes: &[u8], act: ActMode) -> Vec<f32> {
+    let m = LoadedModel::from_gguf(GgufFile::from_bytes(bytes).unwrap()).unwrap();
+    let t = tokens();
+    CpuBackend::new(
+        Arc::clone(&m.model),
+        CpuOptions {
+            act,
+            n_ctx: Some(t.len()),
+            ..Default::default()
+        },
+    )
+    .forward(&t, Logits::All)
+    .unwrap()
+}
+
+#[wasm_bindgen_test]
+fn fixture_parity_holds_inside_wasm() {
+    let reference = npy(REF_INT8);
+    for (name, bytes) in [("I2_S", I2S), ("TQ1_0", TQ1)] {
+        let d = max_diff(&logits(bytes, ActMode::Int8), &reference);
+        assert!(d <= 2e-2, "{name} int8 vs ref-int8: {d}");
+    }
+    let d = max_diff(&logits(F16, ActMode::F32), &npy(REF_LLAMACPP));
+    assert!(d <= 1e-2, "F16 f32 vs llama.cpp: {d}");
+}
+
+#[wasm_bindgen_test]
+fn engine_loads_chunks_and_streams_a_completion() {
+    let opts = js_sys::Object::new();
+    js_sys::Reflect::set(&opts, &"expectedBytes".into(), &(I2S.len() as f64).into()).unwrap();
+    let mut engine = Engine::new(opts.into()).unwrap();
+    for chunk in I2S.chunks(4093) {
+        engine.push(chunk).unwrap();
+    }
+    let info = engine.finish().unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&info, &"architecture".into()).unwrap(),
+        "bitnet-b1.58"
+    );
+    assert_eq!(
+        engine.tokenize("The quick", true, false).unwrap(),
+        vec![509, 293, 32, 485]
+    );
+
+    let pieces = js_sys::Array::new();
+    let collect = pieces.clone();
+    let cb = Closure::<dyn FnMut(String, u32) -> bool>::new(move |text: String, _id: u32| {
+        collect.push(&text.into());
+        collect.length() < 5
+    });
+    let options =
+        js_sys::JSON::parse(r#"{"max_tokens": 12, "temperature": 0, "loop_guard": false}"#)
+            .unwrap();
+    let out = engine
+        .complete(
+            "The quick brown fox",
+            options,
+            Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone()),
+        )
+        .unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&out, &"finish_reason".into()).unwrap(),
+        "aborted"
+    );
+    assert_eq!(pieces.length(), 5);
+    let text = js_sys::Reflect::get(&out, &"text".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert_eq!(text, pieces.join("").as_string().unwrap());
+}
+
+#[wasm_bindgen_test]
+fn errors_are_typed_js_errors() {
+    let mut engine = Engine::new(JsValue::UNDEFINED).unwrap();
+    let err = engine.push(b"NOPE this is not a model").unwrap_err();
+    let err: js_sys::Error = err.dyn_into().unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"kind".into()).unwrap(),
+        "corrupt-model"
+    );
+    assert!(err
+        .message()
+        .as_string()
+        .unwrap()
+        .contains("not a GGUF file"));
+
+    let too_big = js_sys::JSON::parse(r#"{"expectedBytes": 5000000000}"#).unwrap();
+    let err: js_sys::Error = Engine::new(too_big).err().unwrap().dyn_into().unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"kind".into()).unwrap(),
+        "out-of-memory"
+    );
+
+    let mut engine = Engine::new(JsValue::UNDEFINED).unwrap();
+    engine.push(&I2S[..I2S.len() / 2]).unwrap();
+    let err: js_sys::Error = engine.finish().unwrap_err().dyn_into().unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"kind".into()).unwrap(),
+        "corrupt-model"
+    );
+    assert!(err.message().as_string().unwrap().contains("incomplete"));
+}
