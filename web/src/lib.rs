@@ -21,6 +21,20 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Checks this build's kernels against the scalar reference on random shapes; returns
+/// the kernel set's name. Lets a page (or the benchmark) verify that the engine computes
+/// correctly on this JavaScript engine before trusting its speed.
+#[wasm_bindgen(js_name = kernelSelfTest)]
+pub fn kernel_self_test() -> Result<String, JsValue> {
+    let k = bitnet_engine::kernels::detect(KernelChoice::Auto);
+    bitnet_engine::kernels::selftest::check_against_scalar(k.as_ref(), 20, 1).map_err(|e| {
+        js_error(bitnet_engine::Error::Model(format!(
+            "kernel self-test failed: {e}"
+        )))
+    })?;
+    Ok(k.name().to_string())
+}
+
 fn js_error(e: bitnet_engine::Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     // Reflect::set on a fresh Error object cannot fail.
