@@ -2,7 +2,7 @@
 //   node scripts/bench-wasm.mjs <scalar|simd128|relaxed> FILE.gguf PROMPT GEN RUNS
 import { openSync, readSync, fstatSync, readFileSync, closeSync } from 'node:fs';
 
-const [variant, model, p, g, runs] = process.argv.slice(2);
+const [variant, model, p, g, runs, head = 'file'] = process.argv.slice(2);
 const dir = new URL(`../dist/wasm/${variant}/`, import.meta.url);
 const wasm = await import(new URL('bitnet_web.js', dir));
 wasm.initSync({ module: readFileSync(new URL('bitnet_web_bg.wasm', dir)) });
@@ -17,7 +17,7 @@ try {
 
 const fd = openSync(model, 'r');
 const size = fstatSync(fd).size;
-const engine = new wasm.Engine({ expectedBytes: size, nCtx: 512 });
+const engine = new wasm.Engine({ expectedBytes: size, nCtx: 512, head });
 const chunk = Buffer.allocUnsafe(16 << 20);
 const t0 = performance.now();
 for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) engine.push(chunk.subarray(0, n));
@@ -33,6 +33,7 @@ console.log(JSON.stringify({
   prefill_tps: median('prefill_tps'),
   decode_tps: median('decode_tps'),
   kernels: info.kernels,
+  head,
   prompt_tokens: Number(p),
   gen_tokens: Number(g),
   runs: Number(runs),

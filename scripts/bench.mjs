@@ -19,6 +19,8 @@ const runs = Number(opt('runs', 3));
 // The scalar build is an order of magnitude slower: fewer tokens, one run, same per-token rates.
 const scalarTokens = Number(opt('scalar-tokens', 8));
 const variants = opt('variants', 'native,wasm-scalar,wasm-simd128,wasm-relaxed').split(',');
+// LM heads to try: the file's (F16) and the int8 copy.
+const heads = opt('heads', 'file,int8').split(',');
 
 const cli = path.join(root, 'target/release/bitnet');
 if (!existsSync(cli) || variants.includes('native')) {
@@ -36,17 +38,18 @@ if (models.length === 0) {
 }
 
 for (const model of models) {
-  for (const v of variants) {
+  for (const head of heads) for (const v of variants) {
+    if (v === 'wasm-scalar' && head !== 'file') continue;
     let line;
     if (v === 'native') {
-      const r = JSON.parse(execFileSync(cli, ['bench', '--model', model, '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--runs', String(runs), '--threads', '1']).toString());
-      line = { backend: 'native', model: path.basename(model), threads: 1, prefill_tps: r.prefill_tps, decode_tps: r.decode_tps, kernels: r.backend, read_bandwidth_GBps: r.read_bandwidth_GBps };
+      const r = JSON.parse(execFileSync(cli, ['bench', '--model', model, '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--runs', String(runs), '--threads', '1', '--head', head]).toString());
+      line = { backend: 'native', model: path.basename(model), threads: 1, prefill_tps: r.prefill_tps, decode_tps: r.decode_tps, kernels: r.backend, head, read_bandwidth_GBps: r.read_bandwidth_GBps };
     } else {
       const variant = v.replace('wasm-', '');
       const [p, g, n] = variant === 'scalar' ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
       // A fresh process per variant: wasm memory is never returned to the OS.
       const flags = variant === 'relaxed' ? ['--experimental-wasm-relaxed-simd'] : [];
-      const out = execFileSync(process.execPath, [...flags, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n)], { maxBuffer: 1 << 20 });
+      const out = execFileSync(process.execPath, [...flags, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n), head], { maxBuffer: 1 << 20 });
       line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
     }
     console.log(JSON.stringify(line));

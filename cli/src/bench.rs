@@ -22,6 +22,9 @@ pub struct BenchArgs {
     runs: usize,
     #[arg(long)]
     scalar: bool,
+    /// LM head: as in the file, or the int8 copy.
+    #[arg(long, value_enum, default_value = "file")]
+    head: crate::Head,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -60,7 +63,10 @@ fn read_bandwidth() -> f64 {
 
 pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     let load_start = Instant::now();
-    let m = LoadedModel::from_path(&a.model)?;
+    let m = LoadedModel::from_gguf_with(
+        bitnet_engine::gguf::GgufFile::from_path(&a.model)?,
+        a.head.mode(),
+    )?;
     let load_s = load_start.elapsed().as_secs_f64();
     let n_vocab = m.model.config.n_vocab as u32;
     let mut backend = CpuBackend::new(
@@ -114,6 +120,7 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     let out = serde_json::json!({
         "model": a.model.display().to_string(),
         "backend": backend.name(),
+        "head": format!("{:?}", m.model.weights.head().ty),
         "threads": a.threads,
         "prompt_tokens": a.prompt_tokens,
         "gen_tokens": a.gen_tokens,

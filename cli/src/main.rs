@@ -3,7 +3,7 @@
 use bitnet_engine::chat::ChatMessage;
 use bitnet_engine::gguf::{GgmlType, GgufFile};
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Model};
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits, Model};
 use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session};
 use bitnet_engine::synth::{self, SynthShape};
@@ -46,6 +46,24 @@ struct RunOpts {
     /// Use the scalar reference kernels instead of SIMD.
     #[arg(long)]
     scalar: bool,
+    /// LM head: as stored in the file, or an int8 copy built at load time (faster, smaller).
+    #[arg(long, value_enum, default_value = "file")]
+    head: Head,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Head {
+    File,
+    Int8,
+}
+
+impl Head {
+    pub fn mode(self) -> HeadMode {
+        match self {
+            Head::File => HeadMode::File,
+            Head::Int8 => HeadMode::Int8,
+        }
+    }
 }
 
 impl RunOpts {
@@ -206,8 +224,8 @@ fn main() {
     }
 }
 
-fn load(path: &PathBuf) -> bitnet_engine::Result<LoadedModel> {
-    LoadedModel::from_path(path)
+fn load(path: &PathBuf, run: &RunOpts) -> bitnet_engine::Result<LoadedModel> {
+    LoadedModel::from_gguf_with(GgufFile::from_path(path)?, run.head.mode())
 }
 
 fn session(m: &LoadedModel, run: &RunOpts) -> Session {
@@ -251,7 +269,9 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
                     ))
                 })?;
             let mut file = GgufFile::from_path(&model)?;
-            let model = Arc::new(Model::from_gguf(&mut file)?);
+            let mut model = Model::from_gguf(&mut file)?;
+            model.set_head(run.head.mode());
+            let model = Arc::new(model);
             let mut opts = run.cpu(&model);
             opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
             let mut backend = CpuBackend::new(Arc::clone(&model), opts);
@@ -272,7 +292,7 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             run,
             sample,
         } => {
-            let m = load(&model)?;
+            let m = load(&model, &run)?;
             let mut s = session(&m, &run);
             let opts = sample.options(n, true);
             let mut out = std::io::stdout();
@@ -383,7 +403,7 @@ fn chat(
     run: &RunOpts,
     sample: &SampleOpts,
 ) -> bitnet_engine::Result<()> {
-    let m = load(path)?;
+    let m = load(path, run)?;
     let mut s = session(&m, run);
     let opts = sample.options(n, false);
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();

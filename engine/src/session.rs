@@ -8,7 +8,7 @@
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::model::{Backend, Logits, Model};
+use crate::model::{Backend, HeadMode, Logits, Model};
 use crate::sampler::{LoopGuard, Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer, VocabSpec};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,11 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn from_gguf(mut file: GgufFile) -> Result<LoadedModel> {
+    pub fn from_gguf(file: GgufFile) -> Result<LoadedModel> {
+        LoadedModel::from_gguf_with(file, HeadMode::File)
+    }
+
+    pub fn from_gguf_with(mut file: GgufFile, head: HeadMode) -> Result<LoadedModel> {
         let spec = VocabSpec::from_metadata(&file.metadata)?;
         let tokenizer = Tokenizer::from_spec(&spec)?;
         let token_text = |id: Option<u32>| {
@@ -35,7 +39,8 @@ impl LoadedModel {
             &token_text(tokenizer.bos()),
             &token_text(tokenizer.eos()),
         )?;
-        let model = Model::from_gguf(&mut file)?;
+        let mut model = Model::from_gguf(&mut file)?;
+        model.set_head(head);
         if tokenizer.n_vocab() > model.config.n_vocab {
             return Err(Error::Model(format!(
                 "the tokenizer has {} tokens but the model only {} embeddings",

@@ -153,3 +153,27 @@ fn greedy_continuation_matches_llamacpp() {
         assert_eq!(c.tokens, r.generated, "{file}");
     }
 }
+
+/// The optional int8 LM head: how far it moves the logits (reported, and bounded).
+#[test]
+fn int8_head_stays_close() {
+    use bitnet_engine::model::{HeadMode, Model};
+    let tokens = tokens("tiny-relu2-fold");
+    let (_, reference) = npy("tiny-relu2-fold.ref-int8.npy");
+    let mut file =
+        bitnet_engine::gguf::GgufFile::from_path(fixture("tiny-b158-I2_S.gguf")).unwrap();
+    let mut model = Model::from_gguf(&mut file).unwrap();
+    model.set_head(HeadMode::Int8);
+    let model = std::sync::Arc::new(model);
+    let ours = all_logits(&model, ActMode::Int8, &tokens);
+    let (max, agree) = compare(&ours, &reference, VOCAB);
+    let mean = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / ours.len() as f32;
+    println!("int8 head vs ref-int8: max abs diff {max:.3e}, mean {mean:.3e}, argmax agreement {agree:.3}");
+    assert!(max < 0.5 && mean < 0.1, "max {max}, mean {mean}");
+    assert!(agree >= 0.9, "argmax agreement {agree}");
+}

@@ -7,7 +7,7 @@
 use bitnet_engine::chat::ChatMessage;
 use bitnet_engine::gguf::{GgufLoader, LoadOptions, LoadPhase};
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits};
 use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session, Usage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -62,6 +62,8 @@ struct EngineOptions {
     act: Option<String>,
     /// Use the scalar kernels even in a SIMD build (for comparisons).
     scalar: bool,
+    /// "file" (default) or "int8": an int8 LM head built at load time (faster, smaller).
+    head: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -181,7 +183,16 @@ impl Engine {
             ))
         })?;
         let file = loader.finish().map_err(js_error)?;
-        let loaded = LoadedModel::from_gguf(file).map_err(js_error)?;
+        let head = match self.opts.head.as_deref() {
+            None | Some("file") => HeadMode::File,
+            Some("int8") => HeadMode::Int8,
+            Some(other) => {
+                return Err(js_error(bitnet_engine::Error::InvalidArgument(format!(
+                    "head '{other}': expected \"file\" or \"int8\""
+                ))))
+            }
+        };
+        let loaded = LoadedModel::from_gguf_with(file, head).map_err(js_error)?;
         let cfg = &loaded.model.config;
         let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
         let backend = CpuBackend::new(Arc::clone(&loaded.model), self.cpu_options(Some(n_ctx)));

@@ -30,6 +30,8 @@ pub enum DenseType {
     F32,
     F16,
     BF16,
+    /// int8 with one f32 scale per row: the optional small LM head.
+    I8,
 }
 
 impl DenseType {
@@ -37,6 +39,7 @@ impl DenseType {
         match self {
             DenseType::F32 => 4,
             DenseType::F16 | DenseType::BF16 => 2,
+            DenseType::I8 => 1,
         }
     }
 }
@@ -48,6 +51,9 @@ pub struct DenseMatrix {
     pub cols: usize,
     pub ty: DenseType,
     pub data: AlignedBuf,
+    /// I8 only: per row, the scale (`max|w|/127`) and Σq (for unsigned×signed dot products).
+    pub row_scales: Vec<f32>,
+    pub row_sums: Vec<i32>,
 }
 
 impl DenseMatrix {
@@ -70,6 +76,8 @@ impl DenseMatrix {
             cols,
             ty,
             data: t.data,
+            row_scales: Vec::new(),
+            row_sums: Vec::new(),
         })
     }
 
@@ -80,6 +88,8 @@ impl DenseMatrix {
             cols,
             ty: DenseType::F32,
             data: AlignedBuf::from_slice(&bytes),
+            row_scales: Vec::new(),
+            row_sums: Vec::new(),
         }
     }
 
@@ -93,6 +103,8 @@ impl DenseMatrix {
             cols,
             ty: DenseType::F16,
             data: AlignedBuf::from_slice(&bytes),
+            row_scales: Vec::new(),
+            row_sums: Vec::new(),
         }
     }
 
@@ -116,7 +128,47 @@ impl DenseMatrix {
                     *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
                 }
             }
+            DenseType::I8 => {
+                let s = self.row_scales[r];
+                for (o, &q) in out.iter_mut().zip(b) {
+                    *o = q as i8 as f32 * s;
+                }
+            }
         }
+    }
+
+    /// Converts to int8 rows with per-row absmax scales, in place: row r's int8 bytes
+    /// land at r·cols, never past where row r's float bytes began, so no second copy
+    /// of the matrix is ever held.
+    pub fn quantize_rows_int8(&mut self) {
+        if self.ty == DenseType::I8 {
+            return;
+        }
+        let (rows, cols) = (self.rows, self.cols);
+        let mut row = vec![0f32; cols];
+        let mut scales = Vec::with_capacity(rows);
+        let mut sums = Vec::with_capacity(rows);
+        for r in 0..rows {
+            self.row_f32(r, &mut row);
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if max > 0.0 && max.is_finite() {
+                127.0 / max
+            } else {
+                0.0
+            };
+            let mut sum = 0i32;
+            for (c, &v) in row.iter().enumerate() {
+                let q = (v * s).round_ties_even().clamp(-127.0, 127.0) as i8;
+                sum += q as i32;
+                self.data[r * cols + c] = q as u8;
+            }
+            scales.push(if s > 0.0 { max / 127.0 } else { 0.0 });
+            sums.push(sum);
+        }
+        self.data.truncate(rows * cols);
+        self.ty = DenseType::I8;
+        self.row_scales = scales;
+        self.row_sums = sums;
     }
 
     pub fn size_bytes(&self) -> usize {

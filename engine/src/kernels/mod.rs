@@ -58,6 +58,10 @@ pub trait Kernels: Send + Sync {
         rows: Range<usize>,
         out: &mut [f32],
     );
+    /// int8 rows (`DenseType::I8`) × int8 activations: the small LM head.
+    fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        scalar::int8_rows(w, a, rows, out)
+    }
 }
 
 /// The reference kernel set.
@@ -156,6 +160,18 @@ impl Cpu {
     ) {
         self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| {
             self.kernels.ternary_rows(w, a, rows, o)
+        });
+    }
+
+    pub fn int8_matmul(
+        &self,
+        w: &DenseMatrix,
+        a: &QuantActs,
+        out: &mut [f32],
+        tile: &mut Vec<f32>,
+    ) {
+        self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| {
+            self.kernels.int8_rows(w, a, rows, o)
         });
     }
 

@@ -112,6 +112,22 @@ pub fn ternary_matmul_f32(w: &TernaryMatrix, x: &[f32], n_tok: usize, out: &mut 
     }
 }
 
+/// int8 weights (per-row scales) × int8 activations (per-token scales).
+pub fn int8_rows(w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+    let n_tok = a.n_tok;
+    for (i, r) in rows.enumerate() {
+        let wr = w.row_bytes(r);
+        for t in 0..n_tok {
+            let dot: i32 = wr
+                .iter()
+                .zip(a.token(t))
+                .map(|(&q, &x)| q as i8 as i32 * x as i32)
+                .sum();
+            out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+        }
+    }
+}
+
 pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
     let cols = w.cols;
     for (i, r) in rows.enumerate() {
@@ -134,6 +150,13 @@ pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, 
                     .zip(xr)
                     .map(|(b, &xv)| bf16::from_le_bytes([b[0], b[1]]).to_f32() * xv)
                     .sum(),
+                DenseType::I8 => {
+                    wb.iter()
+                        .zip(xr)
+                        .map(|(&q, &xv)| q as i8 as f32 * xv)
+                        .sum::<f32>()
+                        * w.row_scales[r]
+                }
             };
             out[i * n_tok + t] = y;
         }

@@ -100,6 +100,20 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
             &want,
             1e-5 * (dense_cols as f32).sqrt(),
         )?;
+
+        let mut q8 = d.clone();
+        q8.quantize_rows_int8();
+        let mut xq = QuantActs::default();
+        scalar::quantize_acts(&xd, dense_cols, &mut xq);
+        let (mut got, mut want) = (vec![0f32; rows * 2], vec![0f32; rows * 2]);
+        k.int8_rows(&q8, &xq, 0..rows, &mut got);
+        scalar::int8_rows(&q8, &xq, 0..rows, &mut want);
+        close(
+            &format!("case {case}: int8 {rows}x{dense_cols}"),
+            &got,
+            &want,
+            1e-6,
+        )?;
     }
     Ok(())
 }

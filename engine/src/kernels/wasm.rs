@@ -43,6 +43,38 @@ impl Kernels for Simd128 {
         }
     }
 
+    fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        let (n_tok, cols) = (a.n_tok, a.cols);
+        let body = cols / 16 * 16;
+        for (i, r) in rows.enumerate() {
+            let wr = w.row_bytes(r);
+            for t in 0..n_tok {
+                let x = a.token(t);
+                let mut acc = i32x4_splat(0);
+                for j in (0..body).step_by(16) {
+                    let (wv, xv) = (load(wr, j), load_i8(x, j));
+                    // |product| ≤ 127·128: each i16 lane holds one product before widening.
+                    acc = i32x4_add(
+                        acc,
+                        i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(wv, xv)),
+                    );
+                    acc = i32x4_add(
+                        acc,
+                        i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(wv, xv)),
+                    );
+                }
+                let mut dot = i32x4_extract_lane::<0>(acc)
+                    + i32x4_extract_lane::<1>(acc)
+                    + i32x4_extract_lane::<2>(acc)
+                    + i32x4_extract_lane::<3>(acc);
+                for c in body..cols {
+                    dot += wr[c] as i8 as i32 * x[c] as i32;
+                }
+                out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+            }
+        }
+    }
+
     fn dense_rows(
         &self,
         w: &DenseMatrix,

@@ -87,6 +87,14 @@ impl Kernels for Avx2 {
         }
     }
 
+    fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        if !self.vnni512 {
+            return scalar::int8_rows(w, a, rows, out);
+        }
+        // SAFETY: AVX-512 F/BW/VL/VNNI detected.
+        unsafe { vnni::int8_rows(w, a, rows, out) }
+    }
+
     fn dense_rows(
         &self,
         w: &DenseMatrix,
@@ -372,6 +380,44 @@ mod vnni {
                     o[t + k] = (dots[k] - a.sum[t + k]) as f32 * scale * a.inv_scale[t + k];
                 }
                 t += n;
+            }
+        }
+    }
+
+    /// int8 × int8 via `vpdpbusd` (unsigned × signed): the activations are offset by
+    /// +128 to make them unsigned and 128·Σw is taken back out.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn int8_rows(w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        let (n_tok, cols) = (a.n_tok, a.cols);
+        let xu: Vec<u8> = a.q.iter().map(|&q| (q as i16 + 128) as u8).collect();
+        let body = cols / 256 * 256;
+        for (i, r) in rows.enumerate() {
+            let wr = w.row_bytes(r);
+            for t in 0..n_tok {
+                let x = &xu[t * cols..(t + 1) * cols];
+                let mut acc = [_mm512_setzero_si512(); 4];
+                let mut j = 0;
+                while j < body {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        wr.as_ptr().wrapping_add(j + PREFETCH_AHEAD).cast(),
+                    );
+                    for k in 0..4 {
+                        let xv = _mm512_loadu_si512(x.as_ptr().add(j + 64 * k).cast());
+                        let wv = _mm512_loadu_si512(wr.as_ptr().add(j + 64 * k).cast());
+                        acc[k] = _mm512_dpbusd_epi32(acc[k], xv, wv);
+                    }
+                    j += 256;
+                }
+                let s = _mm512_add_epi32(
+                    _mm512_add_epi32(acc[0], acc[1]),
+                    _mm512_add_epi32(acc[2], acc[3]),
+                );
+                let mut dot = _mm512_reduce_add_epi32(s);
+                for c in body..cols {
+                    dot += x[c] as i32 * wr[c] as i8 as i32;
+                }
+                dot -= 128 * w.row_sums[r];
+                out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
             }
         }
     }

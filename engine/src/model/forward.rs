@@ -4,6 +4,7 @@
 use super::weights::{LayerWeights, Linear};
 use super::{ActMode, Backend, FfnActivation, Logits, Model};
 use crate::error::{Error, Result};
+use crate::formats::DenseType;
 use crate::kernels::{scalar, Cpu, KernelChoice, QuantActs};
 use std::sync::Arc;
 
@@ -331,8 +332,15 @@ impl Backend for CpuBackend {
             &mut s.h,
         );
         let mut logits = vec![0.0; nr * cfg.n_vocab];
-        self.cpu
-            .dense_matmul(model.weights.head(), &s.h, nr, &mut logits, &mut s.tile);
+        let head = model.weights.head();
+        if head.ty == DenseType::I8 {
+            self.cpu.quantize(&s.h, e, &mut s.acts);
+            self.cpu
+                .int8_matmul(head, &s.acts, &mut logits, &mut s.tile);
+        } else {
+            self.cpu
+                .dense_matmul(head, &s.h, nr, &mut logits, &mut s.tile);
+        }
         Ok(logits)
     }
 
