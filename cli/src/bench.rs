@@ -1,7 +1,7 @@
 //! `bitnet bench`: prefill and decode tokens/s (medians) and peak memory.
 
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits};
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions};
 use bitnet_engine::session::LoadedModel;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,7 +68,6 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         a.head.mode(),
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let n_vocab = m.model.config.n_vocab as u32;
     let mut backend = CpuBackend::new(
         Arc::clone(&m.model),
         CpuOptions {
@@ -82,29 +81,11 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
             n_ctx: Some(a.prompt_tokens + a.gen_tokens + 1),
         },
     );
-    // Fixed pseudo-random prompt ids: the speed does not depend on which tokens they are.
-    let prompt: Vec<u32> = (0..a.prompt_tokens as u32)
-        .map(|i| (i * 7919 + 13) % n_vocab)
-        .collect();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..a.runs.max(1) {
-        backend.truncate(0);
-        let t = Instant::now();
-        let mut logits = backend.forward(&prompt, Logits::Last)?;
-        prefill.push(a.prompt_tokens as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        for _ in 0..a.gen_tokens {
-            let next = logits
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0 as u32;
-            logits = backend.forward(&[next], Logits::Last)?;
-        }
-        decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
+        let speed = bitnet_engine::bench::measure(&mut backend, a.prompt_tokens, a.gen_tokens)?;
+        prefill.push(speed.prefill_tps);
+        decode.push(speed.decode_tps);
     }
     // Read before the bandwidth probe allocates its buffer.
     let peak = peak_rss();

@@ -2,7 +2,6 @@
 //! Prints one JSON line per kernel with the median time and the bytes of weights read per second.
 
 use bitnet_engine::formats::{DenseMatrix, TernaryMatrix};
-use bitnet_engine::gguf::{AlignedBuf, GgmlType, Tensor, TensorInfo};
 use bitnet_engine::kernels::{self, KernelChoice, QuantActs};
 use std::time::Instant;
 
@@ -20,27 +19,8 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
 }
 
 fn ternary(rows: usize, cols: usize) -> TernaryMatrix {
-    let mut x = 0x9E3779B97F4A7C15u64;
-    let codes: Vec<u8> = (0..rows * cols)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 3) as u8
-        })
-        .collect();
-    let bytes = bitnet_engine::formats::i2s::quantize(&codes, 0.01);
-    TernaryMatrix::from_tensor(Tensor {
-        info: TensorInfo {
-            name: "w".into(),
-            ty: GgmlType::I2S,
-            dims: vec![cols as u64, rows as u64],
-            offset: 0,
-            nbytes: bytes.len() as u64,
-        },
-        data: AlignedBuf::from_slice(&bytes),
-    })
-    .unwrap()
+    use rand::SeedableRng;
+    kernels::selftest::random_ternary(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), rows, cols)
 }
 
 fn main() {

@@ -326,41 +326,13 @@ impl Engine {
     /// `{ prefill_tps, decode_tps }` (one run; the caller takes medians).
     pub fn benchmark(&self, prompt_tokens: usize, gen_tokens: usize) -> Result<JsValue, JsValue> {
         let m = self.loaded()?;
-        let n_vocab = m.model.config.n_vocab as u32;
         let mut backend = CpuBackend::new(
             Arc::clone(&m.model),
             self.cpu_options(Some(prompt_tokens + gen_tokens + 1)),
         );
-        let prompt: Vec<u32> = (0..prompt_tokens as u32)
-            .map(|i| (i * 7919 + 13) % n_vocab)
-            .collect();
-        let t = web_time::Instant::now();
-        let mut logits = backend.forward(&prompt, Logits::Last).map_err(js_error)?;
-        let prefill_s = t.elapsed().as_secs_f64();
-        let t = web_time::Instant::now();
-        for _ in 0..gen_tokens {
-            let next = logits
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0;
-            logits = backend
-                .forward(&[next as u32], Logits::Last)
-                .map_err(js_error)?;
-        }
-        let decode_s = t.elapsed().as_secs_f64();
-        #[derive(Serialize)]
-        struct Bench {
-            prefill_tps: f64,
-            decode_tps: f64,
-        }
-        Ok(to_js(&Bench {
-            prefill_tps: prompt_tokens as f64 / prefill_s,
-            decode_tps: gen_tokens as f64 / decode_s,
-        }))
+        let speed = bitnet_engine::bench::measure(&mut backend, prompt_tokens, gen_tokens)
+            .map_err(js_error)?;
+        Ok(to_js(&speed))
     }
 
     #[wasm_bindgen(js_name = resetChat)]

@@ -9,7 +9,8 @@ use crate::gguf::{AlignedBuf, GgmlType, Tensor, TensorInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryMatrix {
+/// A random `rows × cols` ternary matrix in the kernel layout (also used by tests and benches).
+pub fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryMatrix {
     let codes: Vec<u8> = (0..rows * cols).map(|_| rng.random_range(0..3u8)).collect();
     let bytes = i2s::quantize(&codes, rng.random_range(0.01f32..1.0));
     TernaryMatrix::from_tensor(Tensor {

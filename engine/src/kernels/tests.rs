@@ -1,33 +1,13 @@
 //! Every fast kernel equals the scalar reference on random shapes, odd sizes and tails.
 
 use super::*;
-use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
-use crate::gguf::{AlignedBuf, GgmlType, Tensor, TensorInfo};
+use crate::formats::{DenseMatrix, TernaryMatrix, TernaryScale};
 use proptest::prelude::*;
 
 fn ternary(rows: usize, blocks: usize, seed: u64, per_block: bool) -> TernaryMatrix {
-    let cols = blocks * 128;
-    let mut x = seed | 1;
-    let codes: Vec<u8> = (0..rows * cols)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 3) as u8
-        })
-        .collect();
-    let bytes = i2s::quantize(&codes, 0.37);
-    let mut m = TernaryMatrix::from_tensor(Tensor {
-        info: TensorInfo {
-            name: "w".into(),
-            ty: GgmlType::I2S,
-            dims: vec![cols as u64, rows as u64],
-            offset: 0,
-            nbytes: bytes.len() as u64,
-        },
-        data: AlignedBuf::from_slice(&bytes),
-    })
-    .unwrap();
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut m = super::selftest::random_ternary(&mut rng, rows, blocks * 128);
     if per_block {
         m.scale = TernaryScale::PerBlock(
             (0..rows * blocks)
