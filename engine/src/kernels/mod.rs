@@ -29,6 +29,24 @@ pub struct QuantActs {
 }
 
 impl QuantActs {
+    /// Sizes the buffers for `n_values / cols` tokens of `cols` values; returns the token count.
+    pub fn reset(&mut self, n_values: usize, cols: usize) -> usize {
+        let n_tok = n_values / cols;
+        self.cols = cols;
+        self.n_tok = n_tok;
+        self.q.resize(n_tok * cols, 0);
+        self.inv_scale.resize(n_tok, 0.0);
+        self.sum.resize(n_tok, 0);
+        n_tok
+    }
+
+    /// Token `t` quantizes to zeros (its max |x| is 0 or not finite).
+    pub fn zero_token(&mut self, t: usize) {
+        self.q[t * self.cols..(t + 1) * self.cols].fill(0);
+        self.inv_scale[t] = 0.0;
+        self.sum[t] = 0;
+    }
+
     pub fn token(&self, t: usize) -> &[i8] {
         &self.q[t * self.cols..(t + 1) * self.cols]
     }

@@ -8,22 +8,15 @@ use std::ops::Range;
 
 /// Per-token absmax int8 quantization (BitNet's activation scheme).
 pub fn quantize_acts(x: &[f32], cols: usize, out: &mut QuantActs) {
-    let n_tok = x.len() / cols;
-    out.cols = cols;
-    out.n_tok = n_tok;
-    out.q.resize(n_tok * cols, 0);
-    out.inv_scale.resize(n_tok, 0.0);
-    out.sum.resize(n_tok, 0);
+    let n_tok = out.reset(x.len(), cols);
     for t in 0..n_tok {
         let row = &x[t * cols..(t + 1) * cols];
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let q = &mut out.q[t * cols..(t + 1) * cols];
         if max == 0.0 || !max.is_finite() {
-            q.fill(0);
-            out.inv_scale[t] = 0.0;
-            out.sum[t] = 0;
+            out.zero_token(t);
             continue;
         }
+        let q = &mut out.q[t * cols..(t + 1) * cols];
         let s = 127.0 / max;
         let mut sum = 0i32;
         for (o, &v) in q.iter_mut().zip(row) {

@@ -196,12 +196,7 @@ fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
 }
 
 fn quantize(x: &[f32], cols: usize, out: &mut QuantActs) {
-    let n_tok = x.len() / cols;
-    out.cols = cols;
-    out.n_tok = n_tok;
-    out.q.resize(n_tok * cols, 0);
-    out.inv_scale.resize(n_tok, 0.0);
-    out.sum.resize(n_tok, 0);
+    let n_tok = out.reset(x.len(), cols);
     let chunks = cols / 16;
     for t in 0..n_tok {
         let row = &x[t * cols..(t + 1) * cols];
@@ -221,13 +216,11 @@ fn quantize(x: &[f32], cols: usize, out: &mut QuantActs) {
         for &v in &row[cols / 4 * 4..] {
             max = max.max(v.abs());
         }
-        let q = &mut out.q[t * cols..(t + 1) * cols];
         if max == 0.0 || !max.is_finite() {
-            q.fill(0);
-            out.inv_scale[t] = 0.0;
-            out.sum[t] = 0;
+            out.zero_token(t);
             continue;
         }
+        let q = &mut out.q[t * cols..(t + 1) * cols];
         let s = 127.0 / max;
         let vs = f32x4_splat(s);
         let (lo, hi) = (f32x4_splat(-128.0), f32x4_splat(127.0));

@@ -140,12 +140,7 @@ impl Kernels for Avx2 {
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_avx2(x: &[f32], cols: usize, out: &mut QuantActs) {
-    let n_tok = x.len() / cols;
-    out.cols = cols;
-    out.n_tok = n_tok;
-    out.q.resize(n_tok * cols, 0);
-    out.inv_scale.resize(n_tok, 0.0);
-    out.sum.resize(n_tok, 0);
+    let n_tok = out.reset(x.len(), cols);
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     for t in 0..n_tok {
         let row = &x[t * cols..(t + 1) * cols];
@@ -161,13 +156,11 @@ unsafe fn quantize_avx2(x: &[f32], cols: usize, out: &mut QuantActs) {
         for &v in &row[chunks * 8..] {
             max = max.max(v.abs());
         }
-        let q = &mut out.q[t * cols..(t + 1) * cols];
         if max == 0.0 || !max.is_finite() {
-            q.fill(0);
-            out.inv_scale[t] = 0.0;
-            out.sum[t] = 0;
+            out.zero_token(t);
             continue;
         }
+        let q = &mut out.q[t * cols..(t + 1) * cols];
         let s = 127.0 / max;
         let vs = _mm256_set1_ps(s);
         let mut vsum = _mm256_setzero_si256();

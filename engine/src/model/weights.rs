@@ -97,7 +97,8 @@ impl ModelWeights {
             None => None,
         };
         let output_norm = vector(take(file, "output_norm.weight", &[e])?)?;
-        let mut layers = Vec::with_capacity(cfg.n_layer);
+        // block_count comes from the file: reserve no more than the tensors present could fill.
+        let mut layers = Vec::with_capacity(cfg.n_layer.min(file.tensors.len()));
         for i in 0..cfg.n_layer {
             let p = |n: &str| format!("blk.{i}.{n}");
             let mut lin = |name: &str, dims: &[u64]| linear(file, &p(name), dims);
