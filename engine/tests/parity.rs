@@ -86,6 +86,8 @@ fn int8_mode_matches_bitnet_reference_on_ternary_files() {
     }
     check_int8_strict("tiny-relu2-fold-TQ2_0.gguf", "tiny-relu2-fold");
     check_int8_strict("tiny-relu2-fold-TQ1_0.gguf", "tiny-relu2-fold");
+    // A float checkpoint in int8 mode: its linear layers see the same quantized activations.
+    check_int8_strict("tiny-relu2-fold-F16.gguf", "tiny-relu2-fold");
 }
 
 #[test]

@@ -96,7 +96,7 @@ impl CpuBackend {
         lin: &Linear,
         input: &[f32],
         acts: &QuantActs,
-        deq: &mut Vec<f32>,
+        deq: &[f32],
         n: usize,
         out: &mut Vec<f32>,
         tile: &mut Vec<f32>,
@@ -106,17 +106,35 @@ impl CpuBackend {
             (Linear::Ternary(w), ActMode::Int8) => cpu.ternary_matmul(w, acts, out, tile),
             (Linear::Ternary(w), ActMode::F32) => scalar::ternary_matmul_f32(w, input, n, out),
             (Linear::Dense { w, out_scale }, _) => {
-                let x = if act == ActMode::Int8 {
-                    // A float checkpoint still sees BitNet's quantized activations.
-                    *deq = acts.dequantize();
-                    deq.as_slice()
-                } else {
-                    input
-                };
+                // A float checkpoint still sees BitNet's quantized activations.
+                let x = if act == ActMode::Int8 { deq } else { input };
                 cpu.dense_matmul(w, x, n, out, tile);
                 if *out_scale != 1.0 {
                     out.iter_mut().for_each(|v| *v *= out_scale);
                 }
+            }
+        }
+    }
+
+    /// RMSNorm of `x` into `out`; in int8 mode, quantized once for every linear layer
+    /// that reads it, and (only when one of them is a float layer) dequantized once too.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_input(
+        cpu: &Cpu,
+        act: ActMode,
+        x: &[f32],
+        weight: &[f32],
+        eps: f32,
+        out: &mut [f32],
+        acts: &mut QuantActs,
+        deq: &mut Vec<f32>,
+        readers: &[&Linear],
+    ) {
+        scalar::rmsnorm(x, weight, eps, out);
+        if act == ActMode::Int8 {
+            cpu.quantize(out, weight.len(), acts);
+            if readers.iter().any(|l| matches!(l, Linear::Dense { .. })) {
+                *deq = acts.dequantize();
             }
         }
     }
@@ -130,17 +148,24 @@ impl CpuBackend {
 
         // Attention block.
         s.h.resize(n * e, 0.0);
-        scalar::rmsnorm(&s.x, &layer.attn_norm, cfg.rms_eps, &mut s.h);
-        if act == ActMode::Int8 {
-            cpu.quantize(&s.h, e, &mut s.acts);
-        }
+        Self::norm_input(
+            cpu,
+            act,
+            &s.x,
+            &layer.attn_norm,
+            cfg.rms_eps,
+            &mut s.h,
+            &mut s.acts,
+            &mut s.deq,
+            &[&layer.q, &layer.k, &layer.v],
+        );
         Self::linear(
             cpu,
             act,
             &layer.q,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.q,
             &mut s.tile,
@@ -151,7 +176,7 @@ impl CpuBackend {
             &layer.k,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.k,
             &mut s.tile,
@@ -162,7 +187,7 @@ impl CpuBackend {
             &layer.v,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.v,
             &mut s.tile,
@@ -205,17 +230,24 @@ impl CpuBackend {
                 }
             }
         }
-        scalar::rmsnorm(&s.att, &layer.attn_sub_norm, cfg.rms_eps, &mut s.h);
-        if act == ActMode::Int8 {
-            cpu.quantize(&s.h, e, &mut s.acts);
-        }
+        Self::norm_input(
+            cpu,
+            act,
+            &s.att,
+            &layer.attn_sub_norm,
+            cfg.rms_eps,
+            &mut s.h,
+            &mut s.acts,
+            &mut s.deq,
+            &[&layer.o],
+        );
         Self::linear(
             cpu,
             act,
             &layer.o,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.o,
             &mut s.tile,
@@ -223,17 +255,24 @@ impl CpuBackend {
         s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
 
         // Feed-forward block.
-        scalar::rmsnorm(&s.x, &layer.ffn_norm, cfg.rms_eps, &mut s.h);
-        if act == ActMode::Int8 {
-            cpu.quantize(&s.h, e, &mut s.acts);
-        }
+        Self::norm_input(
+            cpu,
+            act,
+            &s.x,
+            &layer.ffn_norm,
+            cfg.rms_eps,
+            &mut s.h,
+            &mut s.acts,
+            &mut s.deq,
+            &[&layer.gate, &layer.up],
+        );
         Self::linear(
             cpu,
             act,
             &layer.gate,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.gate,
             &mut s.tile,
@@ -244,7 +283,7 @@ impl CpuBackend {
             &layer.up,
             &s.h,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.up,
             &mut s.tile,
@@ -257,17 +296,24 @@ impl CpuBackend {
             *g = a * u;
         }
         s.up.resize(s.gate.len(), 0.0);
-        scalar::rmsnorm(&s.gate, &layer.ffn_sub_norm, cfg.rms_eps, &mut s.up);
-        if act == ActMode::Int8 {
-            cpu.quantize(&s.up, cfg.n_ff, &mut s.acts);
-        }
+        Self::norm_input(
+            cpu,
+            act,
+            &s.gate,
+            &layer.ffn_sub_norm,
+            cfg.rms_eps,
+            &mut s.up,
+            &mut s.acts,
+            &mut s.deq,
+            &[&layer.down],
+        );
         Self::linear(
             cpu,
             act,
             &layer.down,
             &s.up,
             &s.acts,
-            &mut s.deq,
+            &s.deq,
             n,
             &mut s.o,
             &mut s.tile,
