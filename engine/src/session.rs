@@ -134,6 +134,53 @@ pub enum Flow {
     Abort,
 }
 
+/// What one [`Session::step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A prefill chunk ran: `done` of `total` new prompt tokens are in the cache.
+    Prefill { done: usize, total: usize },
+    /// A token was sampled; `text` is what it adds to the reply (may be empty while a
+    /// character or a possible stop string is incomplete).
+    Token { id: u32, text: String },
+    /// The generation is over; `text` is a last piece of the reply not streamed yet.
+    Done { text: String, completion: Completion },
+}
+
+/// A generation in progress, run by [`Session::step`] until it returns [`Step::Done`].
+pub struct Generation {
+    tokens: Vec<u32>,
+    /// Prompt tokens already in the cache when the request came.
+    common: usize,
+    /// Prompt tokens in the cache now.
+    prefilled: usize,
+    opts: GenerateOptions,
+    /// The conversation of a chat turn, to become the session's history when it ends.
+    messages: Option<Vec<ChatMessage>>,
+    start: Instant,
+    prefill_end: Option<Instant>,
+    first_token_at: Option<Instant>,
+    logits: Vec<f32>,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    text: String,
+    /// Bytes of `text` already streamed.
+    emitted: usize,
+    max_stop: usize,
+    generated: Vec<u32>,
+    /// Sampled and streamed, but not fed to the model yet.
+    pending: Option<u32>,
+    /// Decided while streaming a token; reported by the next step.
+    finish: Option<FinishReason>,
+}
+
+impl Generation {
+    /// `(done, total)` new prompt tokens while the prompt is still being prefilled.
+    pub fn prefilling(&self) -> Option<(usize, usize)> {
+        (self.prefilled < self.tokens.len())
+            .then(|| (self.prefilled - self.common, self.tokens.len() - self.common))
+    }
+}
+
 pub struct Session {
     backend: Box<dyn Backend>,
     tokenizer: Arc<Tokenizer>,
@@ -200,9 +247,8 @@ impl Session {
         opts: &GenerateOptions,
         on_event: &mut dyn FnMut(Event) -> Flow,
     ) -> Result<Completion> {
-        self.history.clear();
-        self.unfed = None;
-        self.run(tokens.to_vec(), opts, on_event)
+        let g = self.begin_tokens(tokens.to_vec(), opts)?;
+        self.drive(g, on_event)
     }
 
     /// Raw completion of a text prompt (BOS added per the vocabulary, special tokens parsed).
@@ -212,10 +258,8 @@ impl Session {
         opts: &GenerateOptions,
         on_event: &mut dyn FnMut(Event) -> Flow,
     ) -> Result<Completion> {
-        let tokens = self
-            .tokenizer
-            .encode(prompt, self.tokenizer.add_bos_default(), true)?;
-        self.complete_tokens(&tokens, opts, on_event)
+        let g = self.begin_complete(prompt, opts)?;
+        self.drive(g, on_event)
     }
 
     /// One chat turn. `messages` is the whole conversation so far (OpenAI style);
@@ -226,12 +270,33 @@ impl Session {
         opts: &GenerateOptions,
         on_event: &mut dyn FnMut(Event) -> Flow,
     ) -> Result<Completion> {
+        let g = self.begin_chat(messages, opts)?;
+        self.drive(g, on_event)
+    }
+
+    /// Starts a raw completion of a text prompt, to be run with [`step`](Self::step).
+    pub fn begin_complete(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation> {
+        let tokens = self
+            .tokenizer
+            .encode(prompt, self.tokenizer.add_bos_default(), true)?;
+        self.begin_tokens(tokens, opts)
+    }
+
+    /// Starts a raw completion of `tokens`, to be run with [`step`](Self::step).
+    pub fn begin_tokens(&mut self, tokens: Vec<u32>, opts: &GenerateOptions) -> Result<Generation> {
+        self.history.clear();
+        self.unfed = None;
+        self.begin(tokens, opts, None)
+    }
+
+    /// Starts a chat turn, to be run with [`step`](Self::step).
+    pub fn begin_chat(
+        &mut self,
+        messages: &[ChatMessage],
+        opts: &GenerateOptions,
+    ) -> Result<Generation> {
         let tokens = self.chat_tokens(messages)?;
-        let completion = self.run(tokens, opts, on_event)?;
-        self.history = messages.to_vec();
-        self.history
-            .push(ChatMessage::assistant(completion.text.clone()));
-        Ok(completion)
+        self.begin(tokens, opts, Some(messages.to_vec()))
     }
 
     /// The token sequence for a chat request: the cached conversation plus the
@@ -258,14 +323,48 @@ impl Session {
         self.tokenizer.encode(&text, false, true)
     }
 
-    fn run(
+    /// The callback-driven loop over [`step`](Self::step).
+    fn drive(
+        &mut self,
+        mut g: Generation,
+        on_event: &mut dyn FnMut(Event) -> Flow,
+    ) -> Result<Completion> {
+        loop {
+            if let Some((done, total)) = g.prefilling() {
+                if on_event(Event::Prefill { done, total }) == Flow::Abort {
+                    return Ok(self.abort(g));
+                }
+            }
+            match self.step(&mut g)? {
+                Step::Prefill { .. } => {}
+                Step::Token { id, text } => {
+                    if !text.is_empty() && on_event(Event::Token { id, text: &text }) == Flow::Abort
+                    {
+                        return Ok(self.abort(g));
+                    }
+                }
+                Step::Done { text, completion } => {
+                    if !text.is_empty() {
+                        let id = *completion.tokens.last().unwrap_or(&0);
+                        on_event(Event::Token { id, text: &text });
+                    }
+                    return Ok(completion);
+                }
+            }
+        }
+    }
+
+    fn begin(
         &mut self,
         tokens: Vec<u32>,
         opts: &GenerateOptions,
-        on_event: &mut dyn FnMut(Event) -> Flow,
-    ) -> Result<Completion> {
+        messages: Option<Vec<ChatMessage>>,
+    ) -> Result<Generation> {
         let start = Instant::now();
         self.unfed = None;
+        // Until the turn completes the cache runs ahead of the history, so the next
+        // request must re-render (the cached prefix is still reused).
+        self.history.clear();
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("the prompt is empty".into()));
         }
@@ -286,115 +385,145 @@ impl Session {
             .min(tokens.len() - 1);
         self.backend.truncate(common);
         self.cached.truncate(common);
+        Ok(Generation {
+            prefilled: common,
+            common,
+            tokens,
+            max_stop: opts.stop.iter().map(String::len).max().unwrap_or(0),
+            sampler: Sampler::new(opts.sampler.clone()),
+            opts: opts.clone(),
+            messages,
+            start,
+            prefill_end: None,
+            first_token_at: None,
+            logits: Vec::new(),
+            decoder: StreamDecoder::new(),
+            text: String::new(),
+            emitted: 0,
+            generated: Vec::new(),
+            pending: None,
+            finish: None,
+        })
+    }
 
-        let todo = &tokens[common..];
-        let chunk = opts.prefill_chunk.max(1);
-        let mut logits = Vec::new();
-        let mut done = 0;
-        for part in todo.chunks(chunk) {
-            if on_event(Event::Prefill {
-                done,
-                total: todo.len(),
-            }) == Flow::Abort
-            {
-                return Ok(self.finish(
-                    String::new(),
-                    Vec::new(),
-                    FinishReason::Aborted,
-                    tokens.len(),
-                    common,
-                    start,
-                    None,
-                    None,
-                ));
+    /// Does the next piece of work of `g`: one prefill chunk, or one sampled token.
+    /// Long work is cut into steps so that a caller without threads (a web worker)
+    /// can look at its messages, and abort, between them.
+    pub fn step(&mut self, g: &mut Generation) -> Result<Step> {
+        if g.prefilled < g.tokens.len() {
+            let end = (g.prefilled + g.opts.prefill_chunk.max(1)).min(g.tokens.len());
+            g.logits = self
+                .backend
+                .forward(&g.tokens[g.prefilled..end], Logits::Last)?;
+            self.cached.extend_from_slice(&g.tokens[g.prefilled..end]);
+            g.prefilled = end;
+            if end == g.tokens.len() {
+                g.prefill_end = Some(Instant::now());
             }
-            logits = self.backend.forward(part, Logits::Last)?;
-            self.cached.extend_from_slice(part);
-            done += part.len();
-        }
-        let prefill_end = Instant::now();
-
-        let stops = self.tokenizer.stop_tokens();
-        let mut sampler = Sampler::new(opts.sampler.clone());
-        let mut decoder = StreamDecoder::new();
-        let mut text = String::new();
-        let mut emitted = 0usize;
-        let mut generated: Vec<u32> = Vec::new();
-        let mut first_token_at = None;
-        let max_stop = opts.stop.iter().map(String::len).max().unwrap_or(0);
-        let mut stopped_by_string = false;
-        let finish = loop {
-            if generated.len() >= opts.max_tokens {
-                break FinishReason::Length;
-            }
-            let id = sampler.sample(&logits, &self.cached);
-            first_token_at.get_or_insert_with(Instant::now);
-            if stops.contains(&id) {
-                self.unfed = Some(id);
-                break FinishReason::Stop;
-            }
-            generated.push(id);
-            text.push_str(&decoder.push(&self.tokenizer, id));
-            // Stop strings: cut at the first match; hold back a tail that could still become one.
-            let search_from = floor_char_boundary(&text, emitted.saturating_sub(max_stop));
-            let hit = opts
-                .stop
-                .iter()
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| {
-                    text[search_from..]
-                        .find(s.as_str())
-                        .map(|p| search_from + p)
-                })
-                .min();
-            let safe = match hit {
-                Some(p) => p,
-                None => text.len() - held_back(&text, &opts.stop),
-            };
-            if safe > emitted {
-                let piece = text[emitted..safe].to_string();
-                emitted = safe;
-                if on_event(Event::Token { id, text: &piece }) == Flow::Abort {
-                    self.feed(id)?;
-                    text.truncate(emitted);
-                    break FinishReason::Aborted;
-                }
-            }
-            if let Some(p) = hit {
-                text.truncate(p);
-                stopped_by_string = true;
-                self.feed(id)?;
-                break FinishReason::Stop;
-            }
-            if opts.loop_guard.is_some_and(|g| g.is_looping(&generated)) {
-                self.feed(id)?;
-                break FinishReason::Loop;
-            }
-            if self.cached.len() >= n_ctx {
-                break FinishReason::ContextFull;
-            }
-            logits = self.feed(id)?;
-        };
-        if finish != FinishReason::Aborted && !stopped_by_string {
-            text.push_str(&decoder.flush());
-        }
-        if text.len() > emitted && finish != FinishReason::Aborted {
-            let piece = text[emitted..].to_string();
-            on_event(Event::Token {
-                id: *generated.last().unwrap_or(&0),
-                text: &piece,
+            return Ok(Step::Prefill {
+                done: end - g.common,
+                total: g.tokens.len() - g.common,
             });
         }
-        Ok(self.finish(
-            text,
-            generated,
-            finish,
-            tokens.len(),
-            common,
-            start,
-            Some(prefill_end),
-            first_token_at,
-        ))
+        if let Some(reason) = g.finish {
+            return self.complete_generation(g, reason);
+        }
+        if let Some(id) = g.pending.take() {
+            if self.cached.len() >= self.backend.n_ctx() {
+                return self.complete_generation(g, FinishReason::ContextFull);
+            }
+            g.logits = self.feed(id)?;
+        }
+        if g.generated.len() >= g.opts.max_tokens {
+            return self.complete_generation(g, FinishReason::Length);
+        }
+        let id = g.sampler.sample(&g.logits, &self.cached);
+        g.first_token_at.get_or_insert_with(Instant::now);
+        if self.tokenizer.stop_tokens().contains(&id) {
+            self.unfed = Some(id);
+            return self.complete_generation(g, FinishReason::Stop);
+        }
+        g.generated.push(id);
+        g.pending = Some(id);
+        g.text.push_str(&g.decoder.push(&self.tokenizer, id));
+        // Stop strings: cut at the first match; hold back a tail that could still become one.
+        let search_from = floor_char_boundary(&g.text, g.emitted.saturating_sub(g.max_stop));
+        let hit = g
+            .opts
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| {
+                g.text[search_from..]
+                    .find(s.as_str())
+                    .map(|p| search_from + p)
+            })
+            .min();
+        let safe = match hit {
+            Some(p) => p,
+            None => g.text.len() - held_back(&g.text, &g.opts.stop),
+        };
+        let mut piece = String::new();
+        if safe > g.emitted {
+            piece = g.text[g.emitted..safe].to_string();
+            g.emitted = safe;
+        }
+        if let Some(p) = hit {
+            g.text.truncate(p);
+            g.finish = Some(FinishReason::Stop);
+        } else if g.opts.loop_guard.is_some_and(|l| l.is_looping(&g.generated)) {
+            g.finish = Some(FinishReason::Loop);
+        }
+        Ok(Step::Token { id, text: piece })
+    }
+
+    /// Ends `g` early. The text streamed so far is the reply; the cache keeps every
+    /// token already fed.
+    pub fn abort(&mut self, mut g: Generation) -> Completion {
+        g.text.truncate(g.emitted);
+        let prefill_end = g.prefill_end;
+        self.completion(&mut g, FinishReason::Aborted, prefill_end)
+    }
+
+    fn complete_generation(&mut self, g: &mut Generation, reason: FinishReason) -> Result<Step> {
+        // The last sampled token goes into the cache so the reply is all there for the
+        // next turn (a context-full stop cannot take it).
+        if reason != FinishReason::ContextFull {
+            if let Some(id) = g.pending.take() {
+                self.feed(id)?;
+            }
+        }
+        // Unless a stop string cut the text, the decoder may hold a last piece.
+        if g.finish != Some(FinishReason::Stop) {
+            g.text.push_str(&g.decoder.flush());
+        }
+        let text = g.text[g.emitted.min(g.text.len())..].to_string();
+        g.emitted = g.text.len();
+        let prefill_end = g.prefill_end;
+        let completion = self.completion(g, reason, prefill_end);
+        if let Some(mut messages) = g.messages.take() {
+            messages.push(ChatMessage::assistant(completion.text.clone()));
+            self.history = messages;
+        }
+        Ok(Step::Done { text, completion })
+    }
+
+    fn completion(
+        &mut self,
+        g: &mut Generation,
+        reason: FinishReason,
+        prefill_end: Option<Instant>,
+    ) -> Completion {
+        self.finish(
+            std::mem::take(&mut g.text),
+            std::mem::take(&mut g.generated),
+            reason,
+            g.tokens.len(),
+            g.common,
+            g.start,
+            prefill_end,
+            g.first_token_at,
+        )
     }
 
     fn feed(&mut self, id: u32) -> Result<Vec<f32>> {

@@ -282,3 +282,55 @@ fn int8_and_f32_modes_agree_on_a_fixture_prompt() {
     let (a, b) = (run(ActMode::Int8), run(ActMode::F32));
     assert_eq!(common::argmax(&a), common::argmax(&b));
 }
+
+#[test]
+fn stepping_gives_the_same_reply_as_the_callback_and_abort_keeps_the_cache() {
+    use bitnet_engine::session::Step;
+    let conv = vec![ChatMessage::user("Tell me a story")];
+    let opts = GenerateOptions {
+        prefill_chunk: 4,
+        ..greedy(12)
+    };
+    let (_, mut a) = session(512);
+    let expected = a.chat(&conv, &opts, &mut go).unwrap();
+
+    let (_, mut b) = session(512);
+    let mut g = b.begin_chat(&conv, &opts).unwrap();
+    let (mut prefills, mut streamed) = (0, String::new());
+    let completion = loop {
+        match b.step(&mut g).unwrap() {
+            Step::Prefill { done, total } => {
+                prefills += 1;
+                assert!(done <= total);
+            }
+            Step::Token { text, .. } => streamed.push_str(&text),
+            Step::Done { text, completion } => {
+                streamed.push_str(&text);
+                break completion;
+            }
+        }
+    };
+    assert!(prefills > 1, "the prompt is prefilled in chunks");
+    assert_eq!(completion.tokens, expected.tokens);
+    assert_eq!(completion.text, expected.text);
+    assert_eq!(streamed, expected.text);
+
+    // Abort after three sampled tokens: the reply so far is kept, and the next
+    // request reuses everything that was fed.
+    let (_, mut c) = session(512);
+    let mut g = c.begin_chat(&conv, &opts).unwrap();
+    let mut sampled = 0;
+    while sampled < 3 {
+        if let Step::Token { .. } = c.step(&mut g).unwrap() {
+            sampled += 1;
+        }
+    }
+    let aborted = c.abort(g);
+    assert_eq!(aborted.finish_reason, FinishReason::Aborted);
+    assert_eq!(aborted.tokens, expected.tokens[..3]);
+    let fed = c.cached_tokens().len();
+    let again = c.chat(&conv, &opts, &mut go).unwrap();
+    assert_eq!(again.tokens, expected.tokens, "regenerate after abort");
+    assert_eq!(again.usage.cached_tokens, again.usage.prompt_tokens - 1);
+    assert!(fed > again.usage.prompt_tokens);
+}
