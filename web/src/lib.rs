@@ -5,10 +5,12 @@
 //! throws `RuntimeError: unreachable`), never a silent hang.
 
 use bitnet_engine::chat::ChatMessage;
-use bitnet_engine::gguf::{GgufLoader, LoadOptions, LoadPhase};
+use bitnet_engine::gguf::{merge_split, GgufFile, GgufLoader, LoadOptions, LoadPhase};
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits};
-use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session, Usage};
+use bitnet_engine::session::{
+    Event, Flow, GenerateOptions, Generation, LoadedModel, Session, Step, Usage,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
@@ -101,10 +103,31 @@ struct Stats {
 pub struct Engine {
     opts: EngineOptions,
     loader: Option<GgufLoader>,
+    /// Earlier parts of a split model, parsed.
+    parts: Vec<GgufFile>,
     model: Option<LoadedModel>,
     session: Option<Session>,
+    /// The generation `step()` runs.
+    generation: Option<Generation>,
     kernels: String,
     last_usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsStep<'a> {
+    Prefill {
+        done: usize,
+        total: usize,
+    },
+    Token {
+        id: u32,
+        text: &'a str,
+    },
+    Done {
+        text: &'a str,
+        completion: &'a bitnet_engine::session::Completion,
+    },
 }
 
 #[wasm_bindgen]
@@ -125,15 +148,14 @@ impl Engine {
                 }));
             }
         }
-        let loader = GgufLoader::new(LoadOptions {
-            expected_len: opts.expected_bytes.map(|n| n as u64),
-            max_tensor_bytes: Some(MAX_MODEL_BYTES),
-        });
+        let loader = part_loader(opts.expected_bytes);
         Ok(Engine {
             opts,
             loader: Some(loader),
+            parts: Vec::new(),
             model: None,
             session: None,
+            generation: None,
             kernels: String::new(),
             last_usage: None,
         })
@@ -175,14 +197,31 @@ impl Engine {
         }
     }
 
+    /// Ends one part of a split model (`gguf-split` shards, loaded in order); the
+    /// next `push` starts the next part, of `expectedBytes` bytes when known.
+    #[wasm_bindgen(js_name = nextPart)]
+    pub fn next_part(&mut self, expected_bytes: Option<f64>) -> Result<(), JsValue> {
+        let loader = self.take_loader()?;
+        let file = loader.finish().map_err(js_error)?;
+        self.parts.push(file);
+        self.loader = Some(part_loader(expected_bytes));
+        Ok(())
+    }
+
+    fn take_loader(&mut self) -> Result<GgufLoader, JsValue> {
+        self.loader.take().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "the model is already loaded (or its load failed)".into(),
+            ))
+        })
+    }
+
     /// Ends the download and builds the model; returns its description.
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        let loader = self.loader.take().ok_or_else(|| {
-            js_error(bitnet_engine::Error::InvalidArgument(
-                "finish() was already called".into(),
-            ))
-        })?;
-        let file = loader.finish().map_err(js_error)?;
+        let loader = self.take_loader()?;
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.push(loader.finish().map_err(js_error)?);
+        let file = merge_split(parts).map_err(js_error)?;
         let head = match self.opts.head.as_deref() {
             None | Some("file") => HeadMode::File,
             Some("int8") => HeadMode::Int8,
@@ -285,11 +324,8 @@ impl Engine {
             &mut dyn FnMut(Event) -> Flow,
         ) -> bitnet_engine::Result<bitnet_engine::session::Completion>,
     ) -> Result<JsValue, JsValue> {
-        let session = self.session.as_mut().ok_or_else(|| {
-            js_error(bitnet_engine::Error::InvalidArgument(
-                "no model is loaded yet".into(),
-            ))
-        })?;
+        self.generation = None;
+        let session = self.session_mut()?;
         let mut callback_error = None;
         let mut cb = |e: Event| match (e, &on_token) {
             (Event::Token { id, text }, Some(f)) => {
@@ -310,6 +346,76 @@ impl Engine {
         }
         self.last_usage = Some(completion.usage.clone());
         Ok(to_js(&completion))
+    }
+
+    /// Starts a chat turn to be run with `step()` (for callers that must stay
+    /// responsive, such as a worker that has to see an abort message).
+    #[wasm_bindgen(js_name = beginChat)]
+    pub fn begin_chat(&mut self, messages: JsValue, options: JsValue) -> Result<(), JsValue> {
+        let messages: Vec<ChatMessage> =
+            serde_wasm_bindgen::from_value(messages).map_err(bad_options)?;
+        let opts = generate_options(options)?;
+        let g = self.session_mut()?.begin_chat(&messages, &opts);
+        self.generation = Some(g.map_err(js_error)?);
+        Ok(())
+    }
+
+    /// Starts a raw completion to be run with `step()`.
+    #[wasm_bindgen(js_name = beginComplete)]
+    pub fn begin_complete(&mut self, prompt: &str, options: JsValue) -> Result<(), JsValue> {
+        let opts = generate_options(options)?;
+        let g = self.session_mut()?.begin_complete(prompt, &opts);
+        self.generation = Some(g.map_err(js_error)?);
+        Ok(())
+    }
+
+    /// Runs one prefill chunk or one token of the current generation:
+    /// `{type: "prefill", done, total}`, `{type: "token", id, text}`, or
+    /// `{type: "done", text, completion}` (then the generation is over).
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        let mut g = self.generation.take().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "no generation is running".into(),
+            ))
+        })?;
+        let step = self.session_mut()?.step(&mut g).map_err(js_error)?;
+        Ok(match step {
+            Step::Prefill { done, total } => {
+                self.generation = Some(g);
+                to_js(&JsStep::Prefill { done, total })
+            }
+            Step::Token { id, text } => {
+                self.generation = Some(g);
+                to_js(&JsStep::Token { id, text: &text })
+            }
+            Step::Done { text, completion } => {
+                self.last_usage = Some(completion.usage.clone());
+                to_js(&JsStep::Done {
+                    text: &text,
+                    completion: &completion,
+                })
+            }
+        })
+    }
+
+    /// Ends the current generation now; returns its completion (finish reason
+    /// "aborted"), or `null` when none was running.
+    #[wasm_bindgen(js_name = abortGeneration)]
+    pub fn abort_generation(&mut self) -> Result<JsValue, JsValue> {
+        let Some(g) = self.generation.take() else {
+            return Ok(JsValue::NULL);
+        };
+        let completion = self.session_mut()?.abort(g);
+        self.last_usage = Some(completion.usage.clone());
+        Ok(to_js(&completion))
+    }
+
+    fn session_mut(&mut self) -> Result<&mut Session, JsValue> {
+        self.session.as_mut().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "no model is loaded yet".into(),
+            ))
+        })
     }
 
     /// Logits after every token (fresh KV cache), row-major `[tokens.length × n_vocab]`.
@@ -337,6 +443,7 @@ impl Engine {
 
     #[wasm_bindgen(js_name = resetChat)]
     pub fn reset_chat(&mut self) {
+        self.generation = None;
         if let Some(s) = self.session.as_mut() {
             s.reset();
         }
@@ -366,6 +473,13 @@ impl Engine {
     }
 }
 
+fn part_loader(expected_bytes: Option<f64>) -> GgufLoader {
+    GgufLoader::new(LoadOptions {
+        expected_len: expected_bytes.map(|n| n as u64),
+        max_tensor_bytes: Some(MAX_MODEL_BYTES),
+    })
+}
+
 /// OpenAI-style option names (`max_tokens`, `temperature`, `top_p`, …) → engine options.
 fn generate_options(options: JsValue) -> Result<GenerateOptions, JsValue> {
     #[derive(Deserialize, Default)]
@@ -380,6 +494,7 @@ fn generate_options(options: JsValue) -> Result<GenerateOptions, JsValue> {
         seed: Option<u64>,
         stop: Option<Vec<String>>,
         loop_guard: Option<bool>,
+        prefill_chunk: Option<usize>,
     }
     let js: Js = if options.is_undefined() || options.is_null() {
         Js::default()
@@ -411,6 +526,9 @@ fn generate_options(options: JsValue) -> Result<GenerateOptions, JsValue> {
     }
     if let Some(v) = js.stop {
         o.stop = v;
+    }
+    if let Some(v) = js.prefill_chunk {
+        o.prefill_chunk = v;
     }
     if js.loop_guard == Some(false) {
         o.loop_guard = None;

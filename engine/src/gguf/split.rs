@@ -1,0 +1,111 @@
+//! Models sharded by llama.cpp's `gguf-split`: every part is a complete GGUF file;
+//! the first carries the metadata, each carries some of the tensors, and all carry
+//! `split.no` / `split.count` / `split.tensors.count`.
+
+use super::GgufFile;
+use crate::error::{Error, Result};
+
+const SPLIT_NO: &str = "split.no";
+const SPLIT_COUNT: &str = "split.count";
+const SPLIT_TENSORS: &str = "split.tensors.count";
+
+/// How many parts the model in `first` was split into (1 when it was not).
+pub fn split_count(first: &GgufFile) -> usize {
+    first.metadata.get_u64(SPLIT_COUNT).unwrap_or(1).max(1) as usize
+}
+
+/// Joins the parts of a split model, given in order, into one file: the first
+/// part's metadata and every part's tensors. A part missing, repeated, out of
+/// order, or from another model is refused.
+pub fn merge_split(mut parts: Vec<GgufFile>) -> Result<GgufFile> {
+    if parts.is_empty() {
+        return Err(Error::InvalidArgument("no model parts were given".into()));
+    }
+    let count = split_count(&parts[0]);
+    if parts.len() != count {
+        return Err(Error::InvalidArgument(format!(
+            "the model is split into {count} parts, {} were given",
+            parts.len()
+        )));
+    }
+    if count == 1 {
+        return Ok(parts.remove(0));
+    }
+    let total = parts[0].metadata.get_u64(SPLIT_TENSORS);
+    for (i, p) in parts.iter().enumerate() {
+        let no = p.metadata.get_u64(SPLIT_NO);
+        let n = p.metadata.get_u64(SPLIT_COUNT);
+        if no != Some(i as u64) || n != Some(count as u64) {
+            return Err(Error::InvalidArgument(format!(
+                "part {} of {count} is not next: it says it is part {} of {}",
+                i + 1,
+                no.map_or("?".into(), |v| (v + 1).to_string()),
+                n.map_or("?".into(), |v| v.to_string()),
+            )));
+        }
+    }
+    let mut merged = parts.remove(0);
+    for p in parts {
+        for t in p.tensors {
+            if merged.tensor(&t.info.name).is_some() {
+                return Err(Error::Malformed(format!(
+                    "tensor '{}' appears in two parts",
+                    t.info.name
+                )));
+            }
+            merged.tensors.push(t);
+        }
+    }
+    if let Some(total) = total {
+        if merged.tensors.len() as u64 != total {
+            return Err(Error::Malformed(format!(
+                "the parts hold {} tensors, the first part announces {total}",
+                merged.tensors.len()
+            )));
+        }
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{GgmlType, GgufWriter, Value};
+
+    fn part(no: u16, count: u16, names: &[&str], meta: bool) -> GgufFile {
+        let data = vec![0u8; 16];
+        let mut w = GgufWriter::default();
+        if meta {
+            w.kv("general.architecture", Value::String("bitnet-b1.58".into()));
+            w.kv(SPLIT_TENSORS, Value::I32(3));
+        }
+        w.kv(SPLIT_NO, Value::U16(no));
+        w.kv(SPLIT_COUNT, Value::U16(count));
+        for n in names {
+            w.tensor(n, GgmlType::F32, &[4], &data);
+        }
+        GgufFile::from_bytes(&w.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn parts_in_order_merge_into_one_file() {
+        let a = part(0, 2, &["a", "b"], true);
+        assert_eq!(split_count(&a), 2);
+        let m = merge_split(vec![a, part(1, 2, &["c"], false)]).unwrap();
+        let names: Vec<_> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(m.metadata.get_str("general.architecture"), Some("bitnet-b1.58"));
+    }
+
+    #[test]
+    fn missing_swapped_or_foreign_parts_are_refused() {
+        let a = || part(0, 2, &["a", "b"], true);
+        let b = || part(1, 2, &["c"], false);
+        assert!(merge_split(vec![a()]).is_err());
+        assert!(merge_split(vec![b(), a()]).is_err());
+        assert!(merge_split(vec![a(), part(1, 3, &["c"], false)]).is_err());
+        assert!(merge_split(vec![a(), part(1, 2, &["b"], false)]).is_err());
+        assert!(merge_split(vec![a(), part(1, 2, &["c", "d"], false)]).is_err());
+        assert!(merge_split(vec![a(), b()]).is_ok());
+    }
+}
