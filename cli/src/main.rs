@@ -199,6 +199,16 @@ enum Cmd {
         #[command(flatten)]
         sample: SampleOpts,
     },
+    /// Split a model into parts like llama.cpp's gguf-split (OUT-00001-of-0000N.gguf, ...).
+    Split {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        parts: usize,
+        /// Path prefix of the parts.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a random BitNet model (deterministic by seed).
     Synth {
         /// 2b4t, tiny, or H,FF,L,HEADS,KV,VOCAB.
@@ -322,6 +332,20 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             run,
             sample,
         } => chat(&model, system, n, &run, &sample),
+        Cmd::Split { model, parts, out } => {
+            let file = GgufFile::from_path(&model)?;
+            for (i, w) in bitnet_engine::gguf::split_writers(&file, parts)?
+                .iter()
+                .enumerate()
+            {
+                let path = format!("{}-{:05}-of-{parts:05}.gguf", out.display(), i + 1);
+                let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                w.write_to(&mut f)?;
+                f.flush()?;
+                println!("{path}");
+            }
+            Ok(())
+        }
         Cmd::Synth {
             shape,
             wtype,

@@ -143,7 +143,10 @@ pub enum Step {
     /// character or a possible stop string is incomplete).
     Token { id: u32, text: String },
     /// The generation is over; `text` is a last piece of the reply not streamed yet.
-    Done { text: String, completion: Completion },
+    Done {
+        text: String,
+        completion: Completion,
+    },
 }
 
 /// A generation in progress, run by [`Session::step`] until it returns [`Step::Done`].
@@ -176,8 +179,12 @@ pub struct Generation {
 impl Generation {
     /// `(done, total)` new prompt tokens while the prompt is still being prefilled.
     pub fn prefilling(&self) -> Option<(usize, usize)> {
-        (self.prefilled < self.tokens.len())
-            .then(|| (self.prefilled - self.common, self.tokens.len() - self.common))
+        (self.prefilled < self.tokens.len()).then(|| {
+            (
+                self.prefilled - self.common,
+                self.tokens.len() - self.common,
+            )
+        })
     }
 }
 
@@ -471,7 +478,11 @@ impl Session {
         if let Some(p) = hit {
             g.text.truncate(p);
             g.finish = Some(FinishReason::Stop);
-        } else if g.opts.loop_guard.is_some_and(|l| l.is_looping(&g.generated)) {
+        } else if g
+            .opts
+            .loop_guard
+            .is_some_and(|l| l.is_looping(&g.generated))
+        {
             g.finish = Some(FinishReason::Loop);
         }
         Ok(Step::Token { id, text: piece })

@@ -37,6 +37,35 @@ pub fn kernel_self_test() -> Result<String, JsValue> {
     Ok(k.name().to_string())
 }
 
+/// Incremental SHA-256, to check a download against the hash its publisher gave
+/// without holding the whole file.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct Sha256(sha2::Sha256);
+
+#[wasm_bindgen]
+impl Sha256 {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Sha256 {
+        Sha256::default()
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        use sha2::Digest;
+        self.0.update(chunk);
+    }
+
+    /// The digest as lowercase hex; the hasher starts over afterwards.
+    pub fn hex(&mut self) -> String {
+        use sha2::Digest;
+        self.0
+            .finalize_reset()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 fn js_error(e: bitnet_engine::Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     // Reflect::set on a fresh Error object cannot fail.

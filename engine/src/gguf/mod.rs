@@ -13,7 +13,7 @@ pub use reader::{
     GgufFile, GgufLoader, LoadOptions, LoadPhase, LoadProgress, Tensor, TensorInfo, MAX_ARRAY_LEN,
     MAX_HEADER_BYTES, MAX_STRING_LEN, MAX_TENSORS,
 };
-pub use split::{merge_split, split_count};
+pub use split::{merge_split, split_count, split_writers};
 pub use types::GgmlType;
 pub use value::{Array, Metadata, Value};
 pub use writer::{GgufWriter, TensorToWrite};

@@ -2,7 +2,7 @@
 //! the first carries the metadata, each carries some of the tensors, and all carry
 //! `split.no` / `split.count` / `split.tensors.count`.
 
-use super::GgufFile;
+use super::{GgufFile, GgufWriter, Value};
 use crate::error::{Error, Result};
 
 const SPLIT_NO: &str = "split.no";
@@ -67,6 +67,50 @@ pub fn merge_split(mut parts: Vec<GgufFile>) -> Result<GgufFile> {
     Ok(merged)
 }
 
+/// Splits `file` the way `gguf-split` does: `n` files, the first with all the metadata,
+/// the tensors spread in order so the parts are about the same size.
+pub fn split_writers(file: &GgufFile, n: usize) -> Result<Vec<GgufWriter<'_>>> {
+    if n == 0 || n > file.tensors.len().max(1) || n > u16::MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "cannot split {} tensors into {n} parts",
+            file.tensors.len()
+        )));
+    }
+    let total: u64 = file.tensors.iter().map(|t| t.info.nbytes).sum();
+    let alignment = file.metadata.get_u64("general.alignment");
+    let mut parts: Vec<GgufWriter> = (0..n)
+        .map(|i| {
+            let mut w = GgufWriter::default();
+            if let Some(a) = alignment {
+                w.alignment = a;
+            }
+            if i == 0 {
+                for (k, v) in file.metadata.entries() {
+                    if !k.starts_with("split.") {
+                        w.kv(k, v.clone());
+                    }
+                }
+                w.kv(SPLIT_TENSORS, Value::I32(file.tensors.len() as i32));
+            }
+            w.kv(SPLIT_NO, Value::U16(i as u16));
+            w.kv(SPLIT_COUNT, Value::U16(n as u16));
+            w
+        })
+        .collect();
+    let (mut part, mut bytes) = (0, 0u64);
+    for (i, t) in file.tensors.iter().enumerate() {
+        // Move on once this part has its share, keeping a tensor for each later part.
+        let left = file.tensors.len() - i;
+        if part + 1 < n && (bytes * n as u64 >= total * (part as u64 + 1) || left == n - part - 1) {
+            part += 1;
+        }
+        let dims = t.info.dims.clone();
+        parts[part].tensor(&t.info.name, t.info.ty, &dims, t.data.as_slice());
+        bytes += t.info.nbytes;
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +138,40 @@ mod tests {
         let m = merge_split(vec![a, part(1, 2, &["c"], false)]).unwrap();
         let names: Vec<_> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
-        assert_eq!(m.metadata.get_str("general.architecture"), Some("bitnet-b1.58"));
+        assert_eq!(
+            m.metadata.get_str("general.architecture"),
+            Some("bitnet-b1.58")
+        );
+    }
+
+    #[test]
+    fn a_model_split_and_merged_is_the_same_model() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/tiny-b158-I2_S.gguf"
+        ))
+        .unwrap();
+        let file = GgufFile::from_bytes(&bytes).unwrap();
+        for n in [1, 2, 3] {
+            let parts: Vec<GgufFile> = split_writers(&file, n)
+                .unwrap()
+                .iter()
+                .map(|w| GgufFile::from_bytes(&w.to_bytes()).unwrap())
+                .collect();
+            assert!(parts.iter().all(|p| !p.tensors.is_empty()));
+            assert_eq!(split_count(&parts[0]), n);
+            let merged = merge_split(parts).unwrap();
+            assert_eq!(merged.tensors.len(), file.tensors.len());
+            for t in &file.tensors {
+                let m = merged.tensor(&t.info.name).unwrap();
+                assert_eq!(m.info.dims, t.info.dims);
+                assert_eq!(m.data.as_slice(), t.data.as_slice());
+            }
+            assert_eq!(
+                merged.metadata.get_str("general.architecture"),
+                file.metadata.get_str("general.architecture")
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,282 @@
+/**
+ * The npm package in headless Chromium, used the way a web app uses it: streaming load
+ * over HTTP with progress, the OpenAI-style API, abort, the request queue, resumed
+ * downloads, the offline cache, local files, split models, and the typed errors.
+ */
+import { expect, test } from "@playwright/test";
+import { cli, MODEL, openPage, splitFixture } from "./helpers.js";
+import { startServer, type TestServer } from "./server.js";
+
+let server: TestServer;
+test.beforeAll(async () => {
+  server = await startServer();
+});
+test.afterAll(async () => {
+  await server.close();
+});
+test.beforeEach(async ({ page }) => {
+  server.log.length = 0;
+  server.drops.clear();
+  await openPage(page, server);
+});
+
+const PROMPT = "Write a haiku about the sea.";
+
+test("loads over HTTP with progress, streams a chat, and matches the CLI's greedy text", async ({ page }) => {
+  const expected = JSON.parse(cli("generate", "--model", `tests/fixtures/${MODEL}`, "--prompt", PROMPT, "--chat", "--json", "-n", "24"));
+  const r = await page.evaluate(
+    async ({ url, prompt }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const progress: any[] = [];
+      const engine = await CreateEngine({ model: url, onProgress: (p: any) => progress.push(p), rangeChunkBytes: 256 << 10 });
+      const messages = [{ role: "user", content: prompt }];
+      const plain = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+      await engine.resetChat();
+      const chunks: any[] = [];
+      for await (const c of await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24, stream: true })) chunks.push(c);
+      const stats = await engine.stats();
+      const tokens = await engine.tokenize("Hello world");
+      await engine.unload();
+      return { progress, plain, chunks, stats, tokens, load: engine.load, backend: engine.backend };
+    },
+    { url: `${server.url}/models/${MODEL}`, prompt: PROMPT },
+  );
+  // Progress: monotonic bytes up to the file size, then parse and ready.
+  const size = r.load.bytes;
+  const bytes = r.progress.map((p: any) => p.loaded);
+  expect(bytes).toEqual([...bytes].sort((a, b) => a - b));
+  expect(r.progress.at(-1).phase).toBe("ready");
+  expect(r.progress.some((p: any) => p.phase === "download" && p.total === size && p.rate >= 0)).toBe(true);
+  expect(r.load.source).toBe("network");
+  // Several Range requests of 256 KiB each.
+  expect(server.log.filter((l) => l.status === 206).length).toBeGreaterThan(1);
+  // Relaxed SIMD where the browser has it (Chromium does).
+  expect(r.backend).toBe("wasm-relaxed");
+
+  // The OpenAI-style answer equals the CLI's for the same prompt.
+  expect(r.plain.object).toBe("chat.completion");
+  expect(r.plain.choices[0].message.content).toBe(expected.text);
+  expect(r.plain.usage.completion_tokens).toBe(expected.tokens.length);
+  expect(r.plain.usage.prefill_tokens_per_s).toBeGreaterThan(0);
+  expect(r.plain.usage.time_to_first_token_ms).toBeGreaterThan(0);
+  // Streaming: a role chunk, content chunks that add up to the same text, usage at the end.
+  expect(r.chunks[0].choices[0].delta.role).toBe("assistant");
+  expect(r.chunks.map((c: any) => c.choices[0].delta.content ?? "").join("")).toBe(expected.text);
+  expect(r.chunks.filter((c: any) => c.choices[0].delta.content).length).toBeGreaterThan(3);
+  expect(r.chunks.at(-1).choices[0].finish_reason).toBe(r.plain.choices[0].finish_reason);
+  expect(r.chunks.at(-1).usage.completion_tokens).toBe(expected.tokens.length);
+  expect(r.stats.wasmMemoryBytes).toBeGreaterThan(size);
+  expect(r.tokens.length).toBeGreaterThan(1);
+});
+
+test("abort works in prefill and in decode, the next request runs, and queued requests never interleave", async ({ page }) => {
+  const r = await page.evaluate(async (url) => {
+    const { CreateEngine } = (window as any).bitnet;
+    const engine = await CreateEngine({ model: url, prefillChunk: 2 });
+    const long = [{ role: "user", content: "tell me everything about ".repeat(40) }];
+    // Abort while the long prompt is still being prefilled (2 tokens per step).
+    const ac1 = new AbortController();
+    const p1 = engine.chat.completions.create({ messages: long, max_tokens: 50, signal: ac1.signal });
+    setTimeout(() => ac1.abort(), 30);
+    const inPrefill = await p1;
+    // Abort while decoding, after three streamed pieces.
+    const ac2 = new AbortController();
+    const pieces: string[] = [];
+    const short = [{ role: "user", content: "Hi" }];
+    for await (const c of await engine.chat.completions.create({ messages: short, temperature: 0, max_tokens: 200, stream: true, signal: ac2.signal })) {
+      if (c.choices[0].delta.content) pieces.push(c.choices[0].delta.content);
+      if (pieces.length === 3) ac2.abort();
+      if (c.choices[0].finish_reason) pieces.push(`<${c.choices[0].finish_reason}>`);
+    }
+    // The engine takes the next request right away.
+    await engine.resetChat();
+    const a = [{ role: "user", content: "First question" }];
+    const b = [{ role: "user", content: "Second question" }];
+    const alone = [];
+    for (const m of [a, b]) {
+      alone.push((await engine.chat.completions.create({ messages: m, temperature: 0, max_tokens: 12 })).choices[0].message.content);
+      await engine.resetChat();
+    }
+    // Two requests at once: queued, each as if it ran alone.
+    const both = await Promise.all([a, b].map((m) => engine.chat.completions.create({ messages: m, temperature: 0, max_tokens: 12 })));
+    await engine.unload();
+    return { inPrefill, pieces, alone, both: both.map((c: any) => c.choices[0].message.content) };
+  }, `${server.url}/models/${MODEL}`);
+  expect(r.inPrefill.choices[0].finish_reason).toBe("abort");
+  expect(r.inPrefill.usage.completion_tokens).toBe(0);
+  expect(r.inPrefill.usage.prompt_tokens).toBeGreaterThan(100);
+  expect(r.pieces.at(-1)).toBe("<abort>");
+  // The tiny model makes a token in about a millisecond, so a few more arrive while the
+  // abort message travels; the reply still ends far before max_tokens.
+  expect(r.pieces.length).toBeLessThan(40);
+  expect(r.both).toEqual(r.alone);
+});
+
+test("a connection dropped mid-download resumes where it stopped and the model is correct", async ({ page }) => {
+  const reference = await page.evaluate(async (url) => {
+    const engine = await (window as any).bitnet.CreateEngine({ model: url, cache: false });
+    const c = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 16 });
+    await engine.unload();
+    return c.choices[0].message.content;
+  }, `${server.url}/models/${MODEL}`);
+  server.log.length = 0;
+  server.drops.set(`/flaky/${MODEL}`, { bytes: 100_000, times: 2 });
+  const r = await page.evaluate(async (url) => {
+    const phases: string[] = [];
+    const engine = await (window as any).bitnet.CreateEngine({ model: url, rangeChunkBytes: 300_000, onProgress: (p: any) => phases.push(p.phase) });
+    const c = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 16 });
+    await engine.unload();
+    return { text: c.choices[0].message.content, phases, source: engine.load.source };
+  }, `${server.url}/flaky/${MODEL}`);
+  expect(r.text).toBe(reference);
+  expect(r.phases).toContain("retry");
+  // The request after each drop asks for the rest of the range, not the start of the file.
+  const ranges = server.log.filter((l) => l.path === `/flaky/${MODEL}`).map((l) => Number(/bytes=(\d+)/.exec(l.range ?? "")?.[1]));
+  expect(ranges[0]).toBe(0);
+  expect(ranges[1]).toBeGreaterThanOrEqual(90_000);
+  expect(ranges[1] % 300_000).not.toBe(0);
+});
+
+test("a downloaded model loads from the cache offline, is listed, and can be deleted", async ({ page, context }) => {
+  const url = `${server.url}/models/${MODEL}`;
+  const first = await page.evaluate(async (url) => {
+    const engine = await (window as any).bitnet.CreateEngine({ model: url });
+    await engine.unload();
+    return engine.load;
+  }, url);
+  expect(first.source).toBe("network");
+  server.log.length = 0;
+  // Reload with the network off: the page and the engine's scripts come from the HTTP
+  // cache (the PWA in www/ has a service worker for that), the model from the offline copy.
+  await context.setOffline(true);
+  await page.goto("about:blank");
+  await page.goto(`${server.url}/`);
+  await expect(page).toHaveTitle("ready");
+  const r = await page.evaluate(async (url) => {
+    const { CreateEngine, listCachedModels, deleteCachedModel } = (window as any).bitnet;
+    const engine = await CreateEngine({ model: url });
+    const c = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 8 });
+    await engine.unload();
+    const listed = await listCachedModels();
+    const deleted = await deleteCachedModel(url);
+    const after = await listCachedModels();
+    let error = null;
+    try {
+      await CreateEngine({ model: url });
+    } catch (e: any) {
+      error = { kind: e.kind, message: e.message };
+    }
+    return { source: engine.load.source, text: c.choices[0].message.content, listed, deleted, after, error };
+  }, url);
+  expect(r.source).toBe("cache");
+  expect(r.text.length).toBeGreaterThan(0);
+  expect(server.log.length).toBe(0);
+  expect(r.listed).toEqual([expect.objectContaining({ url, complete: true, bytes: first.bytes })]);
+  expect(r.deleted).toBe(true);
+  expect(r.after).toEqual([]);
+  expect(r.error.kind).toBe("network");
+  expect(r.error.message).toContain("not in the offline cache");
+});
+
+test("a download cut off for good resumes from the partial copy on the next visit", async ({ page }) => {
+  const url = `${server.url}/flaky/${MODEL}`;
+  server.drops.set(`/flaky/${MODEL}`, { bytes: 250_000, times: 100 });
+  const failed = await page.evaluate(async (url) => {
+    try {
+      await (window as any).bitnet.CreateEngine({ model: url, retries: 1 });
+      return null;
+    } catch (e: any) {
+      return { kind: e.kind, message: e.message, listed: await (window as any).bitnet.listCachedModels() };
+    }
+  }, url);
+  expect(failed?.kind).toBe("network");
+  expect(failed?.listed).toEqual([expect.objectContaining({ url, complete: false })]);
+  expect(failed?.listed[0].bytes).toBeGreaterThanOrEqual(200_000);
+  server.drops.clear();
+  server.log.length = 0;
+  await page.reload();
+  await expect(page).toHaveTitle("ready");
+  const r = await page.evaluate(async (url) => {
+    const engine = await (window as any).bitnet.CreateEngine({ model: url });
+    const listed = await (window as any).bitnet.listCachedModels();
+    await engine.unload();
+    return { load: engine.load, listed };
+  }, url);
+  const first = Number(/bytes=(\d+)/.exec(server.log[0].range ?? "")?.[1]);
+  expect(first).toBe(failed?.listed[0].bytes);
+  expect(r.listed).toEqual([expect.objectContaining({ url, complete: true, bytes: r.load.bytes })]);
+});
+
+test("a local File and a split model load through the same path", async ({ page }) => {
+  const parts = splitFixture(3);
+  const r = await page.evaluate(
+    async ({ url, parts, base }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const ask = async (engine: any) => {
+        const c = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 12 });
+        await engine.unload();
+        return c.choices[0].message.content;
+      };
+      const bytes = await (await fetch(url)).arrayBuffer();
+      const file = new File([bytes], "picked.gguf");
+      const fromFile = await CreateEngine({ model: file });
+      const fromHttp = await CreateEngine({ model: url, cache: false });
+      const split = await CreateEngine({ model: parts.map((p: string) => `${base}/models/${p}`) });
+      return { source: fromFile.load.source, file: await ask(fromFile), http: await ask(fromHttp), split: await ask(split), splitLoad: split.load };
+    },
+    { url: `${server.url}/models/${MODEL}`, parts, base: server.url },
+  );
+  expect(r.source).toBe("file");
+  expect(r.file).toBe(r.http);
+  expect(r.split).toBe(r.http);
+  expect(r.splitLoad.info.nLayer).toBeGreaterThan(0);
+});
+
+test("bad input gets typed errors and the engine stays usable", async ({ page }) => {
+  const r = await page.evaluate(
+    async ({ base, cross, model }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const attempt = async (opts: any) => {
+        try {
+          const e = await CreateEngine(opts);
+          await e.unload();
+          return "loaded";
+        } catch (e: any) {
+          return { name: e.name, kind: e.kind, message: e.message, status: e.status };
+        }
+      };
+      const out: Record<string, any> = {
+        notFound: await attempt({ model: `${base}/models/missing.gguf` }),
+        html: await attempt({ model: `${base}/html/model.gguf` }),
+        corrupt: await attempt({ model: `${base}/corrupt/${model}` }),
+        cors: await attempt({ model: `${cross}/models/${model}` }),
+        badHash: await attempt({ model: `${base}/models/${model}`, sha256: "00".repeat(32) }),
+        webgpuMissing: await attempt({ model: `${base}/models/${model}`, device: "webgpu" }),
+      };
+      out.listedAfterBadHash = await (window as any).bitnet.listCachedModels();
+      // A request that cannot fit, then a normal one on the same engine.
+      const engine = await CreateEngine({ model: `${base}/models/${model}`, nCtx: 32 });
+      try {
+        await engine.chat.completions.create({ messages: [{ role: "user", content: "word ".repeat(100) }] });
+        out.contextFull = "no error";
+      } catch (e: any) {
+        out.contextFull = { kind: e.kind, message: e.message };
+      }
+      const ok = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4 });
+      out.after = ok.choices[0].finish_reason;
+      await engine.unload();
+      return out;
+    },
+    { base: server.url, cross: server.crossUrl, model: MODEL },
+  );
+  expect(r.notFound).toMatchObject({ name: "BitnetError", kind: "not-found", status: 404 });
+  expect(r.html.kind).toBe("wrong-content");
+  expect(r.html.message).toContain("text/html");
+  expect(r.corrupt.kind).toBe("corrupt-model");
+  expect(r.cors.kind).toBe("cors");
+  expect(r.badHash.kind).toBe("checksum-mismatch");
+  expect(r.listedAfterBadHash.filter((m: any) => m.complete)).toEqual([]);
+  expect(r.webgpuMissing.kind).toBe("unsupported-device");
+  expect(r.contextFull.kind).toBe("context-full");
+  expect(["stop", "length"]).toContain(r.after);
+});

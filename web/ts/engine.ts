@@ -1,0 +1,323 @@
+/** The page side: `CreateEngine` starts the worker and returns a proxy with an
+ * OpenAI-style chat API. */
+import { BitnetError, fromPlain } from "./errors.js";
+import type { EngineCompletion, EngineGenerateOptions, Reply, Request } from "./protocol.js";
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionRequest,
+  ChatMessage,
+  CreateEngineOptions,
+  EngineStats,
+  FinishReason,
+  LoadProgress,
+  LoadResult,
+  ModelInfo,
+  ModelPart,
+  Usage,
+} from "./types.js";
+
+type Pending = {
+  resolve: (v: unknown) => void;
+  reject: (e: BitnetError) => void;
+  onEvent?: (r: Reply) => void;
+};
+
+// Request ids are unique per worker; the distributive Omit keeps each op's fields.
+type Body<R> = R extends unknown ? Omit<R, "id"> : never;
+
+class WorkerRpc {
+  private next = 1;
+  private pending = new Map<number, Pending>();
+
+  constructor(private worker: Worker) {
+    worker.onmessage = (e: MessageEvent<Reply>) => {
+      const r = e.data;
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      if (r.kind === "result") {
+        this.pending.delete(r.id);
+        p.resolve(r.value);
+      } else if (r.kind === "error") {
+        this.pending.delete(r.id);
+        p.reject(fromPlain(r.error));
+      } else p.onEvent?.(r);
+    };
+    worker.onerror = (e) =>
+      this.failAll(
+        new BitnetError(
+          "worker",
+          e.message
+            ? `the engine's worker failed: ${e.message}`
+            : "the engine's worker could not start: its script did not load (offline without the app's service worker, or blocked)",
+        ),
+      );
+  }
+
+  call<T>(body: Body<Request>, onEvent?: (r: Reply) => void): { id: number; done: Promise<T> } {
+    const id = this.next++;
+    const done = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
+    });
+    this.worker.postMessage({ ...body, id } as Request);
+    return { id, done };
+  }
+
+  send(body: Body<Request>) {
+    this.worker.postMessage({ ...body, id: 0 } as Request);
+  }
+
+  failAll(err: BitnetError) {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  terminate() {
+    this.worker.terminate();
+    this.failAll(new BitnetError("unloaded", "the engine was unloaded"));
+  }
+}
+
+const FINISH: Record<EngineCompletion["finish_reason"], FinishReason> = {
+  stop: "stop",
+  length: "length",
+  context_full: "context_full",
+  loop: "loop",
+  aborted: "abort",
+};
+
+function usageOf(u: EngineCompletion["usage"]): Usage {
+  return {
+    prompt_tokens: u.prompt_tokens,
+    completion_tokens: u.completion_tokens,
+    total_tokens: u.prompt_tokens + u.completion_tokens,
+    cached_tokens: u.cached_tokens,
+    prefill_tokens_per_s: u.prefill_tps,
+    decode_tokens_per_s: u.decode_tps,
+    time_to_first_token_ms: u.ttft_ms,
+    prefill_ms: u.prefill_ms,
+    decode_ms: u.decode_ms,
+  };
+}
+
+function engineOptions(r: ChatCompletionRequest, prefillChunk: number): EngineGenerateOptions {
+  return {
+    max_tokens: r.max_tokens,
+    temperature: r.temperature,
+    top_p: r.top_p,
+    top_k: r.top_k,
+    min_p: r.min_p,
+    // As in OpenAI's API, no penalty unless asked for (so temperature 0 is plain argmax).
+    repetition_penalty: r.repetition_penalty ?? 1,
+    seed: r.seed,
+    stop: r.stop === undefined ? undefined : Array.isArray(r.stop) ? r.stop : [r.stop],
+    prefill_chunk: prefillChunk,
+  };
+}
+
+/** A model running in a worker. */
+export class Engine {
+  /** The model's shape and the engine's memory. */
+  readonly info: ModelInfo;
+  /** `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
+  readonly backend: string;
+  readonly load: LoadResult;
+  private modelName: string;
+
+  /** OpenAI-style chat: `engine.chat.completions.create({ messages, stream, ... })`. */
+  readonly chat: {
+    completions: {
+      create(r: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(r: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+      create(r: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+    };
+  };
+
+  /** @internal */
+  constructor(
+    private rpc: WorkerRpc,
+    load: LoadResult,
+    name: string,
+    private prefillChunk: number,
+  ) {
+    this.load = load;
+    this.info = load.info;
+    this.backend = load.backend;
+    this.modelName = name;
+    const create = (r: ChatCompletionRequest) => (r.stream ? this.stream(r) : this.complete(r));
+    this.chat = { completions: { create: create as Engine["chat"]["completions"]["create"] } };
+  }
+
+  private start(r: ChatCompletionRequest, onEvent?: (r: Reply) => void) {
+    const call = this.rpc.call<EngineCompletion>(
+      { op: "chat", messages: r.messages, options: engineOptions(r, this.prefillChunk) },
+      onEvent,
+    );
+    const abort = () => this.rpc.send({ op: "abort", target: call.id });
+    if (r.signal?.aborted) abort();
+    r.signal?.addEventListener("abort", abort, { once: true });
+    call.done.finally(() => r.signal?.removeEventListener("abort", abort)).catch(() => {});
+    return call.done;
+  }
+
+  private async complete(r: ChatCompletionRequest): Promise<ChatCompletion> {
+    const c = await this.start(r);
+    return {
+      id: `chatcmpl-${crypto.randomUUID()}`,
+      object: "chat.completion",
+      created: Math.floor(Date.now() / 1000),
+      model: this.modelName,
+      choices: [{ index: 0, message: { role: "assistant", content: c.text }, finish_reason: FINISH[c.finish_reason] }],
+      usage: usageOf(c.usage),
+    };
+  }
+
+  private async stream(r: ChatCompletionRequest): Promise<AsyncIterable<ChatCompletionChunk>> {
+    const id = `chatcmpl-${crypto.randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (delta: ChatCompletionChunk["choices"][0]["delta"], finish: FinishReason | null, usage?: Usage) => ({
+      id,
+      object: "chat.completion.chunk" as const,
+      created,
+      model: this.modelName,
+      choices: [{ index: 0 as const, delta, finish_reason: finish }],
+      ...(usage ? { usage } : {}),
+    });
+    // Chunks wait here until the consumer pulls them.
+    const buffered: ChatCompletionChunk[] = [chunk({ role: "assistant", content: "" }, null)];
+    let wake: (() => void) | null = null;
+    let ended = false;
+    let failure: BitnetError | null = null;
+    const notify = () => {
+      wake?.();
+      wake = null;
+    };
+    this.start(r, (ev) => {
+      if (ev.kind === "token") {
+        buffered.push(chunk({ content: ev.text }, null));
+        notify();
+      }
+    }).then(
+      (c) => {
+        buffered.push(chunk({}, FINISH[c.finish_reason], usageOf(c.usage)));
+        ended = true;
+        notify();
+      },
+      (e: BitnetError) => {
+        failure = e;
+        ended = true;
+        notify();
+      },
+    );
+    return {
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          while (buffered.length) yield buffered.shift()!;
+          if (ended) {
+            if (failure) throw failure;
+            if (!buffered.length) return;
+            continue;
+          }
+          await new Promise<void>((res) => (wake = res));
+        }
+      },
+    };
+  }
+
+  /** Raw completion of a text prompt (no chat template); `onToken` sees each piece. */
+  async completion(
+    prompt: string,
+    options: Omit<ChatCompletionRequest, "messages" | "stream"> & { onToken?: (text: string) => void } = {},
+  ): Promise<{ text: string; finish_reason: FinishReason; usage: Usage; tokens: number[] }> {
+    const call = this.rpc.call<EngineCompletion>(
+      { op: "complete", prompt, options: engineOptions({ messages: [], ...options }, this.prefillChunk) },
+      (ev) => {
+        if (ev.kind === "token") options.onToken?.(ev.text);
+      },
+    );
+    options.signal?.addEventListener("abort", () => this.rpc.send({ op: "abort", target: call.id }), { once: true });
+    const c = await call.done;
+    return { text: c.text, finish_reason: FINISH[c.finish_reason], usage: usageOf(c.usage), tokens: c.tokens };
+  }
+
+  /** Token ids of `text` (BOS added per the model; `special` parses special-token text). */
+  tokenize(text: string, options: { special?: boolean } = {}): Promise<number[]> {
+    return this.rpc.call<number[]>({ op: "tokenize", text, special: options.special ?? false }).done;
+  }
+
+  detokenize(ids: number[]): Promise<string> {
+    return this.rpc.call<string>({ op: "detokenize", ids }).done;
+  }
+
+  /** Forgets the conversation (and the KV cache). */
+  resetChat(): Promise<void> {
+    return this.rpc.call<void>({ op: "resetChat" }).done;
+  }
+
+  stats(): Promise<EngineStats> {
+    return this.rpc.call<EngineStats>({ op: "stats" }).done;
+  }
+
+  /** Frees the model and stops the worker; the engine cannot be used afterwards. */
+  async unload(): Promise<void> {
+    await this.rpc.call<void>({ op: "unload" }).done.catch(() => {});
+    this.rpc.terminate();
+  }
+}
+
+function partsOf(model: CreateEngineOptions["model"]): ModelPart[] {
+  const parts = Array.isArray(model) ? model : [model];
+  if (parts.length === 0) throw new BitnetError("invalid-argument", "no model was given");
+  return parts.map((p) => (p instanceof Blob ? p : String(p)));
+}
+
+function nameOf(p: ModelPart): string {
+  if (p instanceof File) return p.name;
+  if (p instanceof Blob) return "local-model.gguf";
+  return String(p).split("/").pop()?.split("?")[0] || String(p);
+}
+
+/** Starts a worker, streams the model into it, and resolves when it can answer. */
+export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
+  const parts = partsOf(opts.model);
+  const device = opts.device ?? "auto";
+  if (device === "webgpu") {
+    throw new BitnetError(
+      "unsupported-device",
+      "this build of bitnet-web has no WebGPU backend yet; use device: 'wasm' or 'auto'",
+    );
+  }
+  const sha = opts.sha256 === undefined ? [] : Array.isArray(opts.sha256) ? opts.sha256 : [opts.sha256];
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "bitnet-web" });
+  const rpc = new WorkerRpc(worker);
+  const call = rpc.call<LoadResult>(
+    {
+      op: "load",
+      parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
+      nCtx: opts.nCtx,
+      head: opts.head,
+      cache: opts.cache ?? true,
+      sha256: parts.map((_, i) => sha[i]),
+      rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,
+      retries: opts.retries ?? 5,
+      wasmVariant: opts.wasmVariant ?? "auto",
+    },
+    (r) => {
+      if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);
+    },
+  );
+  const onAbort = () => rpc.terminate();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const load = await call.done;
+    return new Engine(rpc, load, nameOf(parts[0]), opts.prefillChunk ?? 32);
+  } catch (e) {
+    rpc.terminate();
+    if (opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");
+    throw e;
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+export type { ChatMessage };

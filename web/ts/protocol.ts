@@ -1,0 +1,67 @@
+/** Messages between the page's `Engine` proxy and the worker that runs the engine. */
+import type { PlainError } from "./errors.js";
+import type { ChatMessage, LoadProgress, LoadResult, ModelPart } from "./types.js";
+
+export interface LoadRequest {
+  op: "load";
+  parts: ModelPart[];
+  nCtx?: number;
+  head?: "file" | "int8";
+  cache: boolean;
+  sha256: (string | undefined)[];
+  rangeChunkBytes: number;
+  retries: number;
+  wasmVariant: "auto" | "relaxed" | "simd128" | "scalar";
+}
+
+/** Engine option names (see `generate_options` in web/src/lib.rs). */
+export interface EngineGenerateOptions {
+  max_tokens?: number;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  stop?: string[];
+  prefill_chunk?: number;
+}
+
+export type Request = { id: number } & (
+  | LoadRequest
+  | { op: "chat"; messages: ChatMessage[]; options: EngineGenerateOptions }
+  | { op: "complete"; prompt: string; options: EngineGenerateOptions }
+  | { op: "abort"; target: number }
+  | { op: "tokenize"; text: string; special: boolean }
+  | { op: "detokenize"; ids: number[] }
+  | { op: "resetChat" }
+  | { op: "stats" }
+  | { op: "unload" }
+);
+
+/** The engine's completion (serde form of `bitnet_engine::session::Completion`). */
+export interface EngineCompletion {
+  text: string;
+  tokens: number[];
+  finish_reason: "stop" | "length" | "context_full" | "loop" | "aborted";
+  usage: {
+    prompt_tokens: number;
+    cached_tokens: number;
+    completion_tokens: number;
+    prefill_ms: number;
+    decode_ms: number;
+    ttft_ms: number;
+    prefill_tps: number;
+    decode_tps: number;
+  };
+}
+
+export type Reply = { id: number } & (
+  | { kind: "progress"; progress: LoadProgress }
+  | { kind: "prefill"; done: number; total: number }
+  | { kind: "token"; text: string; token: number }
+  | { kind: "result"; value: unknown }
+  | { kind: "error"; error: PlainError }
+);
+
+export type { LoadResult };

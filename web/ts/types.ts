@@ -1,0 +1,147 @@
+import type { ErrorKind } from "./errors.js";
+
+/** A model: a URL, a local `File`/`Blob`, or the parts of a `gguf-split` model in order. */
+export type ModelPart = string | URL | Blob;
+export type ModelSource = ModelPart | ModelPart[];
+
+export interface CreateEngineOptions {
+  model: ModelSource;
+  /** `auto` picks WebGPU when it is available and passes its self-test, else WASM. */
+  device?: "auto" | "webgpu" | "wasm";
+  onProgress?: (p: LoadProgress) => void;
+  /** KV cache size in tokens (default 2048, at most the model's context length). */
+  nCtx?: number;
+  /** `int8`: an int8 copy of the LM head built at load time (faster, slightly different logits). */
+  head?: "file" | "int8";
+  /** Keep downloaded models in the origin's private file system (default true). */
+  cache?: boolean;
+  /** Expected SHA-256 (hex) of the file, or of each part; checked before the copy is kept. */
+  sha256?: string | string[];
+  /** Size of each HTTP Range request (default 64 MiB). */
+  rangeChunkBytes?: number;
+  /** Retries of a dropped download before giving up (default 5). */
+  retries?: number;
+  /** Which WebAssembly build to run (default: relaxed SIMD where it works, else SIMD128). */
+  wasmVariant?: "auto" | "relaxed" | "simd128" | "scalar";
+  /** Tokens per prefill step; smaller reacts faster to abort (default 32). */
+  prefillChunk?: number;
+  signal?: AbortSignal;
+}
+
+export interface LoadProgress {
+  /** `download`: bytes from the network; `cache`: from the local copy; `file`: a local file;
+   * `parse`: building the model after the last byte; `retry`: the connection dropped and
+   * the download resumes; `ready`: done. */
+  phase: "download" | "cache" | "file" | "retry" | "parse" | "ready";
+  /** Bytes received so far, all parts together. */
+  loaded: number;
+  /** All parts' bytes once known. */
+  total: number | null;
+  /** Bytes per second over the last moments. */
+  rate: number;
+  /** Seconds left at the current rate, when known. */
+  eta: number | null;
+  part: number;
+  parts: number;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface SamplingOptions {
+  /** ≤ 0 means greedy. */
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  max_tokens?: number;
+  stop?: string | string[];
+  seed?: number;
+}
+
+export interface ChatCompletionRequest extends SamplingOptions {
+  messages: ChatMessage[];
+  stream?: boolean;
+  signal?: AbortSignal;
+}
+
+/** `abort`: stopped by the caller; `context_full`: the KV cache is full; `loop`: the
+ * output kept repeating itself. */
+export type FinishReason = "stop" | "length" | "abort" | "context_full" | "loop";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Prompt tokens already in the KV cache (earlier turns), not computed again. */
+  cached_tokens: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+  time_to_first_token_ms: number;
+  prefill_ms: number;
+  decode_ms: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: FinishReason }[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: {
+    index: 0;
+    delta: { role?: "assistant"; content?: string };
+    finish_reason: FinishReason | null;
+  }[];
+  /** On the last chunk. */
+  usage?: Usage;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  nCtx: number;
+  weightsBytes: number;
+  kvCacheBytes: number;
+  kernels: string;
+}
+
+export interface LoadResult {
+  info: ModelInfo;
+  /** Where the bytes came from (the first part's source when parts differ). */
+  source: "network" | "cache" | "file";
+  /** `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
+  backend: string;
+  /** Set when the model loaded but could not be kept offline (e.g. the storage quota). */
+  cacheError?: { kind: ErrorKind; message: string };
+  loadMs: number;
+  bytes: number;
+}
+
+export interface EngineStats {
+  backend: string;
+  kernels: string;
+  wasmMemoryBytes: number;
+  cachedTokens: number;
+  lastUsage: Usage | null;
+}
+
+export interface CachedModel {
+  url: string;
+  bytes: number;
+  complete: boolean;
+  savedAt: number;
+}

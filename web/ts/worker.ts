@@ -1,0 +1,218 @@
+/**
+ * The module worker that owns the engine. Requests run one at a time, in order, so two
+ * generations never share the KV cache; an abort message is handled at once because
+ * every generation yields to the event loop between prefill chunks and tokens.
+ */
+import * as relaxed from "../wasm/relaxed/bitnet_web.js";
+import * as simd128 from "../wasm/simd128/bitnet_web.js";
+import * as scalar from "../wasm/scalar/bitnet_web.js";
+import { streamModel } from "./download.js";
+import { BitnetError, toPlain } from "./errors.js";
+import type { EngineCompletion, LoadRequest, Reply, Request } from "./protocol.js";
+import type { LoadResult } from "./types.js";
+
+type Glue = typeof simd128;
+type Variant = "relaxed" | "simd128" | "scalar";
+
+const builds: Record<Variant, { glue: Glue; wasm: URL }> = {
+  relaxed: { glue: relaxed, wasm: new URL("../wasm/relaxed/bitnet_web_bg.wasm", import.meta.url) },
+  simd128: { glue: simd128, wasm: new URL("../wasm/simd128/bitnet_web_bg.wasm", import.meta.url) },
+  scalar: { glue: scalar, wasm: new URL("../wasm/scalar/bitnet_web_bg.wasm", import.meta.url) },
+};
+
+// The smallest modules using a SIMD128 and a relaxed-SIMD instruction.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
+]);
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15,
+  253, 128, 2, 11,
+]);
+
+let engine: InstanceType<Glue["Engine"]> | null = null;
+let backend = "";
+/** Set by a panic: the wasm instance cannot be trusted after one. */
+let crashed: string | null = null;
+let lastConsoleError = "";
+const aborted = new Set<number>();
+let queue: Promise<void> = Promise.resolve();
+
+// console_error_panic_hook prints the panic message with console.error; keep it so the
+// page gets the message, not just "unreachable".
+const consoleError = console.error.bind(console);
+console.error = (...args: unknown[]) => {
+  lastConsoleError = args.map(String).join(" ");
+  consoleError(...args);
+};
+
+const post = (r: Reply) => (self as unknown as Worker).postMessage(r);
+
+self.onmessage = (e: MessageEvent<Request>) => {
+  const req = e.data;
+  if (req.op === "abort") {
+    aborted.add(req.target);
+    return;
+  }
+  queue = queue.then(() => handle(req));
+};
+
+async function handle(req: Request): Promise<void> {
+  try {
+    if (crashed && req.op !== "unload") {
+      throw new BitnetError("panic", `the engine crashed earlier and must be reloaded: ${crashed}`);
+    }
+    post({ id: req.id, kind: "result", value: await run(req) });
+  } catch (e) {
+    let err = toPlain(e);
+    if (e instanceof WebAssembly.RuntimeError) {
+      crashed = lastConsoleError || String(e);
+      err = { kind: "panic", message: `the engine crashed: ${crashed}` };
+      engine = null;
+    }
+    post({ id: req.id, kind: "error", error: err });
+  } finally {
+    aborted.delete(req.id);
+  }
+}
+
+async function run(req: Request): Promise<unknown> {
+  switch (req.op) {
+    case "load":
+      return load(req);
+    case "chat":
+      live().beginChat(req.messages, req.options);
+      return generate(req.id);
+    case "complete":
+      live().beginComplete(req.prompt, req.options);
+      return generate(req.id);
+    case "tokenize":
+      return Array.from(live().tokenize(req.text, true, req.special));
+    case "detokenize":
+      return live().detokenize(Uint32Array.from(req.ids));
+    case "resetChat":
+      live().resetChat();
+      return null;
+    case "stats":
+      return { ...live().stats(), backend };
+    case "unload":
+      engine?.free();
+      engine = null;
+      return null;
+    case "abort":
+      return null;
+  }
+}
+
+function live() {
+  if (!engine) throw new BitnetError("unloaded", "no model is loaded");
+  return engine;
+}
+
+async function pickBuild(wanted: LoadRequest["wasmVariant"]): Promise<Variant> {
+  const candidates: Variant[] =
+    wanted === "auto"
+      ? [
+          ...(WebAssembly.validate(RELAXED_PROBE) ? (["relaxed"] as const) : []),
+          ...(WebAssembly.validate(SIMD_PROBE) ? (["simd128"] as const) : []),
+          "scalar",
+        ]
+      : [wanted];
+  for (const v of candidates) {
+    const b = builds[v];
+    try {
+      await b.glue.default({ module_or_path: b.wasm });
+      // Some engines ship a pre-standard relaxed SIMD with other results: trust only
+      // a build whose kernels agree with the scalar reference here.
+      b.glue.kernelSelfTest();
+      return v;
+    } catch (e) {
+      if (wanted !== "auto") throw e;
+      consoleError(`bitnet-web: the ${v} build is not usable here:`, e);
+    }
+  }
+  throw new BitnetError("worker", "no WebAssembly build of the engine runs in this browser");
+}
+
+async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
+  const start = performance.now();
+  engine?.free();
+  engine = null;
+  const variant = await pickBuild(req.wasmVariant);
+  const glue = builds[variant].glue;
+  backend = `wasm-${variant}`;
+  let e: InstanceType<Glue["Engine"]> | null = null;
+  try {
+    const streamed = await streamModel(
+      req.parts,
+      {
+        begin(part, bytes) {
+          if (part === 0) e = new glue.Engine({ nCtx: req.nCtx, expectedBytes: bytes ?? undefined, head: req.head });
+          else e!.nextPart(bytes ?? undefined);
+        },
+        push(chunk) {
+          e!.push(chunk);
+        },
+      },
+      {
+        cache: req.cache,
+        newHasher: () => new glue.Sha256(),
+        sha256: req.sha256,
+        rangeChunkBytes: req.rangeChunkBytes,
+        retries: req.retries,
+        onProgress: (progress) => post({ id: req.id, kind: "progress", progress }),
+      },
+    );
+    post({
+      id: req.id,
+      kind: "progress",
+      progress: { phase: "parse", loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
+    });
+    const info = e!.finish();
+    engine = e;
+    e = null;
+    post({
+      id: req.id,
+      kind: "progress",
+      progress: { phase: "ready", loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
+    });
+    return {
+      info,
+      source: streamed.source,
+      backend,
+      cacheError: streamed.cacheError,
+      loadMs: performance.now() - start,
+      bytes: streamed.bytes,
+    };
+  } finally {
+    (e as InstanceType<Glue["Engine"]> | null)?.free();
+  }
+}
+
+/** Runs the started generation step by step, streaming to the page. */
+async function generate(id: number): Promise<EngineCompletion> {
+  const eng = live();
+  for (;;) {
+    if (aborted.has(id)) return eng.abortGeneration() as EngineCompletion;
+    const step = eng.step() as
+      | { type: "prefill"; done: number; total: number }
+      | { type: "token"; id: number; text: string }
+      | { type: "done"; text: string; completion: EngineCompletion };
+    if (step.type === "prefill") post({ id, kind: "prefill", done: step.done, total: step.total });
+    else if (step.type === "token") {
+      if (step.text) post({ id, kind: "token", text: step.text, token: step.id });
+    } else {
+      if (step.text) post({ id, kind: "token", text: step.text, token: step.completion.tokens.at(-1) ?? 0 });
+      return step.completion;
+    }
+    await yieldToEvents();
+  }
+}
+
+/** A macrotask turn (no 4 ms timer clamp), so queued messages such as an abort run. */
+function yieldToEvents(): Promise<void> {
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => resolve();
+    ch.port2.postMessage(null);
+  });
+}
