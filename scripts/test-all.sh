@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test of the project. Run from anywhere; installs nothing (see .ci/run for that):
+# Every test of the project. Run from anywhere; installs only the npm packages of the
+# lock file (see .ci/run for the rest):
 # needs the wasm32 target, wasm-bindgen-test-runner (wasm-bindgen-cli) and, for the
 # browser run, chromium + chromedriver.
 set -euo pipefail
@@ -27,3 +28,8 @@ wasm_test simd128 browser
 # Node 20's V8 (11.3) only knows a pre-standard relaxed SIMD, whose dot product gives
 # other results: the relaxed build is tested in Chromium, which ships the standard one.
 wasm_test relaxed browser
+
+echo "== npm package: build (wasm + TypeScript), then Playwright in headless Chromium"
+npm ci --no-audit --no-fund
+npm run build
+npx playwright test -c tests/browser/playwright.config.ts
