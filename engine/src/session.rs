@@ -289,7 +289,8 @@ impl Session {
 
         let todo = &tokens[common..];
         let chunk = opts.prefill_chunk.max(1);
-        let mut logits = Vec::new();
+        let mut sampler = Sampler::new(opts.sampler.clone());
+        let mut next = Next::Top(Vec::new());
         let mut done = 0;
         for part in todo.chunks(chunk) {
             if on_event(Event::Prefill {
@@ -308,14 +309,12 @@ impl Session {
                     None,
                 ));
             }
-            logits = self.backend.forward(part, Logits::Last)?;
-            self.cached.extend_from_slice(part);
+            next = self.step(part, &sampler)?;
             done += part.len();
         }
         let prefill_end = Instant::now();
 
         let stops = self.tokenizer.stop_tokens();
-        let mut sampler = Sampler::new(opts.sampler.clone());
         let mut decoder = StreamDecoder::new();
         let mut text = String::new();
         let mut emitted = 0usize;
@@ -327,7 +326,10 @@ impl Session {
             if generated.len() >= opts.max_tokens {
                 break FinishReason::Length;
             }
-            let id = sampler.sample(&logits, &self.cached);
+            let id = match &next {
+                Next::Logits(logits) => sampler.sample(logits, &self.cached),
+                Next::Top(top) => sampler.sample_top(top, &self.cached),
+            };
             first_token_at.get_or_insert_with(Instant::now);
             if stops.contains(&id) {
                 self.unfed = Some(id);
@@ -373,7 +375,7 @@ impl Session {
             if self.cached.len() >= n_ctx {
                 break FinishReason::ContextFull;
             }
-            logits = self.feed(id)?;
+            next = self.step(&[id], &sampler)?;
         };
         if finish != FinishReason::Aborted && !stopped_by_string {
             text.push_str(&decoder.flush());
@@ -401,6 +403,21 @@ impl Session {
         let logits = self.backend.forward(&[id], Logits::Last)?;
         self.cached.push(id);
         Ok(logits)
+    }
+
+    /// Runs `tokens` and returns what `sampler` needs to choose the next one: only the best
+    /// few logits when that is enough (a GPU backend then reads back a few bytes), else all.
+    fn step(&mut self, tokens: &[u32], sampler: &Sampler) -> Result<Next> {
+        let mut history = self.cached.clone();
+        history.extend_from_slice(tokens);
+        let next = match sampler.candidates_needed(&history) {
+            Some(k) if k < self.backend.n_vocab() => {
+                Next::Top(self.backend.forward_top_k(tokens, k)?)
+            }
+            _ => Next::Logits(self.backend.forward(tokens, Logits::Last)?),
+        };
+        self.cached = history;
+        Ok(next)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -449,6 +466,12 @@ impl Session {
 }
 
 /// Bytes at the end of `text` that are a proper prefix of some stop string.
+/// The next token's distribution: all logits, or the sampler's best candidates.
+enum Next {
+    Logits(Vec<f32>),
+    Top(Vec<(u32, f32)>),
+}
+
 fn held_back(text: &str, stops: &[String]) -> usize {
     stops
         .iter()
