@@ -40,6 +40,8 @@ pub enum Error {
     TooLarge { needed: u64, limit: u64 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("GPU: {0}")]
+    Gpu(String),
     #[error("aborted")]
     Aborted,
     #[error("I/O: {0}")]
@@ -63,6 +65,7 @@ impl Error {
             Error::ContextFull { .. } => "context-full",
             Error::TooLarge { .. } => "out-of-memory",
             Error::InvalidArgument(_) => "invalid-argument",
+            Error::Gpu(_) => "gpu",
             Error::Aborted => "aborted",
             Error::Io(_) => "io",
         }

@@ -8,6 +8,8 @@ pub mod chat;
 pub mod error;
 pub mod formats;
 pub mod gguf;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod sampler;

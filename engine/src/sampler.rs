@@ -74,7 +74,6 @@ impl Sampler {
 
     /// Picks the next token. `history` is every token so far (prompt and generated).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let cfg = &self.cfg;
         self.candidates.clear();
         self.candidates.extend(
             logits
@@ -82,13 +81,62 @@ impl Sampler {
                 .enumerate()
                 .map(|(i, &l)| (i as u32, if l.is_nan() { f32::NEG_INFINITY } else { l })),
         );
-        if cfg.repetition_penalty != 1.0 && cfg.repeat_window > 0 {
-            let start = history.len().saturating_sub(cfg.repeat_window);
-            let mut seen: Vec<u32> = history[start..].to_vec();
-            seen.sort_unstable();
-            seen.dedup();
+        self.pick(history)
+    }
+
+    /// How many of the best logits [`Sampler::sample_top`] needs to pick exactly what
+    /// [`Sampler::sample`] would from all of them (`None`: all are needed). A penalty > 1 only
+    /// lowers seen tokens, so the best `k` after it lie within the best `k + seen` before it.
+    pub fn candidates_needed(&self, history: &[u32]) -> Option<usize> {
+        let cfg = &self.cfg;
+        let base = if cfg.temperature <= 0.0 {
+            1
+        } else if cfg.top_k > 0 {
+            cfg.top_k
+        } else {
+            return None;
+        };
+        let seen = self.seen(history).len();
+        if seen > 0 && cfg.repetition_penalty < 1.0 {
+            return None;
+        }
+        Some(base + seen)
+    }
+
+    /// [`Sampler::sample`] from the best `top` logits only (`(id, logit)`, any order), given
+    /// at least [`Sampler::candidates_needed`] of them: the same choice, the same draws.
+    pub fn sample_top(&mut self, top: &[(u32, f32)], history: &[u32]) -> u32 {
+        self.candidates.clear();
+        self.candidates.extend(
+            top.iter()
+                .map(|&(i, l)| (i, if l.is_nan() { f32::NEG_INFINITY } else { l })),
+        );
+        // Id order, as with full logits: greedy ties then go to the lower id the same way.
+        self.candidates.sort_unstable_by_key(|c| c.0);
+        self.pick(history)
+    }
+
+    /// Distinct tokens of the repetition window (empty when the penalty is off).
+    fn seen(&self, history: &[u32]) -> Vec<u32> {
+        let cfg = &self.cfg;
+        if cfg.repetition_penalty == 1.0 || cfg.repeat_window == 0 {
+            return Vec::new();
+        }
+        let start = history.len().saturating_sub(cfg.repeat_window);
+        let mut seen: Vec<u32> = history[start..].to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        seen
+    }
+
+    /// Chooses among `self.candidates`, which are sorted by id.
+    fn pick(&mut self, history: &[u32]) -> u32 {
+        let seen = self.seen(history);
+        let cfg = &self.cfg;
+        {
             for t in seen {
-                if let Some(c) = self.candidates.get_mut(t as usize) {
+                if let Ok(at) = self.candidates.binary_search_by_key(&t, |c| c.0) {
+                    let c = &mut self.candidates[at];
                     // llama.cpp / CTRL convention: shrink positive logits, grow negative ones.
                     c.1 = if c.1 > 0.0 {
                         c.1 / cfg.repetition_penalty
@@ -154,6 +202,24 @@ impl Sampler {
         }
         self.candidates[keep - 1].0
     }
+}
+
+/// The `k` best `(id, logit)` in the sampler's order: best first, ties to the lower id,
+/// NaN read as -inf.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut c: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, if l.is_nan() { f32::NEG_INFINITY } else { l }))
+        .collect();
+    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let k = k.min(c.len());
+    if k > 0 && k < c.len() {
+        c.select_nth_unstable_by(k - 1, by_logit);
+    }
+    c.truncate(k);
+    c.sort_unstable_by(by_logit);
+    c
 }
 
 /// Detects a generation stuck in a loop: the newest tokens repeat one period

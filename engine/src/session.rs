@@ -162,7 +162,8 @@ pub struct Generation {
     start: Instant,
     prefill_end: Option<Instant>,
     first_token_at: Option<Instant>,
-    logits: Vec<f32>,
+    /// What the sampler chooses the next token from.
+    next: Next,
     sampler: Sampler,
     decoder: StreamDecoder,
     text: String,
@@ -403,7 +404,7 @@ impl Session {
             start,
             prefill_end: None,
             first_token_at: None,
-            logits: Vec::new(),
+            next: Next::Top(Vec::new()),
             decoder: StreamDecoder::new(),
             text: String::new(),
             emitted: 0,
@@ -419,10 +420,7 @@ impl Session {
     pub fn step(&mut self, g: &mut Generation) -> Result<Step> {
         if g.prefilled < g.tokens.len() {
             let end = (g.prefilled + g.opts.prefill_chunk.max(1)).min(g.tokens.len());
-            g.logits = self
-                .backend
-                .forward(&g.tokens[g.prefilled..end], Logits::Last)?;
-            self.cached.extend_from_slice(&g.tokens[g.prefilled..end]);
+            g.next = self.advance(&g.tokens[g.prefilled..end], &g.sampler)?;
             g.prefilled = end;
             if end == g.tokens.len() {
                 g.prefill_end = Some(Instant::now());
@@ -439,12 +437,15 @@ impl Session {
             if self.cached.len() >= self.backend.n_ctx() {
                 return self.complete_generation(g, FinishReason::ContextFull);
             }
-            g.logits = self.feed(id)?;
+            g.next = self.advance(&[id], &g.sampler)?;
         }
         if g.generated.len() >= g.opts.max_tokens {
             return self.complete_generation(g, FinishReason::Length);
         }
-        let id = g.sampler.sample(&g.logits, &self.cached);
+        let id = match &g.next {
+            Next::Logits(logits) => g.sampler.sample(logits, &self.cached),
+            Next::Top(top) => g.sampler.sample_top(top, &self.cached),
+        };
         g.first_token_at.get_or_insert_with(Instant::now);
         if self.tokenizer.stop_tokens().contains(&id) {
             self.unfed = Some(id);
@@ -543,6 +544,21 @@ impl Session {
         Ok(logits)
     }
 
+    /// Runs `tokens` and returns what `sampler` needs to choose the next one: only the best
+    /// few logits when that is enough (a GPU backend then reads back a few bytes), else all.
+    fn advance(&mut self, tokens: &[u32], sampler: &Sampler) -> Result<Next> {
+        let mut history = self.cached.clone();
+        history.extend_from_slice(tokens);
+        let next = match sampler.candidates_needed(&history) {
+            Some(k) if k < self.backend.n_vocab() => {
+                Next::Top(self.backend.forward_top_k(tokens, k)?)
+            }
+            _ => Next::Logits(self.backend.forward(tokens, Logits::Last)?),
+        };
+        self.cached = history;
+        Ok(next)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
@@ -586,6 +602,12 @@ impl Session {
             finish_reason,
         }
     }
+}
+
+/// The next token's distribution: all logits, or the sampler's best candidates.
+enum Next {
+    Logits(Vec<f32>),
+    Top(Vec<(u32, f32)>),
 }
 
 /// Bytes at the end of `text` that are a proper prefix of some stop string.

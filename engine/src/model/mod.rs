@@ -36,6 +36,13 @@ pub enum Logits {
 pub trait Backend: Send {
     fn name(&self) -> String;
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
+    /// Like `forward(tokens, Logits::Last)`, but returns only the `k` best `(id, logit)` of
+    /// the last position in the sampler's order (best first, ties to the lower id, NaN read
+    /// as -inf), so a backend that selects them itself (the GPU) need not hand over every logit.
+    fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+        let logits = self.forward(tokens, Logits::Last)?;
+        Ok(crate::sampler::top_k(&logits, k))
+    }
     fn n_past(&self) -> usize;
     fn n_ctx(&self) -> usize;
     fn n_vocab(&self) -> usize;

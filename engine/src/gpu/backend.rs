@@ -1,0 +1,752 @@
+//! [`GpuBackend`]: the whole forward pass on a wgpu device. Weights are uploaded once, the
+//! KV cache lives on the GPU, every bind group is made at load time, and a decoded token is
+//! one command submission followed by one small readback (the logits, or just the top-k).
+
+use super::buffers::{bind_group, readback, scratch, storage, uniform, Chunked, GpuLinear};
+use super::context::{DeviceOptions, GpuContext};
+use super::pack::{self, DenseKind};
+use super::shaders::{Pipe, Pipelines};
+use crate::error::{Error, Result};
+use crate::model::{FfnActivation, Logits, Model};
+use std::sync::Arc;
+use wgpu::{BindGroup, Buffer, ComputePass};
+
+/// The most candidates [`GpuBackend::forward_top_k_async`] selects on the GPU.
+pub const MAX_TOP_K: usize = 256;
+/// Logits per workgroup in the first top-k stage (`SEG` in topk_segments.wgsl).
+const TOPK_SEGMENT: usize = 1024;
+const WG: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct GpuOptions {
+    /// KV cache capacity in tokens (`None`: the model's training context).
+    pub n_ctx: Option<usize>,
+    /// The most tokens one submission runs; longer inputs go in several.
+    pub max_batch: usize,
+    pub device: DeviceOptions,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            n_ctx: None,
+            max_batch: 64,
+            device: DeviceOptions::default(),
+        }
+    }
+}
+
+struct LinOp {
+    bg: BindGroup,
+    rows: usize,
+    dense: bool,
+}
+
+struct LayerOps {
+    attn_norm: BindGroup,
+    q: LinOp,
+    k: LinOp,
+    v: LinOp,
+    rope_q: BindGroup,
+    rope_k: BindGroup,
+    attention: BindGroup,
+    sub_norm: BindGroup,
+    o: LinOp,
+    ffn_norm: BindGroup,
+    gate: LinOp,
+    up: LinOp,
+    ffn_sub_norm: BindGroup,
+    down: LinOp,
+}
+
+/// Which logits a submission computes.
+#[derive(Clone, Copy, PartialEq)]
+enum Head {
+    None,
+    Last,
+    All,
+}
+
+pub struct GpuBackend {
+    model: Arc<Model>,
+    ctx: GpuContext,
+    pipes: Pipelines,
+    n_ctx: usize,
+    n_past: usize,
+    max_batch: usize,
+    step: Buffer,
+    tokens: Buffer,
+    logits: Buffer,
+    topk_params: Buffer,
+    topk_result: Buffer,
+    readback: Buffer,
+    layers: Vec<LayerOps>,
+    embed: Vec<BindGroup>,
+    final_norm_all: BindGroup,
+    final_norm_last: BindGroup,
+    head_all: Vec<(BindGroup, usize)>,
+    head_last: Vec<(BindGroup, usize)>,
+    head_int8: bool,
+    dequant_embd: BindGroup,
+    dequant_ff: BindGroup,
+    add: BindGroup,
+    gate_act: BindGroup,
+    topk_segments: BindGroup,
+    topk_merge: BindGroup,
+    /// Every buffer the bind groups use, held for the backend's lifetime (the web backend
+    /// destroys a buffer when its handle is dropped).
+    _buffers: Vec<Buffer>,
+}
+
+fn f(v: f32) -> u32 {
+    v.to_bits()
+}
+
+impl GpuBackend {
+    /// Opens a device and uploads `model`. Int8 activations only (BitNet's semantics).
+    pub async fn new(model: Arc<Model>, opts: GpuOptions) -> Result<GpuBackend> {
+        let ctx = GpuContext::new(opts.device).await?;
+        Self::with_context(ctx, model, opts).await
+    }
+
+    /// Uploads `model` to an already opened device.
+    pub async fn with_context(
+        ctx: GpuContext,
+        model: Arc<Model>,
+        opts: GpuOptions,
+    ) -> Result<GpuBackend> {
+        let pipes = ctx
+            .scoped("compiling the shaders", || {
+                Pipelines::new(&ctx.device, ctx.subgroups)
+            })
+            .await?;
+        let built = ctx
+            .scoped("uploading the model", || build(&ctx, &pipes, &model, &opts))
+            .await??;
+        let (n_ctx, max_batch, parts) = built;
+        Ok(GpuBackend {
+            model,
+            pipes,
+            n_ctx,
+            n_past: 0,
+            max_batch,
+            ctx,
+            step: parts.step,
+            tokens: parts.tokens,
+            logits: parts.logits,
+            topk_params: parts.topk_params,
+            topk_result: parts.topk_result,
+            readback: parts.readback,
+            layers: parts.layers,
+            embed: parts.embed,
+            final_norm_all: parts.final_norm_all,
+            final_norm_last: parts.final_norm_last,
+            head_all: parts.head_all,
+            head_last: parts.head_last,
+            head_int8: parts.head_int8,
+            dequant_embd: parts.dequant_embd,
+            dequant_ff: parts.dequant_ff,
+            add: parts.add,
+            gate_act: parts.gate_act,
+            topk_segments: parts.topk_segments,
+            topk_merge: parts.topk_merge,
+            _buffers: parts.buffers,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        format!(
+            "gpu-wgpu ({}, {:?}{})",
+            self.ctx.info.name,
+            self.ctx.info.backend,
+            if self.ctx.subgroups { ", subgroups" } else { "" }
+        )
+    }
+
+    pub fn uses_subgroups(&self) -> bool {
+        self.ctx.subgroups
+    }
+
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.config.n_vocab
+    }
+
+    /// Forgets every position from `n` on.
+    pub fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    pub fn kv_cache_bytes(&self) -> usize {
+        2 * self.model.config.n_layer * self.n_ctx * self.model.config.kv_dim() * 4
+    }
+
+    /// Appends `tokens` at `n_past()` and returns `n_vocab` logits per requested row.
+    pub async fn forward_async(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        self.validate(tokens)?;
+        let v = self.model.config.n_vocab;
+        let mut out = Vec::new();
+        let n_parts = tokens.len().div_ceil(self.max_batch);
+        for (i, part) in tokens.chunks(self.max_batch).enumerate() {
+            let head = match which {
+                Logits::All => Head::All,
+                Logits::Last if i + 1 == n_parts => Head::Last,
+                Logits::Last => Head::None,
+            };
+            let rows = match head {
+                Head::None => 0,
+                Head::Last => 1,
+                Head::All => part.len(),
+            };
+            self.submit(part, head, None).await?;
+            if rows > 0 {
+                let bytes = self.ctx.read(&self.readback, (rows * v * 4) as u64).await?;
+                out.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like `forward_async(tokens, Logits::Last)`, but returns only the `k` best (id, logit)
+    /// of the last position, best first, ties to the lower id, NaN read as -inf: the sampler's
+    /// order. Selection runs on the GPU, so only `8·k` bytes come back.
+    pub async fn forward_top_k_async(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+        let v = self.model.config.n_vocab;
+        let k = k.min(v);
+        if k > MAX_TOP_K {
+            let logits = self.forward_async(tokens, Logits::Last).await?;
+            return Ok(crate::sampler::top_k(&logits, k));
+        }
+        self.validate(tokens)?;
+        let n_parts = tokens.len().div_ceil(self.max_batch);
+        for (i, part) in tokens.chunks(self.max_batch).enumerate() {
+            if i + 1 < n_parts {
+                self.submit(part, Head::None, None).await?;
+            } else {
+                self.submit(part, Head::Last, Some(k)).await?;
+            }
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = self.ctx.read(&self.readback, (k * 8) as u64).await?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| {
+                let id = u32::from_le_bytes(b[..4].try_into().unwrap());
+                let l = f32::from_le_bytes(b[4..].try_into().unwrap());
+                (id, if l.is_nan() { f32::NEG_INFINITY } else { l })
+            })
+            .filter(|&(id, _)| (id as usize) < v)
+            .collect())
+    }
+
+    fn validate(&self, tokens: &[u32]) -> Result<()> {
+        let v = self.model.config.n_vocab;
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("no tokens to run".into()));
+        }
+        if self.n_past + tokens.len() > self.n_ctx {
+            return Err(Error::ContextFull {
+                needed: self.n_past + tokens.len(),
+                capacity: self.n_ctx,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {v}"
+            )));
+        }
+        self.ctx.check()
+    }
+
+    /// One command submission: `part` through every layer, then the head (and top-k).
+    async fn submit(&mut self, part: &[u32], head: Head, top_k: Option<usize>) -> Result<()> {
+        let n = part.len();
+        let step = [n as u32, self.n_past as u32, n as u32 - 1, 0];
+        self.ctx
+            .queue
+            .write_buffer(&self.step, 0, &pack::u32_bytes(&step));
+        self.ctx
+            .queue
+            .write_buffer(&self.tokens, 0, &pack::u32_bytes(part));
+        let v = self.model.config.n_vocab;
+        let n_seg = v.div_ceil(TOPK_SEGMENT);
+        if let Some(k) = top_k {
+            let p = [v as u32, k as u32, TOPK_SEGMENT as u32, (n_seg * k) as u32];
+            self.ctx
+                .queue
+                .write_buffer(&self.topk_params, 0, &pack::u32_bytes(&p));
+        }
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            self.encode(&mut pass, n, head);
+            if let Some(k) = top_k.filter(|&k| k > 0) {
+                let _ = k;
+                self.run(&mut pass, &self.pipes.topk_segments, &self.topk_segments, (n_seg as u32, 1));
+                self.run(&mut pass, &self.pipes.topk_merge, &self.topk_merge, (1, 1));
+            }
+        }
+        match (top_k, head) {
+            (Some(k), _) if k > 0 => {
+                enc.copy_buffer_to_buffer(&self.topk_result, 0, &self.readback, 0, (k * 8) as u64)
+            }
+            (None, Head::Last) => {
+                enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, (v * 4) as u64)
+            }
+            (None, Head::All) => {
+                enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, (n * v * 4) as u64)
+            }
+            _ => {}
+        }
+        let ctx = &self.ctx;
+        ctx.scoped("running the forward pass", || {
+            ctx.queue.submit([enc.finish()]);
+        })
+        .await?;
+        self.n_past += n;
+        Ok(())
+    }
+
+    fn grid(&self, groups: usize) -> (u32, u32) {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension as usize;
+        if groups <= max {
+            (groups as u32, 1)
+        } else {
+            (max as u32, groups.div_ceil(max) as u32)
+        }
+    }
+
+    fn run(&self, pass: &mut ComputePass, pipe: &Pipe, bg: &BindGroup, groups: (u32, u32)) {
+        pass.set_pipeline(&pipe.pipeline);
+        pass.set_bind_group(0, bg, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+    }
+
+    fn linear(&self, pass: &mut ComputePass, op: &LinOp, n: usize) {
+        if op.dense {
+            self.run(pass, &self.pipes.dense, &op.bg, self.grid(op.rows));
+        } else if n == 1 {
+            self.run(pass, &self.pipes.ternary_matvec, &op.bg, self.grid(op.rows));
+        } else {
+            let groups = (op.rows.div_ceil(WG) as u32, n.div_ceil(8) as u32);
+            self.run(pass, &self.pipes.ternary_matmul, &op.bg, groups);
+        }
+    }
+
+    fn encode(&self, pass: &mut ComputePass, n: usize, head: Head) {
+        let cfg = &self.model.config;
+        let p = &self.pipes;
+        let (e, ff) = (cfg.n_embd, cfg.n_ff);
+        let elems = |cols: usize| self.grid((n * cols).div_ceil(WG));
+        for bg in &self.embed {
+            self.run(pass, &p.embed, bg, elems(e));
+        }
+        let half = cfg.n_rot / 2;
+        for l in &self.layers {
+            self.run(pass, &p.norm_quant, &l.attn_norm, (n as u32, 1));
+            if l.q.dense || l.k.dense || l.v.dense {
+                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+            }
+            self.linear(pass, &l.q, n);
+            self.linear(pass, &l.k, n);
+            self.linear(pass, &l.v, n);
+            self.run(pass, &p.rope, &l.rope_q, elems(cfg.n_head * half));
+            self.run(pass, &p.rope, &l.rope_k, elems(cfg.n_head_kv * half));
+            self.run(pass, &p.attention, &l.attention, self.grid(n * cfg.n_head));
+            self.run(pass, &p.norm_quant, &l.sub_norm, (n as u32, 1));
+            if l.o.dense {
+                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+            }
+            self.linear(pass, &l.o, n);
+            self.run(pass, &p.add, &self.add, elems(e));
+            self.run(pass, &p.norm_quant, &l.ffn_norm, (n as u32, 1));
+            if l.gate.dense || l.up.dense {
+                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+            }
+            self.linear(pass, &l.gate, n);
+            self.linear(pass, &l.up, n);
+            self.run(pass, &p.gate, &self.gate_act, elems(ff));
+            self.run(pass, &p.norm_quant, &l.ffn_sub_norm, (n as u32, 1));
+            if l.down.dense {
+                self.run(pass, &p.dequant, &self.dequant_ff, elems(ff));
+            }
+            self.linear(pass, &l.down, n);
+            self.run(pass, &p.add, &self.add, elems(e));
+        }
+        let (norm, chunks, rows) = match head {
+            Head::None => return,
+            Head::Last => (&self.final_norm_last, &self.head_last, 1),
+            Head::All => (&self.final_norm_all, &self.head_all, n),
+        };
+        self.run(pass, &p.norm_quant, norm, (rows as u32, 1));
+        let pipe = if self.head_int8 { &p.int8 } else { &p.dense };
+        for (bg, chunk_rows) in chunks {
+            self.run(pass, pipe, bg, self.grid(*chunk_rows));
+        }
+    }
+}
+
+struct Parts {
+    step: Buffer,
+    tokens: Buffer,
+    logits: Buffer,
+    topk_params: Buffer,
+    topk_result: Buffer,
+    readback: Buffer,
+    layers: Vec<LayerOps>,
+    embed: Vec<BindGroup>,
+    final_norm_all: BindGroup,
+    final_norm_last: BindGroup,
+    head_all: Vec<(BindGroup, usize)>,
+    head_last: Vec<(BindGroup, usize)>,
+    head_int8: bool,
+    dequant_embd: BindGroup,
+    dequant_ff: BindGroup,
+    add: BindGroup,
+    gate_act: BindGroup,
+    topk_segments: BindGroup,
+    topk_merge: BindGroup,
+    buffers: Vec<Buffer>,
+}
+
+/// Uploads the weights, allocates the activations and KV cache, and makes every bind group.
+fn build(
+    ctx: &GpuContext,
+    pipes: &Pipelines,
+    model: &Model,
+    opts: &GpuOptions,
+) -> Result<(usize, usize, Parts)> {
+    let cfg = &model.config;
+    let w = &model.weights;
+    let (e, ff, kvd, hd, v) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.head_dim, cfg.n_vocab);
+    let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
+    let max_bind = ctx.max_binding();
+    // The scores scratch (batch × heads × context) and the logits (batch × vocab) must each
+    // fit one binding: shrink the batch if they would not.
+    let per_tok = ((cfg.n_head * n_ctx).max(v) * 4) as u64;
+    let max_batch = opts.max_batch.max(1).min((max_bind / per_tok) as usize);
+    if max_batch == 0 {
+        return Err(Error::Gpu(format!(
+            "one token's attention scores or logits ({per_tok} bytes) exceed this adapter's storage binding limit ({max_bind} bytes)"
+        )));
+    }
+    let b = max_batch;
+    let wide = e.max(ff);
+    // Interior mutability: several closures below record the buffers they make.
+    let keep = std::cell::RefCell::new(Vec::new());
+    let hold = |buf: Buffer| {
+        keep.borrow_mut().push(buf.clone());
+        buf
+    };
+    let step = hold(uniform(ctx, "step", &[0; 4]));
+    let tokens = hold(scratch(ctx, "tokens", (b * 4) as u64));
+    let x = hold(scratch(ctx, "x", (b * e * 4) as u64));
+    let h = hold(scratch(ctx, "h", (b * wide * 4) as u64));
+    let acts = hold(scratch(ctx, "acts", (b * wide * 4) as u64));
+    let act_meta = hold(scratch(ctx, "act meta", (b * 8) as u64));
+    let deq = hold(scratch(ctx, "dequantized acts", (b * wide * 4) as u64));
+    let q = hold(scratch(ctx, "q", (b * e * 4) as u64));
+    let att = hold(scratch(ctx, "attention out", (b * e * 4) as u64));
+    let o = hold(scratch(ctx, "o", (b * e * 4) as u64));
+    let gate = hold(scratch(ctx, "gate", (b * ff * 4) as u64));
+    let up = hold(scratch(ctx, "up", (b * ff * 4) as u64));
+    let scores = hold(scratch(ctx, "scores", (b * cfg.n_head * n_ctx * 4) as u64));
+    let logits = hold(scratch(ctx, "logits", (b * v * 4) as u64));
+    let n_seg = v.div_ceil(TOPK_SEGMENT);
+    let topk_params = hold(uniform(ctx, "top-k", &[0; 4]));
+    let topk_cand = hold(scratch(ctx, "top-k candidates", (n_seg * MAX_TOP_K * 8) as u64));
+    let topk_result = hold(scratch(ctx, "top-k result", (MAX_TOP_K * 8) as u64));
+    let readback = hold(readback(ctx, ((b * v * 4).max(MAX_TOP_K * 8)) as u64));
+    let table = hold(storage(
+        ctx,
+        "rope table",
+        &pack::f32_bytes(&pack::rope_table(n_ctx, cfg.n_rot, cfg.rope_theta)),
+    ));
+
+    let norm_params = |cols: usize, quantize: bool, last_only: bool| {
+        uniform(
+            ctx,
+            "norm",
+            &[cols as u32, f(cfg.rms_eps), quantize as u32, last_only as u32],
+        )
+    };
+    let norm_e = hold(norm_params(e, true, false));
+    let norm_ff = hold(norm_params(ff, true, false));
+    let head_int8 = w.head().ty == crate::formats::DenseType::I8;
+    let norm_final_all = hold(norm_params(e, head_int8, false));
+    let norm_final_last = hold(norm_params(e, head_int8, true));
+
+    let norm_bg = |params: &Buffer, input: &Buffer, weight: &Buffer| {
+        bind_group(
+            ctx,
+            &pipes.norm_quant.layout,
+            &[&step, params, input, weight, &h, &acts, &act_meta],
+        )
+    };
+
+    let mut layers = Vec::with_capacity(w.layers.len());
+    for (li, lw) in w.layers.iter().enumerate() {
+        let k_cache = hold(scratch(ctx, "k cache", (n_ctx * kvd * 4) as u64));
+        let v_cache = hold(scratch(ctx, "v cache", (n_ctx * kvd * 4) as u64));
+        let lin = |name: &str, l: &crate::model::Linear, out: &Buffer, at_p0: bool| -> Result<LinOp> {
+            let g = GpuLinear::upload(ctx, &format!("blk.{li}.{name}"), l)?;
+            let rows = g.rows();
+            let dense = g.is_dense();
+            let bg = match &g {
+                GpuLinear::Ternary {
+                    rows,
+                    cols,
+                    words,
+                    scales,
+                    per_block,
+                } => {
+                    let params = uniform(
+                        ctx,
+                        name,
+                        &[*rows as u32, *cols as u32, *per_block as u32, at_p0 as u32],
+                    );
+                    let bg = bind_group(
+                        ctx,
+                        &pipes.ternary_matvec.layout,
+                        &[&step, &params, words, scales, &acts, &act_meta, out],
+                    );
+                    keep.borrow_mut().extend([params, words.clone(), scales.clone()]);
+                    bg
+                }
+                GpuLinear::Dense {
+                    rows,
+                    cols,
+                    words,
+                    kind,
+                    out_scale,
+                } => {
+                    let params = uniform(
+                        ctx,
+                        name,
+                        &[
+                            *rows as u32,
+                            *cols as u32,
+                            (*kind == DenseKind::F16) as u32,
+                            *rows as u32,
+                            0,
+                            0,
+                            f(*out_scale),
+                            at_p0 as u32,
+                        ],
+                    );
+                    let bg = bind_group(ctx, &pipes.dense.layout, &[&step, &params, words, &deq, out]);
+                    keep.borrow_mut().extend([params, words.clone()]);
+                    bg
+                }
+            };
+            Ok(LinOp { bg, rows, dense })
+        };
+        let ops_q = lin("attn_q", &lw.q, &q, false)?;
+        let ops_k = lin("attn_k", &lw.k, &k_cache, true)?;
+        let ops_v = lin("attn_v", &lw.v, &v_cache, true)?;
+        let ops_o = lin("attn_output", &lw.o, &o, false)?;
+        let ops_gate = lin("ffn_gate", &lw.gate, &gate, false)?;
+        let ops_up = lin("ffn_up", &lw.up, &up, false)?;
+        let ops_down = lin("ffn_down", &lw.down, &o, false)?;
+        let vec = |name: &str, data: &[f32]| storage(ctx, name, &pack::f32_bytes(data));
+        let attn_norm = hold(vec("attn_norm", &lw.attn_norm));
+        let attn_sub_norm = hold(vec("attn_sub_norm", &lw.attn_sub_norm));
+        let ffn_norm = hold(vec("ffn_norm", &lw.ffn_norm));
+        let ffn_sub_norm = hold(vec("ffn_sub_norm", &lw.ffn_sub_norm));
+        let rope_params = |heads: usize, at_p0: bool| {
+            uniform(
+                ctx,
+                "rope",
+                &[heads as u32, hd as u32, cfg.n_rot as u32, at_p0 as u32],
+            )
+        };
+        let rope_q_params = hold(rope_params(cfg.n_head, false));
+        let rope_k_params = hold(rope_params(cfg.n_head_kv, true));
+        let attn_params = hold(uniform(
+            ctx,
+            "attention",
+            &[
+                cfg.n_head as u32,
+                cfg.n_head_kv as u32,
+                hd as u32,
+                n_ctx as u32,
+                f(1.0 / (hd as f32).sqrt()),
+            ],
+        ));
+        layers.push(LayerOps {
+            attn_norm: norm_bg(&norm_e, &x, &attn_norm),
+            q: ops_q,
+            k: ops_k,
+            v: ops_v,
+            rope_q: bind_group(ctx, &pipes.rope.layout, &[&step, &rope_q_params, &table, &q]),
+            rope_k: bind_group(
+                ctx,
+                &pipes.rope.layout,
+                &[&step, &rope_k_params, &table, &k_cache],
+            ),
+            attention: bind_group(
+                ctx,
+                &pipes.attention.layout,
+                &[&step, &attn_params, &q, &k_cache, &v_cache, &scores, &att],
+            ),
+            sub_norm: norm_bg(&norm_e, &att, &attn_sub_norm),
+            o: ops_o,
+            ffn_norm: norm_bg(&norm_e, &x, &ffn_norm),
+            gate: ops_gate,
+            up: ops_up,
+            ffn_sub_norm: norm_bg(&norm_ff, &gate, &ffn_sub_norm),
+            down: ops_down,
+        });
+    }
+
+    // The head, split by the binding limit; the embedding reuses it when tied.
+    let head = Chunked::upload(ctx, "output", w.head(), max_bind)?;
+    let embd_own;
+    let embd = match &w.output {
+        Some(_) => {
+            embd_own = Chunked::upload(ctx, "token_embd", &w.embd, max_bind)?;
+            &embd_own
+        }
+        None => &head,
+    };
+    let mut embed = Vec::new();
+    for (buf, r0, rows) in &embd.chunks {
+        let params = hold(uniform(
+            ctx,
+            "embed",
+            &[e as u32, embd.kind.code(), *r0 as u32, *rows as u32],
+        ));
+        embed.push(bind_group(
+            ctx,
+            &pipes.embed.layout,
+            &[&step, &params, &tokens, buf, &embd.row_scales, &x],
+        ));
+    }
+    let head_int8_kind = head.kind == DenseKind::I8;
+    let head_bgs = |last_only: bool| {
+        let mut out = Vec::new();
+        for (buf, r0, rows) in &head.chunks {
+            let (bg, params) = if head_int8_kind {
+                let params = uniform(
+                    ctx,
+                    "head",
+                    &[*rows as u32, e as u32, v as u32, *r0 as u32, last_only as u32],
+                );
+                let bg = bind_group(
+                    ctx,
+                    &pipes.int8.layout,
+                    &[&step, &params, buf, &head.row_scales, &acts, &act_meta, &logits],
+                );
+                (bg, params)
+            } else {
+                let params = uniform(
+                    ctx,
+                    "head",
+                    &[
+                        *rows as u32,
+                        e as u32,
+                        (head.kind == DenseKind::F16) as u32,
+                        v as u32,
+                        *r0 as u32,
+                        last_only as u32,
+                        f(1.0),
+                        0,
+                    ],
+                );
+                let bg = bind_group(ctx, &pipes.dense.layout, &[&step, &params, buf, &h, &logits]);
+                (bg, params)
+            };
+            keep.borrow_mut().push(params);
+            out.push((bg, *rows));
+        }
+        out
+    };
+    let head_all = head_bgs(false);
+    let head_last = head_bgs(true);
+    {
+        let mut k = keep.borrow_mut();
+        k.extend(head.chunks.iter().map(|c| c.0.clone()));
+        k.push(head.row_scales.clone());
+        if w.output.is_some() {
+            k.extend(embd.chunks.iter().map(|c| c.0.clone()));
+            k.push(embd.row_scales.clone());
+        }
+    }
+    let final_norm_w = hold(storage(ctx, "output_norm", &pack::f32_bytes(&w.output_norm)));
+    let cols_params = |cols: usize, extra: u32| uniform(ctx, "cols", &[cols as u32, extra]);
+    let cols_e = hold(cols_params(e, 0));
+    let cols_ff = hold(cols_params(ff, 0));
+    let gate_params = hold(cols_params(ff, (cfg.activation == FfnActivation::Silu) as u32));
+    let parts = Parts {
+        final_norm_all: norm_bg(&norm_final_all, &x, &final_norm_w),
+        final_norm_last: norm_bg(&norm_final_last, &x, &final_norm_w),
+        dequant_embd: bind_group(ctx, &pipes.dequant.layout, &[&step, &cols_e, &acts, &act_meta, &deq]),
+        dequant_ff: bind_group(ctx, &pipes.dequant.layout, &[&step, &cols_ff, &acts, &act_meta, &deq]),
+        add: bind_group(ctx, &pipes.add.layout, &[&step, &cols_e, &o, &x]),
+        gate_act: bind_group(ctx, &pipes.gate.layout, &[&step, &gate_params, &up, &gate]),
+        topk_segments: bind_group(
+            ctx,
+            &pipes.topk_segments.layout,
+            &[&topk_params, &logits, &topk_cand],
+        ),
+        topk_merge: bind_group(
+            ctx,
+            &pipes.topk_merge.layout,
+            &[&topk_params, &logits, &topk_cand, &topk_result],
+        ),
+        step,
+        tokens,
+        logits,
+        topk_params,
+        topk_result,
+        readback,
+        layers,
+        embed,
+        head_all,
+        head_last,
+        head_int8,
+        buffers: keep.take(),
+    };
+    Ok((n_ctx, max_batch, parts))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl crate::model::Backend for GpuBackend {
+    fn name(&self) -> String {
+        GpuBackend::name(self)
+    }
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        pollster::block_on(self.forward_async(tokens, which))
+    }
+    fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+        pollster::block_on(self.forward_top_k_async(tokens, k))
+    }
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    fn n_vocab(&self) -> usize {
+        self.model.config.n_vocab
+    }
+    fn truncate(&mut self, n: usize) {
+        GpuBackend::truncate(self, n)
+    }
+}

@@ -1,0 +1,18 @@
+// The int8 activations as floats (q · max/127): what a float linear layer sees in int8 mode.
+
+struct ActMeta { inv_scale: f32, sum: i32 }
+struct DequantParams { cols: u32, _a: u32, _b: u32, _c: u32 }
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: DequantParams;
+@group(0) @binding(2) var<storage, read> q: array<i32>;
+@group(0) @binding(3) var<storage, read> act_meta: array<ActMeta>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_group(wid, nwg) * WG + lid;
+    if (i >= step.n_tok * p.cols) { return; }
+    out[i] = f32(q[i]) * act_meta[i / p.cols].inv_scale;
+}
