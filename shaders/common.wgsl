@@ -47,7 +47,7 @@ fn wg_sum_f(v: f32, lid: u32) -> f32 {
     return workgroupUniformLoad(&red_out_f);
 }
 
-const LOWEST: f32 = -3.4028235e38;
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 fn wg_max_f(v: f32, lid: u32) -> f32 {
 //#if subgroups

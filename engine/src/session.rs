@@ -418,9 +418,17 @@ impl Session {
     /// Long work is cut into steps so that a caller without threads (a web worker)
     /// can look at its messages, and abort, between them.
     pub fn step(&mut self, g: &mut Generation) -> Result<Step> {
+        block_on(self.step_async(g))
+    }
+
+    /// [`step`](Self::step) for backends that cannot block (WebGPU in a page). After an
+    /// error (say, a lost GPU) nothing of `g` is lost: replace the backend and step again.
+    pub async fn step_async(&mut self, g: &mut Generation) -> Result<Step> {
         if g.prefilled < g.tokens.len() {
             let end = (g.prefilled + g.opts.prefill_chunk.max(1)).min(g.tokens.len());
-            g.next = self.advance(&g.tokens[g.prefilled..end], &g.sampler)?;
+            g.next = self
+                .advance(&g.tokens[g.prefilled..end], &g.sampler)
+                .await?;
             g.prefilled = end;
             if end == g.tokens.len() {
                 g.prefill_end = Some(Instant::now());
@@ -431,16 +439,17 @@ impl Session {
             });
         }
         if let Some(reason) = g.finish {
-            return self.complete_generation(g, reason);
+            return self.complete_generation(g, reason).await;
         }
-        if let Some(id) = g.pending.take() {
+        if let Some(id) = g.pending {
             if self.cached.len() >= self.backend.n_ctx() {
-                return self.complete_generation(g, FinishReason::ContextFull);
+                return self.complete_generation(g, FinishReason::ContextFull).await;
             }
-            g.next = self.advance(&[id], &g.sampler)?;
+            g.next = self.advance(&[id], &g.sampler).await?;
+            g.pending = None;
         }
         if g.generated.len() >= g.opts.max_tokens {
-            return self.complete_generation(g, FinishReason::Length);
+            return self.complete_generation(g, FinishReason::Length).await;
         }
         let id = match &g.next {
             Next::Logits(logits) => g.sampler.sample(logits, &self.cached),
@@ -449,7 +458,7 @@ impl Session {
         g.first_token_at.get_or_insert_with(Instant::now);
         if self.tokenizer.stop_tokens().contains(&id) {
             self.unfed = Some(id);
-            return self.complete_generation(g, FinishReason::Stop);
+            return self.complete_generation(g, FinishReason::Stop).await;
         }
         g.generated.push(id);
         g.pending = Some(id);
@@ -497,12 +506,18 @@ impl Session {
         self.completion(&mut g, FinishReason::Aborted, prefill_end)
     }
 
-    fn complete_generation(&mut self, g: &mut Generation, reason: FinishReason) -> Result<Step> {
+    async fn complete_generation(
+        &mut self,
+        g: &mut Generation,
+        reason: FinishReason,
+    ) -> Result<Step> {
         // The last sampled token goes into the cache so the reply is all there for the
         // next turn (a context-full stop cannot take it).
         if reason != FinishReason::ContextFull {
-            if let Some(id) = g.pending.take() {
-                self.feed(id)?;
+            if let Some(id) = g.pending {
+                self.backend.forward_async(&[id], Logits::Last).await?;
+                self.cached.push(id);
+                g.pending = None;
             }
         }
         // Unless a stop string cut the text, the decoder may hold a last piece.
@@ -538,22 +553,16 @@ impl Session {
         )
     }
 
-    fn feed(&mut self, id: u32) -> Result<Vec<f32>> {
-        let logits = self.backend.forward(&[id], Logits::Last)?;
-        self.cached.push(id);
-        Ok(logits)
-    }
-
     /// Runs `tokens` and returns what `sampler` needs to choose the next one: only the best
     /// few logits when that is enough (a GPU backend then reads back a few bytes), else all.
-    fn advance(&mut self, tokens: &[u32], sampler: &Sampler) -> Result<Next> {
+    async fn advance(&mut self, tokens: &[u32], sampler: &Sampler) -> Result<Next> {
         let mut history = self.cached.clone();
         history.extend_from_slice(tokens);
         let next = match sampler.candidates_needed(&history) {
             Some(k) if k < self.backend.n_vocab() => {
-                Next::Top(self.backend.forward_top_k(tokens, k)?)
+                Next::Top(self.backend.forward_top_k_async(tokens, k).await?)
             }
-            _ => Next::Logits(self.backend.forward(tokens, Logits::Last)?),
+            _ => Next::Logits(self.backend.forward_async(tokens, Logits::Last).await?),
         };
         self.cached = history;
         Ok(next)
@@ -601,6 +610,28 @@ impl Session {
             tokens,
             finish_reason,
         }
+    }
+}
+
+/// Runs a future to completion on this thread. Natively it may block (a GPU readback);
+/// on wasm32 nothing may block, so only futures that are ready at once (every CPU
+/// backend's) can be run this way; the others go through `step_async`.
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pollster::block_on(f)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => Err(Error::InvalidArgument(
+            "this backend is asynchronous: drive it with step_async".into(),
+        )),
     }
 }
 

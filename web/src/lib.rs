@@ -12,8 +12,13 @@ use bitnet_engine::session::{
     Event, Flow, GenerateOptions, Generation, LoadedModel, Session, Step, Usage,
 };
 use serde::{Deserialize, Serialize};
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
+
+#[cfg(feature = "webgpu")]
+mod gpu;
 
 /// wasm32 addresses 4 GiB; leave room for the KV cache, tokenizer and scratch.
 const MAX_MODEL_BYTES: u64 = (4 << 30) - (512 << 20);
@@ -135,11 +140,20 @@ pub struct Engine {
     /// Earlier parts of a split model, parsed.
     parts: Vec<GgufFile>,
     model: Option<LoadedModel>,
-    session: Option<Session>,
+    /// Shared with the futures of the async methods (`stepAsync`, `useGpu`).
+    live: Rc<RefCell<Option<Live>>>,
+    kernels: String,
+}
+
+/// A loaded model's session and what runs in it.
+struct Live {
+    session: Session,
     /// The generation `step()` runs.
     generation: Option<Generation>,
-    kernels: String,
     last_usage: Option<Usage>,
+    /// The WebGPU device while the GPU backend runs (tests destroy it).
+    #[cfg(feature = "webgpu")]
+    gpu_device: Option<bitnet_engine::gpu::wgpu::Device>,
 }
 
 #[derive(Serialize)]
@@ -183,10 +197,8 @@ impl Engine {
             loader: Some(loader),
             parts: Vec::new(),
             model: None,
-            session: None,
-            generation: None,
+            live: Rc::new(RefCell::new(None)),
             kernels: String::new(),
-            last_usage: None,
         })
     }
 
@@ -275,11 +287,17 @@ impl Engine {
             kv_cache_bytes: backend.kv_cache_bytes(),
             kernels: self.kernels.clone(),
         };
-        self.session = Some(Session::new(
-            Box::new(backend),
-            Arc::clone(&loaded.tokenizer),
-            Arc::clone(&loaded.template),
-        ));
+        *self.live.borrow_mut() = Some(Live {
+            session: Session::new(
+                Box::new(backend),
+                Arc::clone(&loaded.tokenizer),
+                Arc::clone(&loaded.template),
+            ),
+            generation: None,
+            last_usage: None,
+            #[cfg(feature = "webgpu")]
+            gpu_device: None,
+        });
         self.model = Some(loaded);
         Ok(to_js(&info))
     }
@@ -353,8 +371,9 @@ impl Engine {
             &mut dyn FnMut(Event) -> Flow,
         ) -> bitnet_engine::Result<bitnet_engine::session::Completion>,
     ) -> Result<JsValue, JsValue> {
-        self.generation = None;
-        let session = self.session_mut()?;
+        let mut live = self.live()?;
+        live.generation = None;
+        let session = &mut live.session;
         let mut callback_error = None;
         let mut cb = |e: Event| match (e, &on_token) {
             (Event::Token { id, text }, Some(f)) => {
@@ -373,7 +392,7 @@ impl Engine {
         if let Some(e) = callback_error {
             return Err(e);
         }
-        self.last_usage = Some(completion.usage.clone());
+        live.last_usage = Some(completion.usage.clone());
         Ok(to_js(&completion))
     }
 
@@ -384,8 +403,9 @@ impl Engine {
         let messages: Vec<ChatMessage> =
             serde_wasm_bindgen::from_value(messages).map_err(bad_options)?;
         let opts = generate_options(options)?;
-        let g = self.session_mut()?.begin_chat(&messages, &opts);
-        self.generation = Some(g.map_err(js_error)?);
+        let mut live = self.live()?;
+        let g = live.session.begin_chat(&messages, &opts);
+        live.generation = Some(g.map_err(js_error)?);
         Ok(())
     }
 
@@ -393,8 +413,9 @@ impl Engine {
     #[wasm_bindgen(js_name = beginComplete)]
     pub fn begin_complete(&mut self, prompt: &str, options: JsValue) -> Result<(), JsValue> {
         let opts = generate_options(options)?;
-        let g = self.session_mut()?.begin_complete(prompt, &opts);
-        self.generation = Some(g.map_err(js_error)?);
+        let mut live = self.live()?;
+        let g = live.session.begin_complete(prompt, &opts);
+        live.generation = Some(g.map_err(js_error)?);
         Ok(())
     }
 
@@ -402,49 +423,27 @@ impl Engine {
     /// `{type: "prefill", done, total}`, `{type: "token", id, text}`, or
     /// `{type: "done", text, completion}` (then the generation is over).
     pub fn step(&mut self) -> Result<JsValue, JsValue> {
-        let mut g = self.generation.take().ok_or_else(|| {
-            js_error(bitnet_engine::Error::InvalidArgument(
-                "no generation is running".into(),
-            ))
-        })?;
-        let step = self.session_mut()?.step(&mut g).map_err(js_error)?;
-        Ok(match step {
-            Step::Prefill { done, total } => {
-                self.generation = Some(g);
-                to_js(&JsStep::Prefill { done, total })
-            }
-            Step::Token { id, text } => {
-                self.generation = Some(g);
-                to_js(&JsStep::Token { id, text: &text })
-            }
-            Step::Done { text, completion } => {
-                self.last_usage = Some(completion.usage.clone());
-                to_js(&JsStep::Done {
-                    text: &text,
-                    completion: &completion,
-                })
-            }
-        })
+        let mut live = self.live()?;
+        let mut g = live.take_generation()?;
+        let step = live.session.step(&mut g);
+        live.after_step(step, g)
     }
 
     /// Ends the current generation now; returns its completion (finish reason
     /// "aborted"), or `null` when none was running.
     #[wasm_bindgen(js_name = abortGeneration)]
     pub fn abort_generation(&mut self) -> Result<JsValue, JsValue> {
-        let Some(g) = self.generation.take() else {
+        let mut live = self.live()?;
+        let Some(g) = live.generation.take() else {
             return Ok(JsValue::NULL);
         };
-        let completion = self.session_mut()?.abort(g);
-        self.last_usage = Some(completion.usage.clone());
+        let completion = live.session.abort(g);
+        live.last_usage = Some(completion.usage.clone());
         Ok(to_js(&completion))
     }
 
-    fn session_mut(&mut self) -> Result<&mut Session, JsValue> {
-        self.session.as_mut().ok_or_else(|| {
-            js_error(bitnet_engine::Error::InvalidArgument(
-                "no model is loaded yet".into(),
-            ))
-        })
+    fn live(&self) -> Result<RefMut<'_, Live>, JsValue> {
+        live_of(&self.live)
     }
 
     /// Logits after every token (fresh KV cache), row-major `[tokens.length × n_vocab]`.
@@ -471,11 +470,11 @@ impl Engine {
     }
 
     #[wasm_bindgen(js_name = resetChat)]
-    pub fn reset_chat(&mut self) {
-        self.generation = None;
-        if let Some(s) = self.session.as_mut() {
-            s.reset();
-        }
+    pub fn reset_chat(&mut self) -> Result<(), JsValue> {
+        let mut live = self.live()?;
+        live.generation = None;
+        live.session.reset();
+        Ok(())
     }
 
     pub fn stats(&self) -> JsValue {
@@ -488,18 +487,75 @@ impl Engine {
                     .unwrap_or(0.0)
             })
             .unwrap_or(0.0);
+        let live = self.live.try_borrow().ok();
+        let live = live.as_ref().and_then(|l| l.as_ref());
         to_js(&Stats {
-            backend: self
-                .session
-                .as_ref()
-                .map(|s| s.backend().name())
-                .unwrap_or_default(),
+            backend: live.map(|l| l.session.backend().name()).unwrap_or_default(),
             kernels: self.kernels.clone(),
             wasm_memory_bytes: memory,
-            cached_tokens: self.session.as_ref().map_or(0, |s| s.cached_tokens().len()),
-            last_usage: self.last_usage.clone(),
+            cached_tokens: live.map_or(0, |l| l.session.cached_tokens().len()),
+            last_usage: live.and_then(|l| l.last_usage.clone()),
         })
     }
+}
+
+impl Live {
+    fn take_generation(&mut self) -> Result<Generation, JsValue> {
+        self.generation.take().ok_or_else(|| {
+            js_error(bitnet_engine::Error::InvalidArgument(
+                "no generation is running".into(),
+            ))
+        })
+    }
+
+    /// Turns a step's outcome into its JS form; the generation stays for the next step
+    /// unless it is done (after an error too, so it can go on after a backend change).
+    fn after_step(
+        &mut self,
+        step: bitnet_engine::Result<Step>,
+        g: Generation,
+    ) -> Result<JsValue, JsValue> {
+        let step = match step {
+            Ok(s) => s,
+            Err(e) => {
+                self.generation = Some(g);
+                return Err(js_error(e));
+            }
+        };
+        Ok(match step {
+            Step::Prefill { done, total } => {
+                self.generation = Some(g);
+                to_js(&JsStep::Prefill { done, total })
+            }
+            Step::Token { id, text } => {
+                self.generation = Some(g);
+                to_js(&JsStep::Token { id, text: &text })
+            }
+            Step::Done { text, completion } => {
+                self.last_usage = Some(completion.usage.clone());
+                to_js(&JsStep::Done {
+                    text: &text,
+                    completion: &completion,
+                })
+            }
+        })
+    }
+}
+
+/// The live session, or an error a caller can act on: no model yet, or the engine is
+/// in the middle of an async call (requests must not overlap).
+fn live_of(cell: &RefCell<Option<Live>>) -> Result<RefMut<'_, Live>, JsValue> {
+    let busy = || {
+        js_error(bitnet_engine::Error::InvalidArgument(
+            "the engine is busy with another call; wait for it".into(),
+        ))
+    };
+    let guard = cell.try_borrow_mut().map_err(|_| busy())?;
+    RefMut::filter_map(guard, |l| l.as_mut()).map_err(|_| {
+        js_error(bitnet_engine::Error::InvalidArgument(
+            "no model is loaded yet".into(),
+        ))
+    })
 }
 
 fn part_loader(expected_bytes: Option<f64>) -> GgufLoader {

@@ -8,6 +8,7 @@ import type {
   ChatCompletionRequest,
   ChatMessage,
   CreateEngineOptions,
+  DeviceLostEvent,
   EngineStats,
   FinishReason,
   LoadProgress,
@@ -119,8 +120,9 @@ function engineOptions(r: ChatCompletionRequest, prefillChunk: number): EngineGe
 export class Engine {
   /** The model's shape and the engine's memory. */
   readonly info: ModelInfo;
-  /** `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
-  readonly backend: string;
+  /** `webgpu (<adapter>)`, `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`; changes to
+   * WASM when the GPU is lost (see `onDeviceLost`). */
+  backend: string;
   readonly load: LoadResult;
   private modelName: string;
 
@@ -139,6 +141,7 @@ export class Engine {
     load: LoadResult,
     name: string,
     private prefillChunk: number,
+    private onDeviceLost?: (e: DeviceLostEvent) => void,
   ) {
     this.load = load;
     this.info = load.info;
@@ -148,10 +151,19 @@ export class Engine {
     this.chat = { completions: { create: create as Engine["chat"]["completions"]["create"] } };
   }
 
+  private deviceLost = (ev: Reply) => {
+    if (ev.kind !== "device-lost") return;
+    this.backend = ev.backend;
+    this.onDeviceLost?.({ backend: ev.backend, message: ev.message });
+  };
+
   private start(r: ChatCompletionRequest, onEvent?: (r: Reply) => void) {
     const call = this.rpc.call<EngineCompletion>(
       { op: "chat", messages: r.messages, options: engineOptions(r, this.prefillChunk) },
-      onEvent,
+      (ev) => {
+        this.deviceLost(ev);
+        onEvent?.(ev);
+      },
     );
     const abort = () => this.rpc.send({ op: "abort", target: call.id });
     if (r.signal?.aborted) abort();
@@ -232,6 +244,7 @@ export class Engine {
     const call = this.rpc.call<EngineCompletion>(
       { op: "complete", prompt, options: engineOptions({ messages: [], ...options }, this.prefillChunk) },
       (ev) => {
+        this.deviceLost(ev);
         if (ev.kind === "token") options.onToken?.(ev.text);
       },
     );
@@ -258,6 +271,12 @@ export class Engine {
     return this.rpc.call<EngineStats>({ op: "stats" }).done;
   }
 
+  /** Test hook: destroys the WebGPU device as a GPU reset would. Resolves with whether
+   * a device was in use; the next request then continues on WASM. */
+  loseGpuForTesting(): Promise<boolean> {
+    return this.rpc.call<boolean>({ op: "loseGpu" }).done;
+  }
+
   /** Frees the model and stops the worker; the engine cannot be used afterwards. */
   async unload(): Promise<void> {
     await this.rpc.call<void>({ op: "unload" }).done.catch(() => {});
@@ -281,12 +300,6 @@ function nameOf(p: ModelPart): string {
 export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
   const parts = partsOf(opts.model);
   const device = opts.device ?? "auto";
-  if (device === "webgpu") {
-    throw new BitnetError(
-      "unsupported-device",
-      "this build of bitnet-web has no WebGPU backend yet; use device: 'wasm' or 'auto'",
-    );
-  }
   const sha = opts.sha256 === undefined ? [] : Array.isArray(opts.sha256) ? opts.sha256 : [opts.sha256];
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "bitnet-web" });
   const rpc = new WorkerRpc(worker);
@@ -301,6 +314,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
       rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,
       retries: opts.retries ?? 5,
       wasmVariant: opts.wasmVariant ?? "auto",
+      device,
     },
     (r) => {
       if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);
@@ -310,7 +324,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const load = await call.done;
-    return new Engine(rpc, load, nameOf(parts[0]), opts.prefillChunk ?? 32);
+    return new Engine(rpc, load, nameOf(parts[0]), opts.prefillChunk ?? 32, opts.onDeviceLost);
   } catch (e) {
     rpc.terminate();
     if (opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");

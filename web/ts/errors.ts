@@ -20,6 +20,7 @@ export type ErrorKind =
   | "quota-exceeded"
   | "checksum-mismatch"
   | "unsupported-device"
+  | "gpu"
   | "panic"
   | "worker"
   | "unloaded";

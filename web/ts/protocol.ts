@@ -12,6 +12,7 @@ export interface LoadRequest {
   rangeChunkBytes: number;
   retries: number;
   wasmVariant: "auto" | "relaxed" | "simd128" | "scalar";
+  device: "auto" | "webgpu" | "wasm";
 }
 
 /** Engine option names (see `generate_options` in web/src/lib.rs). */
@@ -37,6 +38,7 @@ export type Request = { id: number } & (
   | { op: "resetChat" }
   | { op: "stats" }
   | { op: "unload" }
+  | { op: "loseGpu" }
 );
 
 /** The engine's completion (serde form of `bitnet_engine::session::Completion`). */
@@ -60,6 +62,7 @@ export type Reply = { id: number } & (
   | { kind: "progress"; progress: LoadProgress }
   | { kind: "prefill"; done: number; total: number }
   | { kind: "token"; text: string; token: number }
+  | { kind: "device-lost"; backend: string; message: string }
   | { kind: "result"; value: unknown }
   | { kind: "error"; error: PlainError }
 );

@@ -9,6 +9,8 @@ export interface CreateEngineOptions {
   /** `auto` picks WebGPU when it is available and passes its self-test, else WASM. */
   device?: "auto" | "webgpu" | "wasm";
   onProgress?: (p: LoadProgress) => void;
+  /** The GPU went away during a request; the engine goes on with WASM from here on. */
+  onDeviceLost?: (e: DeviceLostEvent) => void;
   /** KV cache size in tokens (default 2048, at most the model's context length). */
   nCtx?: number;
   /** `int8`: an int8 copy of the LM head built at load time (faster, slightly different logits). */
@@ -26,6 +28,12 @@ export interface CreateEngineOptions {
   /** Tokens per prefill step; smaller reacts faster to abort (default 32). */
   prefillChunk?: number;
   signal?: AbortSignal;
+}
+
+export interface DeviceLostEvent {
+  /** The backend that runs now (e.g. `wasm-simd128`). */
+  backend: string;
+  message: string;
 }
 
 export interface LoadProgress {
@@ -123,8 +131,10 @@ export interface LoadResult {
   info: ModelInfo;
   /** Where the bytes came from (the first part's source when parts differ). */
   source: "network" | "cache" | "file";
-  /** `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
+  /** `webgpu (<adapter>, …)`, `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
   backend: string;
+  /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
+  gpuError?: { kind: ErrorKind; message: string };
   /** Set when the model loaded but could not be kept offline (e.g. the storage quota). */
   cacheError?: { kind: ErrorKind; message: string };
   loadMs: number;

@@ -6,15 +6,20 @@
 import * as relaxed from "../wasm/relaxed/bitnet_web.js";
 import * as simd128 from "../wasm/simd128/bitnet_web.js";
 import * as scalar from "../wasm/scalar/bitnet_web.js";
+import * as webgpu from "../wasm/webgpu/bitnet_web.js";
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
 import type { EngineCompletion, LoadRequest, Reply, Request } from "./protocol.js";
 import type { LoadResult } from "./types.js";
 
 type Glue = typeof simd128;
-type Variant = "relaxed" | "simd128" | "scalar";
+type Variant = "relaxed" | "simd128" | "scalar" | "webgpu";
+
+// The webgpu build has every method of the CPU builds plus the GPU ones.
+type GpuEngine = InstanceType<typeof webgpu.Engine>;
 
 const builds: Record<Variant, { glue: Glue; wasm: URL }> = {
+  webgpu: { glue: webgpu as unknown as Glue, wasm: new URL("../wasm/webgpu/bitnet_web_bg.wasm", import.meta.url) },
   relaxed: { glue: relaxed, wasm: new URL("../wasm/relaxed/bitnet_web_bg.wasm", import.meta.url) },
   simd128: { glue: simd128, wasm: new URL("../wasm/simd128/bitnet_web_bg.wasm", import.meta.url) },
   scalar: { glue: scalar, wasm: new URL("../wasm/scalar/bitnet_web_bg.wasm", import.meta.url) },
@@ -31,6 +36,8 @@ const RELAXED_PROBE = new Uint8Array([
 
 let engine: InstanceType<Glue["Engine"]> | null = null;
 let backend = "";
+/** Generations run on the GPU (the webgpu build, after `useGpu` succeeded). */
+let gpuActive = false;
 /** Set by a panic: the wasm instance cannot be trusted after one. */
 let crashed: string | null = null;
 let lastConsoleError = "";
@@ -97,7 +104,10 @@ async function run(req: Request): Promise<unknown> {
     case "unload":
       engine?.free();
       engine = null;
+      gpuActive = false;
       return null;
+    case "loseGpu":
+      return (live() as unknown as GpuEngine).loseGpuForTesting?.() ?? false;
     case "abort":
       return null;
   }
@@ -108,9 +118,11 @@ function live() {
   return engine;
 }
 
-async function pickBuild(wanted: LoadRequest["wasmVariant"]): Promise<Variant> {
+async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu"): Promise<Variant> {
   const candidates: Variant[] =
-    wanted === "auto"
+    wanted === "webgpu"
+      ? ["webgpu"]
+      : wanted === "auto"
       ? [
           ...(WebAssembly.validate(RELAXED_PROBE) ? (["relaxed"] as const) : []),
           ...(WebAssembly.validate(SIMD_PROBE) ? (["simd128"] as const) : []),
@@ -133,13 +145,41 @@ async function pickBuild(wanted: LoadRequest["wasmVariant"]): Promise<Variant> {
   throw new BitnetError("worker", "no WebAssembly build of the engine runs in this browser");
 }
 
+interface AdapterLike {
+  info?: { isFallbackAdapter?: boolean; architecture?: string };
+  isFallbackAdapter?: boolean;
+}
+
+/** Whether this browser offers a WebGPU adapter (the self-test comes later). For
+ * `auto`, a software adapter (SwiftShader) does not count: WASM is faster than a GPU
+ * emulated on the CPU. */
+async function hasAdapter(hardwareOnly: boolean): Promise<boolean> {
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
+  if (!gpu) return false;
+  try {
+    const a = await gpu.requestAdapter();
+    if (!a) return false;
+    const software = a.info?.isFallbackAdapter || a.isFallbackAdapter || a.info?.architecture === "swiftshader";
+    return !(hardwareOnly && software);
+  } catch {
+    return false;
+  }
+}
+
 async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   const start = performance.now();
   engine?.free();
   engine = null;
-  const variant = await pickBuild(req.wasmVariant);
+  gpuActive = false;
+  let gpuError: LoadResult["gpuError"];
+  const wantGpu =
+    req.device === "webgpu" || (req.device === "auto" && req.wasmVariant === "auto" && (await hasAdapter(true)));
+  if (req.device === "webgpu" && !(await hasAdapter(false))) {
+    throw new BitnetError("unsupported-device", "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'");
+  }
+  const variant = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant);
   const glue = builds[variant].glue;
-  backend = `wasm-${variant}`;
+  backend = variant === "webgpu" ? "wasm-simd128" : `wasm-${variant}`;
   let e: InstanceType<Glue["Engine"]> | null = null;
   try {
     const streamed = await streamModel(
@@ -170,6 +210,16 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
     const info = e!.finish();
     engine = e;
     e = null;
+    if (wantGpu) {
+      try {
+        const gpu = await (engine as unknown as GpuEngine).useGpu();
+        backend = `webgpu ${gpu.backend}`;
+        gpuActive = true;
+      } catch (err) {
+        if (req.device === "webgpu") throw err;
+        gpuError = toPlain(err);
+      }
+    }
     post({
       id: req.id,
       kind: "progress",
@@ -179,6 +229,7 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
       info,
       source: streamed.source,
       backend,
+      gpuError,
       cacheError: streamed.cacheError,
       loadMs: performance.now() - start,
       bytes: streamed.bytes,
@@ -188,15 +239,29 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   }
 }
 
+type Step =
+  | { type: "prefill"; done: number; total: number }
+  | { type: "token"; id: number; text: string }
+  | { type: "done"; text: string; completion: EngineCompletion };
+
 /** Runs the started generation step by step, streaming to the page. */
 async function generate(id: number): Promise<EngineCompletion> {
   const eng = live();
   for (;;) {
     if (aborted.has(id)) return eng.abortGeneration() as EngineCompletion;
-    const step = eng.step() as
-      | { type: "prefill"; done: number; total: number }
-      | { type: "token"; id: number; text: string }
-      | { type: "done"; text: string; completion: EngineCompletion };
+    let step: Step;
+    try {
+      step = (gpuActive ? await (eng as unknown as GpuEngine).stepAsync() : eng.step()) as Step;
+    } catch (err) {
+      if (!gpuActive || toPlain(err).kind !== "gpu") throw err;
+      // The GPU is gone (or failing): refill the KV cache on the CPU and go on from
+      // the same point of the same generation.
+      gpuActive = false;
+      backend = `wasm-simd128`;
+      (eng as unknown as GpuEngine).fallbackToCpu();
+      post({ id, kind: "device-lost", backend, message: toPlain(err).message });
+      continue;
+    }
     if (step.type === "prefill") post({ id, kind: "prefill", done: step.done, total: step.total });
     else if (step.type === "token") {
       if (step.text) post({ id, kind: "token", text: step.text, token: step.id });

@@ -70,7 +70,9 @@ impl GpuContext {
         let failure = Arc::new(Mutex::new(None));
         let f = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, msg| {
-            f.lock().unwrap().get_or_insert(format!("device lost ({reason:?}): {msg}"));
+            f.lock()
+                .unwrap()
+                .get_or_insert(format!("device lost ({reason:?}): {msg}"));
         });
         let f = Arc::clone(&failure);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {

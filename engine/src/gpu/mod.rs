@@ -13,3 +13,5 @@ mod tests;
 
 pub use backend::{GpuBackend, GpuOptions, MAX_TOP_K};
 pub use context::{DeviceOptions, GpuContext};
+// For callers that need wgpu types (the web bindings hold the device for loss tests).
+pub use wgpu;

@@ -33,7 +33,22 @@ pub enum Logits {
 
 /// One model instance with its KV cache. `forward` appends `tokens` at position
 /// `n_past()` and returns `n_vocab` logits per requested row.
-pub trait Backend: Send {
+/// What the async backend methods return (boxed, so `Backend` stays a trait object).
+pub type BackendFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
+
+/// `Send` natively; nothing on wasm32, where the browser's WebGPU objects live on one
+/// thread and a worker owns the engine.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> MaybeSend for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T> MaybeSend for T {}
+
+pub trait Backend: MaybeSend {
     fn name(&self) -> String;
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
     /// Like `forward(tokens, Logits::Last)`, but returns only the `k` best `(id, logit)` of
@@ -42,6 +57,23 @@ pub trait Backend: Send {
     fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
         let logits = self.forward(tokens, Logits::Last)?;
         Ok(crate::sampler::top_k(&logits, k))
+    }
+    /// `forward` for callers that must not block: a backend whose results arrive later
+    /// (WebGPU in a browser) overrides it; the default runs `forward`.
+    fn forward_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        which: Logits,
+    ) -> BackendFuture<'a, Vec<f32>> {
+        Box::pin(std::future::ready(self.forward(tokens, which)))
+    }
+    /// `forward_top_k` for callers that must not block.
+    fn forward_top_k_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        k: usize,
+    ) -> BackendFuture<'a, Vec<(u32, f32)>> {
+        Box::pin(std::future::ready(self.forward_top_k(tokens, k)))
     }
     fn n_past(&self) -> usize;
     fn n_ctx(&self) -> usize;
