@@ -19,8 +19,9 @@ export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 wasm_test() { # variant, then "node" or "browser"
   echo "== wasm ($1 build) in $2: kernels vs scalar, fixture parity, Engine API"
   if [ "$2" = browser ]; then export WASM_BINDGEN_USE_BROWSER=1; else unset WASM_BINDGEN_USE_BROWSER; fi
+  # --release: the profile of scripts/build-wasm.sh, so the package build reuses these compiles.
   CARGO_TARGET_DIR="target/wasm-$1" RUSTFLAGS="${flags[$1]}" \
-    cargo test --locked --target wasm32-unknown-unknown -p bitnet-web
+    cargo test --locked --release --target wasm32-unknown-unknown -p bitnet-web
 }
 wasm_test scalar node
 wasm_test simd128 node
