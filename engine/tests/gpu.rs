@@ -94,8 +94,12 @@ fn int8_parity_on_a_float_checkpoint() {
 fn subgroup_and_plain_paths_agree() {
     let model = load("tiny-b158-I2_S.gguf");
     let toks = tokens("tiny-relu2-fold");
-    let a = gpu_with(&model, true, 64).forward(&toks, Logits::All).unwrap();
-    let b = gpu_with(&model, false, 64).forward(&toks, Logits::All).unwrap();
+    let a = gpu_with(&model, true, 64)
+        .forward(&toks, Logits::All)
+        .unwrap();
+    let b = gpu_with(&model, false, 64)
+        .forward(&toks, Logits::All)
+        .unwrap();
     let (max, agree) = compare(&a, &b, VOCAB);
     assert!(max <= 1e-4 && agree == 1.0, "{max} {agree}");
 }

@@ -159,7 +159,11 @@ impl GpuBackend {
             "gpu-wgpu ({}, {:?}{})",
             self.ctx.info.name,
             self.ctx.info.backend,
-            if self.ctx.subgroups { ", subgroups" } else { "" }
+            if self.ctx.subgroups {
+                ", subgroups"
+            } else {
+                ""
+            }
         )
     }
 
@@ -221,7 +225,11 @@ impl GpuBackend {
     /// Like `forward_async(tokens, Logits::Last)`, but returns only the `k` best (id, logit)
     /// of the last position, best first, ties to the lower id, NaN read as -inf: the sampler's
     /// order. Selection runs on the GPU, so only `8·k` bytes come back.
-    pub async fn forward_top_k_async(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+    pub async fn forward_top_k_async(
+        &mut self,
+        tokens: &[u32],
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>> {
         let v = self.model.config.n_vocab;
         let k = k.min(v);
         if k > MAX_TOP_K {
@@ -298,7 +306,12 @@ impl GpuBackend {
             self.encode(&mut pass, n, head);
             if let Some(k) = top_k.filter(|&k| k > 0) {
                 let _ = k;
-                self.run(&mut pass, &self.pipes.topk_segments, &self.topk_segments, (n_seg as u32, 1));
+                self.run(
+                    &mut pass,
+                    &self.pipes.topk_segments,
+                    &self.topk_segments,
+                    (n_seg as u32, 1),
+                );
                 self.run(&mut pass, &self.pipes.topk_merge, &self.topk_merge, (1, 1));
             }
         }
@@ -434,7 +447,13 @@ fn build(
 ) -> Result<(usize, usize, Parts)> {
     let cfg = &model.config;
     let w = &model.weights;
-    let (e, ff, kvd, hd, v) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.head_dim, cfg.n_vocab);
+    let (e, ff, kvd, hd, v) = (
+        cfg.n_embd,
+        cfg.n_ff,
+        cfg.kv_dim(),
+        cfg.head_dim,
+        cfg.n_vocab,
+    );
     let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
     let max_bind = ctx.max_binding();
     // The scores scratch (batch × heads × context) and the logits (batch × vocab) must each
@@ -470,7 +489,11 @@ fn build(
     let logits = hold(scratch(ctx, "logits", (b * v * 4) as u64));
     let n_seg = v.div_ceil(TOPK_SEGMENT);
     let topk_params = hold(uniform(ctx, "top-k", &[0; 4]));
-    let topk_cand = hold(scratch(ctx, "top-k candidates", (n_seg * MAX_TOP_K * 8) as u64));
+    let topk_cand = hold(scratch(
+        ctx,
+        "top-k candidates",
+        (n_seg * MAX_TOP_K * 8) as u64,
+    ));
     let topk_result = hold(scratch(ctx, "top-k result", (MAX_TOP_K * 8) as u64));
     let readback = hold(readback(ctx, ((b * v * 4).max(MAX_TOP_K * 8)) as u64));
     let table = hold(storage(
@@ -483,7 +506,12 @@ fn build(
         uniform(
             ctx,
             "norm",
-            &[cols as u32, f(cfg.rms_eps), quantize as u32, last_only as u32],
+            &[
+                cols as u32,
+                f(cfg.rms_eps),
+                quantize as u32,
+                last_only as u32,
+            ],
         )
     };
     let norm_e = hold(norm_params(e, true, false));
@@ -504,59 +532,65 @@ fn build(
     for (li, lw) in w.layers.iter().enumerate() {
         let k_cache = hold(scratch(ctx, "k cache", (n_ctx * kvd * 4) as u64));
         let v_cache = hold(scratch(ctx, "v cache", (n_ctx * kvd * 4) as u64));
-        let lin = |name: &str, l: &crate::model::Linear, out: &Buffer, at_p0: bool| -> Result<LinOp> {
-            let g = GpuLinear::upload(ctx, &format!("blk.{li}.{name}"), l)?;
-            let rows = g.rows();
-            let dense = g.is_dense();
-            let bg = match &g {
-                GpuLinear::Ternary {
-                    rows,
-                    cols,
-                    words,
-                    scales,
-                    per_block,
-                } => {
-                    let params = uniform(
-                        ctx,
-                        name,
-                        &[*rows as u32, *cols as u32, *per_block as u32, at_p0 as u32],
-                    );
-                    let bg = bind_group(
-                        ctx,
-                        &pipes.ternary_matvec.layout,
-                        &[&step, &params, words, scales, &acts, &act_meta, out],
-                    );
-                    keep.borrow_mut().extend([params, words.clone(), scales.clone()]);
-                    bg
-                }
-                GpuLinear::Dense {
-                    rows,
-                    cols,
-                    words,
-                    kind,
-                    out_scale,
-                } => {
-                    let params = uniform(
-                        ctx,
-                        name,
-                        &[
-                            *rows as u32,
-                            *cols as u32,
-                            (*kind == DenseKind::F16) as u32,
-                            *rows as u32,
-                            0,
-                            0,
-                            f(*out_scale),
-                            at_p0 as u32,
-                        ],
-                    );
-                    let bg = bind_group(ctx, &pipes.dense.layout, &[&step, &params, words, &deq, out]);
-                    keep.borrow_mut().extend([params, words.clone()]);
-                    bg
-                }
+        let lin =
+            |name: &str, l: &crate::model::Linear, out: &Buffer, at_p0: bool| -> Result<LinOp> {
+                let g = GpuLinear::upload(ctx, &format!("blk.{li}.{name}"), l)?;
+                let rows = g.rows();
+                let dense = g.is_dense();
+                let bg = match &g {
+                    GpuLinear::Ternary {
+                        rows,
+                        cols,
+                        words,
+                        scales,
+                        per_block,
+                    } => {
+                        let params = uniform(
+                            ctx,
+                            name,
+                            &[*rows as u32, *cols as u32, *per_block as u32, at_p0 as u32],
+                        );
+                        let bg = bind_group(
+                            ctx,
+                            &pipes.ternary_matvec.layout,
+                            &[&step, &params, words, scales, &acts, &act_meta, out],
+                        );
+                        keep.borrow_mut()
+                            .extend([params, words.clone(), scales.clone()]);
+                        bg
+                    }
+                    GpuLinear::Dense {
+                        rows,
+                        cols,
+                        words,
+                        kind,
+                        out_scale,
+                    } => {
+                        let params = uniform(
+                            ctx,
+                            name,
+                            &[
+                                *rows as u32,
+                                *cols as u32,
+                                (*kind == DenseKind::F16) as u32,
+                                *rows as u32,
+                                0,
+                                0,
+                                f(*out_scale),
+                                at_p0 as u32,
+                            ],
+                        );
+                        let bg = bind_group(
+                            ctx,
+                            &pipes.dense.layout,
+                            &[&step, &params, words, &deq, out],
+                        );
+                        keep.borrow_mut().extend([params, words.clone()]);
+                        bg
+                    }
+                };
+                Ok(LinOp { bg, rows, dense })
             };
-            Ok(LinOp { bg, rows, dense })
-        };
         let ops_q = lin("attn_q", &lw.q, &q, false)?;
         let ops_k = lin("attn_k", &lw.k, &k_cache, true)?;
         let ops_v = lin("attn_v", &lw.v, &v_cache, true)?;
@@ -594,7 +628,11 @@ fn build(
             q: ops_q,
             k: ops_k,
             v: ops_v,
-            rope_q: bind_group(ctx, &pipes.rope.layout, &[&step, &rope_q_params, &table, &q]),
+            rope_q: bind_group(
+                ctx,
+                &pipes.rope.layout,
+                &[&step, &rope_q_params, &table, &q],
+            ),
             rope_k: bind_group(
                 ctx,
                 &pipes.rope.layout,
@@ -646,12 +684,26 @@ fn build(
                 let params = uniform(
                     ctx,
                     "head",
-                    &[*rows as u32, e as u32, v as u32, *r0 as u32, last_only as u32],
+                    &[
+                        *rows as u32,
+                        e as u32,
+                        v as u32,
+                        *r0 as u32,
+                        last_only as u32,
+                    ],
                 );
                 let bg = bind_group(
                     ctx,
                     &pipes.int8.layout,
-                    &[&step, &params, buf, &head.row_scales, &acts, &act_meta, &logits],
+                    &[
+                        &step,
+                        &params,
+                        buf,
+                        &head.row_scales,
+                        &acts,
+                        &act_meta,
+                        &logits,
+                    ],
                 );
                 (bg, params)
             } else {
@@ -669,7 +721,11 @@ fn build(
                         0,
                     ],
                 );
-                let bg = bind_group(ctx, &pipes.dense.layout, &[&step, &params, buf, &h, &logits]);
+                let bg = bind_group(
+                    ctx,
+                    &pipes.dense.layout,
+                    &[&step, &params, buf, &h, &logits],
+                );
                 (bg, params)
             };
             keep.borrow_mut().push(params);
@@ -688,16 +744,31 @@ fn build(
             k.push(embd.row_scales.clone());
         }
     }
-    let final_norm_w = hold(storage(ctx, "output_norm", &pack::f32_bytes(&w.output_norm)));
+    let final_norm_w = hold(storage(
+        ctx,
+        "output_norm",
+        &pack::f32_bytes(&w.output_norm),
+    ));
     let cols_params = |cols: usize, extra: u32| uniform(ctx, "cols", &[cols as u32, extra]);
     let cols_e = hold(cols_params(e, 0));
     let cols_ff = hold(cols_params(ff, 0));
-    let gate_params = hold(cols_params(ff, (cfg.activation == FfnActivation::Silu) as u32));
+    let gate_params = hold(cols_params(
+        ff,
+        (cfg.activation == FfnActivation::Silu) as u32,
+    ));
     let parts = Parts {
         final_norm_all: norm_bg(&norm_final_all, &x, &final_norm_w),
         final_norm_last: norm_bg(&norm_final_last, &x, &final_norm_w),
-        dequant_embd: bind_group(ctx, &pipes.dequant.layout, &[&step, &cols_e, &acts, &act_meta, &deq]),
-        dequant_ff: bind_group(ctx, &pipes.dequant.layout, &[&step, &cols_ff, &acts, &act_meta, &deq]),
+        dequant_embd: bind_group(
+            ctx,
+            &pipes.dequant.layout,
+            &[&step, &cols_e, &acts, &act_meta, &deq],
+        ),
+        dequant_ff: bind_group(
+            ctx,
+            &pipes.dequant.layout,
+            &[&step, &cols_ff, &acts, &act_meta, &deq],
+        ),
         add: bind_group(ctx, &pipes.add.layout, &[&step, &cols_e, &o, &x]),
         gate_act: bind_group(ctx, &pipes.gate.layout, &[&step, &gate_params, &up, &gate]),
         topk_segments: bind_group(

@@ -19,11 +19,12 @@ fn padded(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 pub fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: &padded(bytes),
-        usage: BufferUsages::STORAGE | BufferUsages::COPY_DST | BufferUsages::COPY_SRC,
-    })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &padded(bytes),
+            usage: BufferUsages::STORAGE | BufferUsages::COPY_DST | BufferUsages::COPY_SRC,
+        })
 }
 
 pub fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> Buffer {
@@ -39,11 +40,12 @@ pub fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> Buffer {
 pub fn uniform(ctx: &GpuContext, label: &str, words: &[u32]) -> Buffer {
     let mut w = words.to_vec();
     w.resize(words.len().next_multiple_of(4).max(4), 0);
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: &pack::u32_bytes(&w),
-        usage: BufferUsages::UNIFORM | BufferUsages::COPY_DST,
-    })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &pack::u32_bytes(&w),
+            usage: BufferUsages::UNIFORM | BufferUsages::COPY_DST,
+        })
 }
 
 pub fn readback(ctx: &GpuContext, bytes: u64) -> Buffer {
@@ -55,7 +57,11 @@ pub fn readback(ctx: &GpuContext, bytes: u64) -> Buffer {
     })
 }
 
-pub fn bind_group(ctx: &GpuContext, layout: &wgpu::BindGroupLayout, bufs: &[&Buffer]) -> wgpu::BindGroup {
+pub fn bind_group(
+    ctx: &GpuContext,
+    layout: &wgpu::BindGroupLayout,
+    bufs: &[&Buffer],
+) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = bufs
         .iter()
         .enumerate()
@@ -158,7 +164,12 @@ pub struct Chunked {
 }
 
 impl Chunked {
-    pub fn upload(ctx: &GpuContext, name: &str, m: &DenseMatrix, max_chunk: u64) -> Result<Chunked> {
+    pub fn upload(
+        ctx: &GpuContext,
+        name: &str,
+        m: &DenseMatrix,
+        max_chunk: u64,
+    ) -> Result<Chunked> {
         let kind = pack::dense_kind(m.ty);
         if !(m.cols * kind.bytes_per_value()).is_multiple_of(4) {
             return Err(Error::Gpu(format!(
@@ -169,7 +180,9 @@ impl Chunked {
         let row_bytes = (m.cols * kind.bytes_per_value()) as u64;
         let rows_per = (max_chunk / row_bytes).max(1) as usize;
         if row_bytes > max_chunk {
-            return Err(Error::Gpu(format!("{name}: one row exceeds the storage binding limit")));
+            return Err(Error::Gpu(format!(
+                "{name}: one row exceeds the storage binding limit"
+            )));
         }
         let mut chunks = Vec::new();
         let mut r0 = 0;

@@ -70,7 +70,9 @@ impl GpuContext {
         let failure = Arc::new(Mutex::new(None));
         let f = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, msg| {
-            f.lock().unwrap().get_or_insert(format!("device lost ({reason:?}): {msg}"));
+            f.lock()
+                .unwrap()
+                .get_or_insert(format!("device lost ({reason:?}): {msg}"));
         });
         let f = Arc::clone(&failure);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -96,7 +98,9 @@ impl GpuContext {
 
     /// The largest buffer one storage binding may cover.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Runs `f` (buffer creation, submissions) inside validation and out-of-memory error

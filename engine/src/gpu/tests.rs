@@ -44,7 +44,10 @@ fn devices() -> Vec<Gpu> {
             let ctx = pollster::block_on(GpuContext::new(DeviceOptions { subgroups }))
                 .unwrap_or_else(|e| panic!("the gpu feature is on but no adapter opened: {e}"));
             if subgroups && !ctx.subgroups {
-                eprintln!("{}: no subgroups, testing the plain path only", ctx.info.name);
+                eprintln!(
+                    "{}: no subgroups, testing the plain path only",
+                    ctx.info.name
+                );
             }
             let pipes = Pipelines::new(&ctx.device, ctx.subgroups);
             ctx.check().unwrap();
@@ -58,7 +61,11 @@ impl Gpu {
         storage(&self.ctx, "test", &pack::f32_bytes(v))
     }
     fn i32s(&self, v: &[i32]) -> Buffer {
-        storage(&self.ctx, "test", &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())
+        storage(
+            &self.ctx,
+            "test",
+            &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>(),
+        )
     }
     fn u32s(&self, v: &[u32]) -> Buffer {
         storage(&self.ctx, "test", &pack::u32_bytes(v))
@@ -98,7 +105,10 @@ impl Gpu {
             .collect()
     }
     fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
-        self.read_u32(b, n).into_iter().map(f32::from_bits).collect()
+        self.read_u32(b, n)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect()
     }
     fn zeros(&self, n: usize) -> Buffer {
         self.f32s(&vec![0.0; n])
@@ -128,7 +138,11 @@ fn random_ternary(rng: &mut Rng, rows: usize, cols: usize, per_block: bool) -> T
         cols,
         codes: AlignedBuf::from_slice(&packed),
         scale: if per_block {
-            TernaryScale::PerBlock((0..rows * cols / 128).map(|_| 0.1 + rng.f(1.0).abs()).collect())
+            TernaryScale::PerBlock(
+                (0..rows * cols / 128)
+                    .map(|_| 0.1 + rng.f(1.0).abs())
+                    .collect(),
+            )
         } else {
             TernaryScale::PerTensor(0.37)
         },
@@ -158,7 +172,15 @@ fn norm_and_quantization_match_the_cpu() {
             let params = g.uni(&[cols as u32, 1e-5f32.to_bits(), 1, 0]);
             g.run(
                 &g.pipes.norm_quant,
-                &[&g.step(n, 0), &params, &g.f32s(&x), &g.f32s(&w), &h, &q, &meta],
+                &[
+                    &g.step(n, 0),
+                    &params,
+                    &g.f32s(&x),
+                    &g.f32s(&w),
+                    &h,
+                    &q,
+                    &meta,
+                ],
                 (n as u32, 1),
             );
             let gh = g.read_f32(&h, n * cols);
@@ -168,11 +190,19 @@ fn norm_and_quantization_match_the_cpu() {
             // The quantizer itself, on the GPU's own normalized values: bit-exact.
             let mut a = QuantActs::default();
             scalar::quantize_acts(&gh, cols, &mut a);
-            let gq: Vec<i8> = g.read_u32(&q, n * cols).iter().map(|&v| v as i32 as i8).collect();
+            let gq: Vec<i8> = g
+                .read_u32(&q, n * cols)
+                .iter()
+                .map(|&v| v as i32 as i8)
+                .collect();
             assert_eq!(gq, a.q, "int8 values");
             let gm = g.read_u32(&meta, 2 * n);
             for t in 0..n {
-                assert_eq!(f32::from_bits(gm[2 * t]), a.inv_scale[t], "scale of token {t}");
+                assert_eq!(
+                    f32::from_bits(gm[2 * t]),
+                    a.inv_scale[t],
+                    "scale of token {t}"
+                );
                 assert_eq!(gm[2 * t + 1] as i32, a.sum[t], "Σq of token {t}");
             }
         }
@@ -207,7 +237,11 @@ fn ternary_matvec_and_matmul_match_the_cpu() {
                 ),
             ] {
                 let out = g.zeros(n * rows);
-                g.run(pipe, &[&g.step(n, 0), &params, &w, &s, &q, &meta, &out], groups);
+                g.run(
+                    pipe,
+                    &[&g.step(n, 0), &params, &w, &s, &q, &meta, &out],
+                    groups,
+                );
                 let got = g.read_f32(&out, n * rows);
                 let what = format!("{name} {rows}x{cols}, {n} tokens, per_block {per_block}");
                 if per_block && name == "matvec" {
@@ -251,17 +285,40 @@ fn dense_and_int8_heads_match_the_cpu() {
                 let (_, bytes) = pack::dense_rows_bytes(&m, 0..rows);
                 g.run(
                     &g.pipes.int8,
-                    &[&g.step(n, 0), &params, &storage(&g.ctx, "w", &bytes), &g.f32s(&scales), &q, &g.meta(&a), &out],
+                    &[
+                        &g.step(n, 0),
+                        &params,
+                        &storage(&g.ctx, "w", &bytes),
+                        &g.f32s(&scales),
+                        &q,
+                        &g.meta(&a),
+                        &out,
+                    ],
                     (rows as u32, 1),
                 );
             } else {
                 scalar::dense_rows(&m, &x, n, 0..rows, &mut tile);
                 let (kind, bytes) = pack::dense_rows_bytes(&m, 0..rows);
                 let f16 = (kind == pack::DenseKind::F16) as u32;
-                let params = g.uni(&[rows as u32, cols as u32, f16, stride as u32, off as u32, 0, 1f32.to_bits(), 0]);
+                let params = g.uni(&[
+                    rows as u32,
+                    cols as u32,
+                    f16,
+                    stride as u32,
+                    off as u32,
+                    0,
+                    1f32.to_bits(),
+                    0,
+                ]);
                 g.run(
                     &g.pipes.dense,
-                    &[&g.step(n, 0), &params, &storage(&g.ctx, "w", &bytes), &g.f32s(&x), &out],
+                    &[
+                        &g.step(n, 0),
+                        &params,
+                        &storage(&g.ctx, "w", &bytes),
+                        &g.f32s(&x),
+                        &out,
+                    ],
                     (rows as u32, 1),
                 );
             }
@@ -296,14 +353,25 @@ fn embedding_lookup_reads_split_tables() {
             let toks: Vec<u32> = (0..7).map(|_| rng.below(rows) as u32).collect();
             let n = toks.len();
             let x = g.zeros(n * cols);
-            let scales = g.f32s(&if m.row_scales.is_empty() { vec![0.0] } else { m.row_scales.clone() });
+            let scales = g.f32s(&if m.row_scales.is_empty() {
+                vec![0.0]
+            } else {
+                m.row_scales.clone()
+            });
             // Two pieces, rows [0, 17) and [17, 40).
             for (r0, r1) in [(0, 17), (17, rows)] {
                 let (kind, bytes) = pack::dense_rows_bytes(&m, r0..r1);
                 let params = g.uni(&[cols as u32, kind.code(), r0 as u32, (r1 - r0) as u32]);
                 g.run(
                     &g.pipes.embed,
-                    &[&g.step(n, 0), &params, &g.u32s(&toks), &storage(&g.ctx, "w", &bytes), &scales, &x],
+                    &[
+                        &g.step(n, 0),
+                        &params,
+                        &g.u32s(&toks),
+                        &storage(&g.ctx, "w", &bytes),
+                        &scales,
+                        &x,
+                    ],
                     ((n * cols).div_ceil(64) as u32, 1),
                 );
             }
@@ -326,7 +394,11 @@ fn rope_matches_the_cpu() {
         let x = rng.vec(n * heads * hd, 2.0);
         let buf = g.f32s(&x);
         let params = g.uni(&[heads as u32, hd as u32, n_rot as u32, 0]);
-        g.run(&g.pipes.rope, &[&g.step(n, p0), &params, &table, &buf], (2, 1));
+        g.run(
+            &g.pipes.rope,
+            &[&g.step(n, p0), &params, &table, &buf],
+            (2, 1),
+        );
         let mut want = x.clone();
         for (i, h) in want.chunks_exact_mut(hd).enumerate() {
             scalar::rope_neox(h, p0 + i / heads, n_rot, 10000.0);
@@ -337,7 +409,16 @@ fn rope_matches_the_cpu() {
 
 /// The CPU backend's attention loop, for one layer.
 #[allow(clippy::too_many_arguments)]
-fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], n: usize, p0: usize, nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
+fn cpu_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n: usize,
+    p0: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+) -> Vec<f32> {
     let (e, kvd) = (nh * hd, nkv * hd);
     let mut out = vec![0.0; n * e];
     for i in 0..n {
@@ -346,7 +427,10 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], n: usize, p0: usize, nh: usize
             let kvh = h / (nh / nkv);
             let qh = &q[i * e + h * hd..i * e + (h + 1) * hd];
             let mut s: Vec<f32> = (0..len)
-                .map(|j| scalar::dot(qh, &k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) / (hd as f32).sqrt())
+                .map(|j| {
+                    scalar::dot(qh, &k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd])
+                        / (hd as f32).sqrt()
+                })
                 .collect();
             scalar::softmax(&mut s);
             for (j, &p) in s.iter().enumerate() {
@@ -363,21 +447,45 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], n: usize, p0: usize, nh: usize
 fn attention_matches_the_cpu() {
     let mut rng = Rng(23);
     for g in devices() {
-        for (nh, nkv, hd, n, p0) in [(4, 2, 16, 1, 70), (6, 3, 8, 5, 3), (2, 1, 32, 9, 0), (4, 4, 8, 2, 130)] {
+        for (nh, nkv, hd, n, p0) in [
+            (4, 2, 16, 1, 70),
+            (6, 3, 8, 5, 3),
+            (2, 1, 32, 9, 0),
+            (4, 4, 8, 2, 130),
+        ] {
             let n_ctx = 160;
             let (e, kvd) = (nh * hd, nkv * hd);
             let q = rng.vec(n * e, 2.0);
             let k = rng.vec(n_ctx * kvd, 2.0);
             let v = rng.vec(n_ctx * kvd, 2.0);
             let want = cpu_attention(&q, &k, &v, n, p0, nh, nkv, hd);
-            let params = g.uni(&[nh as u32, nkv as u32, hd as u32, n_ctx as u32, (1.0 / (hd as f32).sqrt()).to_bits()]);
+            let params = g.uni(&[
+                nh as u32,
+                nkv as u32,
+                hd as u32,
+                n_ctx as u32,
+                (1.0 / (hd as f32).sqrt()).to_bits(),
+            ]);
             let (scores, out) = (g.zeros(n * nh * n_ctx), g.zeros(n * e));
             g.run(
                 &g.pipes.attention,
-                &[&g.step(n, p0), &params, &g.f32s(&q), &g.f32s(&k), &g.f32s(&v), &scores, &out],
+                &[
+                    &g.step(n, p0),
+                    &params,
+                    &g.f32s(&q),
+                    &g.f32s(&k),
+                    &g.f32s(&v),
+                    &scores,
+                    &out,
+                ],
                 ((n * nh) as u32, 1),
             );
-            close(&g.read_f32(&out, n * e), &want, 1e-5, &format!("attention {nh}/{nkv}x{hd}, {n} at {p0}"));
+            close(
+                &g.read_f32(&out, n * e),
+                &want,
+                1e-5,
+                &format!("attention {nh}/{nkv}x{hd}, {n} at {p0}"),
+            );
         }
     }
 }
@@ -389,23 +497,52 @@ fn residual_gate_and_dequant_match_the_cpu() {
         let (n, cols) = (3, 200);
         let (a, b) = (rng.vec(n * cols, 3.0), rng.vec(n * cols, 3.0));
         let x = g.f32s(&a);
-        g.run(&g.pipes.add, &[&g.step(n, 0), &g.uni(&[cols as u32]), &g.f32s(&b), &x], (10, 1));
+        g.run(
+            &g.pipes.add,
+            &[&g.step(n, 0), &g.uni(&[cols as u32]), &g.f32s(&b), &x],
+            (10, 1),
+        );
         let want: Vec<f32> = a.iter().zip(&b).map(|(x, o)| x + o).collect();
         assert_eq!(g.read_f32(&x, n * cols), want, "add");
         for silu in [false, true] {
             let gate = g.f32s(&a);
-            g.run(&g.pipes.gate, &[&g.step(n, 0), &g.uni(&[cols as u32, silu as u32]), &g.f32s(&b), &gate], (10, 1));
+            g.run(
+                &g.pipes.gate,
+                &[
+                    &g.step(n, 0),
+                    &g.uni(&[cols as u32, silu as u32]),
+                    &g.f32s(&b),
+                    &gate,
+                ],
+                (10, 1),
+            );
             let want: Vec<f32> = a
                 .iter()
                 .zip(&b)
-                .map(|(&g, &u)| if silu { g / (1.0 + (-g).exp()) * u } else { g.max(0.0) * g.max(0.0) * u })
+                .map(|(&g, &u)| {
+                    if silu {
+                        g / (1.0 + (-g).exp()) * u
+                    } else {
+                        g.max(0.0) * g.max(0.0) * u
+                    }
+                })
                 .collect();
             close(&g.read_f32(&gate, n * cols), &want, 1e-6, "gate");
         }
         let acts = random_acts(&mut rng, n, cols);
         let out = g.zeros(n * cols);
         let q = g.i32s(&acts.q.iter().map(|&v| v as i32).collect::<Vec<_>>());
-        g.run(&g.pipes.dequant, &[&g.step(n, 0), &g.uni(&[cols as u32]), &q, &g.meta(&acts), &out], (10, 1));
+        g.run(
+            &g.pipes.dequant,
+            &[
+                &g.step(n, 0),
+                &g.uni(&[cols as u32]),
+                &q,
+                &g.meta(&acts),
+                &out,
+            ],
+            (10, 1),
+        );
         assert_eq!(g.read_f32(&out, n * cols), acts.dequantize(), "dequant");
     }
 }
@@ -427,7 +564,11 @@ fn top_k_matches_the_sampler_order() {
             let lb = g.f32s(&logits);
             let cand = g.zeros(n_seg * k * 2);
             let result = g.zeros(k * 2);
-            g.run(&g.pipes.topk_segments, &[&params, &lb, &cand], (n_seg as u32, 1));
+            g.run(
+                &g.pipes.topk_segments,
+                &[&params, &lb, &cand],
+                (n_seg as u32, 1),
+            );
             g.run(&g.pipes.topk_merge, &[&params, &lb, &cand, &result], (1, 1));
             let got: Vec<(u32, f32)> = g
                 .read_u32(&result, 2 * k)
