@@ -25,6 +25,7 @@ fn gpu_with(model: &Arc<Model>, subgroups: bool, max_batch: usize) -> GpuBackend
             n_ctx: Some(256),
             max_batch,
             device: DeviceOptions { subgroups },
+            ..GpuOptions::default()
         },
     ))
     .unwrap_or_else(|e| panic!("the gpu feature is on but the GPU backend could not start: {e}"))
@@ -88,6 +89,27 @@ fn int8_parity_on_a_float_checkpoint() {
         "tiny-relu2-fold.ref-int8.npy",
         None,
     );
+}
+
+/// A head split over several buffers (as the 2B4T embedding is under WebGPU's 128 MiB
+/// binding limit) gives the same logits and embeddings as one buffer.
+#[test]
+fn split_head_and_embedding_agree() {
+    let model = load("tiny-b158-I2_S.gguf");
+    let toks = tokens("tiny-relu2-fold");
+    let whole = gpu(&model).forward(&toks, Logits::All).unwrap();
+    let mut g = pollster::block_on(GpuBackend::new(
+        Arc::clone(&model),
+        GpuOptions {
+            n_ctx: Some(64),
+            max_batch: 16,
+            // The tied F16 head is 512 rows × 512 bytes: five pieces, the last one short.
+            max_binding: Some(60_000),
+            device: DeviceOptions { subgroups: true },
+        },
+    ))
+    .unwrap();
+    assert_eq!(g.forward(&toks, Logits::All).unwrap(), whole);
 }
 
 #[test]
