@@ -312,8 +312,7 @@ impl GpuBackend {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             self.encode(&mut pass, n, head);
-            if let Some(k) = top_k.filter(|&k| k > 0) {
-                let _ = k;
+            if top_k.is_some_and(|k| k > 0) {
                 self.run(
                     &mut pass,
                     &self.pipes.topk_segments,
