@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Every test of the project. Run from anywhere; installs only the npm packages of the
-# lock file (see .ci/run for the rest):
-# needs the wasm32 target, wasm-bindgen-test-runner (wasm-bindgen-cli) and, for the
-# browser run, chromium + chromedriver.
+# lock file (see .ci/run for the rest): needs the wasm32 target, wasm-bindgen-test-runner
+# (wasm-bindgen-cli), a wgpu adapter (natively: mesa-vulkan-drivers) and, for the browser
+# runs, chromium + chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== native: engine, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
+# The CLI enables the engine's `gpu` feature by default, so this run includes the wgpu
+# backend's tests (every shader vs the scalar reference, fixture parity, greedy tokens): they
+# need an adapter (lavapipe from mesa-vulkan-drivers will do; see .ci/run).
+echo "== native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
 cargo test --workspace --locked
 
 declare -A flags=(

@@ -22,12 +22,14 @@ fn flat_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 // Every invocation must call these (they contain barriers); every one gets the result.
+// With subgroups, one lane per subgroup (the first active one: naga has no subgroupElect)
+// writes its subgroup's partial.
 fn wg_sum_f(v: f32, lid: u32) -> f32 {
 //#if subgroups
     red_f[lid] = 0.0;
     workgroupBarrier();
     let s = subgroupAdd(v);
-    if (subgroupElect()) { red_f[lid] = s; }
+    if (subgroupBroadcastFirst(lid) == lid) { red_f[lid] = s; }
     workgroupBarrier();
     if (lid == 0u) {
         var t = 0.0;
@@ -54,7 +56,7 @@ fn wg_max_f(v: f32, lid: u32) -> f32 {
     red_f[lid] = LOWEST;
     workgroupBarrier();
     let s = subgroupMax(v);
-    if (subgroupElect()) { red_f[lid] = s; }
+    if (subgroupBroadcastFirst(lid) == lid) { red_f[lid] = s; }
     workgroupBarrier();
     if (lid == 0u) {
         var t = LOWEST;
@@ -80,7 +82,7 @@ fn wg_sum_i(v: i32, lid: u32) -> i32 {
     red_i[lid] = 0;
     workgroupBarrier();
     let s = subgroupAdd(v);
-    if (subgroupElect()) { red_i[lid] = s; }
+    if (subgroupBroadcastFirst(lid) == lid) { red_i[lid] = s; }
     workgroupBarrier();
     if (lid == 0u) {
         var t = 0;

@@ -1,10 +1,9 @@
 //! `bitnet bench`: prefill and decode tokens/s (medians) and peak memory.
 
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions};
+use bitnet_engine::model::{ActMode, CpuOptions};
 use bitnet_engine::session::LoadedModel;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -25,6 +24,9 @@ pub struct BenchArgs {
     /// LM head: as in the file, or the int8 copy.
     #[arg(long, value_enum, default_value = "file")]
     head: crate::Head,
+    /// cpu, or gpu (wgpu; on a software adapter such as lavapipe the speed means nothing).
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: crate::BackendKind,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,8 +70,10 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         a.head.mode(),
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let mut backend = CpuBackend::new(
-        Arc::clone(&m.model),
+    let n_ctx = a.prompt_tokens + a.gen_tokens + 1;
+    let mut backend = crate::make_backend(
+        a.backend,
+        &m.model,
         CpuOptions {
             act: ActMode::Int8,
             kernels: if a.scalar {
@@ -78,12 +82,12 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
                 KernelChoice::Auto
             },
             threads: a.threads,
-            n_ctx: Some(a.prompt_tokens + a.gen_tokens + 1),
+            n_ctx: Some(n_ctx),
         },
-    );
+    )?;
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..a.runs.max(1) {
-        let speed = bitnet_engine::bench::measure(&mut backend, a.prompt_tokens, a.gen_tokens)?;
+        let speed = bitnet_engine::bench::measure(backend.as_mut(), a.prompt_tokens, a.gen_tokens)?;
         prefill.push(speed.prefill_tps);
         decode.push(speed.decode_tps);
     }
@@ -114,7 +118,8 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         "decode_tps_all": decode,
         "load_s": load_s,
         "weights_bytes": m.model.weights.size_bytes(),
-        "kv_cache_bytes": backend.kv_cache_bytes(),
+        // f32 K and V per layer and position, on either backend.
+        "kv_cache_bytes": 2 * m.model.config.n_layer * n_ctx * m.model.config.kv_dim() * 4,
         "peak_rss_bytes": peak,
     });
     println!("{}", serde_json::to_string(&out).unwrap());

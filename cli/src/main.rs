@@ -49,6 +49,52 @@ struct RunOpts {
     /// LM head: as stored in the file, or an int8 copy built at load time (faster, smaller).
     #[arg(long, value_enum, default_value = "file")]
     head: Head,
+    /// Where the forward pass runs: the CPU, or the GPU through wgpu (int8 activations only).
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+/// The backend `kind` for `model`, sized and configured by `opts`.
+pub fn make_backend(
+    kind: BackendKind,
+    model: &Arc<Model>,
+    opts: CpuOptions,
+) -> bitnet_engine::Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Cpu => Ok(Box::new(CpuBackend::new(Arc::clone(model), opts))),
+        BackendKind::Gpu => gpu_backend(model, opts),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_backend(model: &Arc<Model>, opts: CpuOptions) -> bitnet_engine::Result<Box<dyn Backend>> {
+    use bitnet_engine::gpu::{GpuBackend, GpuOptions};
+    if opts.act != ActMode::Int8 {
+        return Err(bitnet_engine::Error::InvalidArgument(
+            "the GPU backend runs int8 activations only (drop --act f32)".into(),
+        ));
+    }
+    let gpu = pollster::block_on(GpuBackend::new(
+        Arc::clone(model),
+        GpuOptions {
+            n_ctx: opts.n_ctx,
+            ..GpuOptions::default()
+        },
+    ))?;
+    Ok(Box::new(gpu))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_backend(_: &Arc<Model>, _: CpuOptions) -> bitnet_engine::Result<Box<dyn Backend>> {
+    Err(bitnet_engine::Error::InvalidArgument(
+        "this bitnet was built without the `gpu` feature".into(),
+    ))
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -238,13 +284,13 @@ fn load(path: &PathBuf, run: &RunOpts) -> bitnet_engine::Result<LoadedModel> {
     LoadedModel::from_gguf_with(GgufFile::from_path(path)?, run.head.mode())
 }
 
-fn session(m: &LoadedModel, run: &RunOpts) -> Session {
-    let backend = CpuBackend::new(Arc::clone(&m.model), run.cpu(&m.model));
-    Session::new(
-        Box::new(backend),
+fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {
+    let backend = make_backend(run.backend, &m.model, run.cpu(&m.model))?;
+    Ok(Session::new(
+        backend,
         Arc::clone(&m.tokenizer),
         Arc::clone(&m.template),
-    )
+    ))
 }
 
 fn run(cli: Cli) -> bitnet_engine::Result<()> {
@@ -284,7 +330,7 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             let model = Arc::new(model);
             let mut opts = run.cpu(&model);
             opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
-            let mut backend = CpuBackend::new(Arc::clone(&model), opts);
+            let mut backend = make_backend(run.backend, &model, opts)?;
             let logits = backend.forward(&ids, Logits::All)?;
             write_npy(
                 &out,
@@ -303,7 +349,7 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             sample,
         } => {
             let m = load(&model, &run)?;
-            let mut s = session(&m, &run);
+            let mut s = session(&m, &run)?;
             let opts = sample.options(n, true);
             let mut out = std::io::stdout();
             let mut stream = |e: Event| {
@@ -428,7 +474,7 @@ fn chat(
     sample: &SampleOpts,
 ) -> bitnet_engine::Result<()> {
     let m = load(path, run)?;
-    let mut s = session(&m, run);
+    let mut s = session(&m, run)?;
     let opts = sample.options(n, false);
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     eprintln!(

@@ -222,3 +222,100 @@ fn bad_input_is_a_clear_error() {
     ]);
     assert!(!ok && err.contains("outside the vocabulary"), "{err}");
 }
+
+/// `--backend gpu` (the wgpu backend; lavapipe in CI): logits, greedy tokens and bench.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_backend_logits_generate_and_bench() {
+    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
+    let ids: Vec<String> = r["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let model = fixture("tiny-b158-I2_S.gguf");
+    let mut logits = Vec::new();
+    for backend in ["cpu", "gpu"] {
+        let out = tmp(&format!("logits-{backend}.npy"));
+        let (ok, _, err) = bitnet(&[
+            "logits",
+            "--model",
+            &model,
+            "--tokens",
+            &ids.join(","),
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{backend}: {err}");
+        let bytes = std::fs::read(&out).unwrap();
+        logits.push(
+            npyz::NpyFile::new(&bytes[..])
+                .unwrap()
+                .into_vec::<f32>()
+                .unwrap(),
+        );
+    }
+    let max = logits[0]
+        .iter()
+        .zip(&logits[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-3, "gpu vs cpu int8 logits: {max}");
+
+    let generate = |backend: &str| {
+        let (ok, out, err) = bitnet(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            r["text"].as_str().unwrap(),
+            "-n",
+            "12",
+            "--temp",
+            "0",
+            "--json",
+            "--no-loop-guard",
+            "--backend",
+            backend,
+        ]);
+        assert!(ok, "{backend}: {err}");
+        json(&out)["tokens"].clone()
+    };
+    assert_eq!(generate("gpu"), generate("cpu"));
+
+    let (ok, out, err) = bitnet(&[
+        "bench",
+        "--model",
+        &model,
+        "--backend",
+        "gpu",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--runs",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert!(v["backend"].as_str().unwrap().starts_with("gpu"), "{v}");
+    assert!(v["decode_tps"].as_f64().unwrap() > 0.0 && v["prefill_tps"].as_f64().unwrap() > 0.0);
+
+    let (ok, _, err) = bitnet(&[
+        "logits",
+        "--model",
+        &model,
+        "--tokens",
+        "1",
+        "--act",
+        "f32",
+        "--backend",
+        "gpu",
+        "--out",
+        tmp("x.npy").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("error [invalid-argument]"), "{err}");
+}

@@ -368,4 +368,41 @@ mod tests {
         let varied: Vec<u32> = (0..200).map(|i| (i * 7919 % 1000) as u32).collect();
         assert!(!g.is_looping(&varied));
     }
+
+    proptest::proptest! {
+        /// Sampling from the best `candidates_needed` logits picks what sampling from all
+        /// of them picks, draw for draw (the GPU backend's path).
+        #[test]
+        fn top_candidates_sample_like_full_logits(
+            seed in 0u64..1000,
+            greedy in proptest::bool::ANY,
+            k in 0usize..12,
+            penalty in proptest::sample::select(vec![1.0f32, 1.1, 1.5]),
+            n_hist in 0usize..40,
+        ) {
+            let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+            let mut next = || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
+            // Coarse logits (ties), signs mixed (the penalty treats them differently), one NaN.
+            let mut logits: Vec<f32> = (0..200).map(|_| (next() % 40) as f32 / 4.0 - 5.0).collect();
+            logits[(next() % 200) as usize] = f32::NAN;
+            let history: Vec<u32> = (0..n_hist).map(|_| (next() % 200) as u32).collect();
+            let cfg = SamplerConfig {
+                temperature: if greedy { 0.0 } else { 0.8 },
+                top_k: k,
+                repetition_penalty: penalty,
+                repeat_window: 16,
+                seed,
+                ..SamplerConfig::default()
+            };
+            let (mut full, mut top) = (Sampler::new(cfg.clone()), Sampler::new(cfg));
+            for _ in 0..4 {
+                let a = full.sample(&logits, &history);
+                let b = match top.candidates_needed(&history) {
+                    Some(k) => top.sample_top(&super::top_k(&logits, k), &history),
+                    None => top.sample(&logits, &history),
+                };
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
 }

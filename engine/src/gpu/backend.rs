@@ -7,7 +7,7 @@ use super::context::{DeviceOptions, GpuContext};
 use super::pack::{self, DenseKind};
 use super::shaders::{Pipe, Pipelines};
 use crate::error::{Error, Result};
-use crate::model::{FfnActivation, Logits, Model};
+use crate::model::{FfnActivation, Logits, Model, ModelConfig};
 use std::sync::Arc;
 use wgpu::{BindGroup, Buffer, ComputePass};
 
@@ -23,6 +23,9 @@ pub struct GpuOptions {
     pub n_ctx: Option<usize>,
     /// The most tokens one submission runs; longer inputs go in several.
     pub max_batch: usize,
+    /// Caps the bytes of one storage binding below the adapter's limit (tests use it to
+    /// split a small head the way the 2B4T embedding is split).
+    pub max_binding: Option<u64>,
     pub device: DeviceOptions,
 }
 
@@ -31,6 +34,7 @@ impl Default for GpuOptions {
         GpuOptions {
             n_ctx: None,
             max_batch: 64,
+            max_binding: None,
             device: DeviceOptions::default(),
         }
     }
@@ -68,7 +72,9 @@ enum Head {
 }
 
 pub struct GpuBackend {
-    model: Arc<Model>,
+    /// Only the configuration stays: once uploaded, the CPU copy of the weights can go
+    /// (in a browser tab the two copies would otherwise share one memory budget).
+    config: ModelConfig,
     ctx: GpuContext,
     pipes: Pipelines,
     n_ctx: usize,
@@ -123,9 +129,11 @@ impl GpuBackend {
         let built = ctx
             .scoped("uploading the model", || build(&ctx, &pipes, &model, &opts))
             .await??;
+        let config = model.config.clone();
+        drop(model);
         let (n_ctx, max_batch, parts) = built;
         Ok(GpuBackend {
-            model,
+            config,
             pipes,
             n_ctx,
             n_past: 0,
@@ -185,7 +193,7 @@ impl GpuBackend {
     }
 
     pub fn n_vocab(&self) -> usize {
-        self.model.config.n_vocab
+        self.config.n_vocab
     }
 
     /// Forgets every position from `n` on.
@@ -194,13 +202,13 @@ impl GpuBackend {
     }
 
     pub fn kv_cache_bytes(&self) -> usize {
-        2 * self.model.config.n_layer * self.n_ctx * self.model.config.kv_dim() * 4
+        2 * self.config.n_layer * self.n_ctx * self.config.kv_dim() * 4
     }
 
     /// Appends `tokens` at `n_past()` and returns `n_vocab` logits per requested row.
     pub async fn forward_async(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
         self.validate(tokens)?;
-        let v = self.model.config.n_vocab;
+        let v = self.config.n_vocab;
         let mut out = Vec::new();
         let n_parts = tokens.len().div_ceil(self.max_batch);
         for (i, part) in tokens.chunks(self.max_batch).enumerate() {
@@ -235,7 +243,7 @@ impl GpuBackend {
         tokens: &[u32],
         k: usize,
     ) -> Result<Vec<(u32, f32)>> {
-        let v = self.model.config.n_vocab;
+        let v = self.config.n_vocab;
         let k = k.min(v);
         if k > MAX_TOP_K {
             let logits = self.forward_async(tokens, Logits::Last).await?;
@@ -266,7 +274,7 @@ impl GpuBackend {
     }
 
     fn validate(&self, tokens: &[u32]) -> Result<()> {
-        let v = self.model.config.n_vocab;
+        let v = self.config.n_vocab;
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("no tokens to run".into()));
         }
@@ -294,7 +302,7 @@ impl GpuBackend {
         self.ctx
             .queue
             .write_buffer(&self.tokens, 0, &pack::u32_bytes(part));
-        let v = self.model.config.n_vocab;
+        let v = self.config.n_vocab;
         let n_seg = v.div_ceil(TOPK_SEGMENT);
         if let Some(k) = top_k {
             let p = [v as u32, k as u32, TOPK_SEGMENT as u32, (n_seg * k) as u32];
@@ -309,8 +317,7 @@ impl GpuBackend {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             self.encode(&mut pass, n, head);
-            if let Some(k) = top_k.filter(|&k| k > 0) {
-                let _ = k;
+            if top_k.is_some_and(|k| k > 0) {
                 self.run(
                     &mut pass,
                     &self.pipes.topk_segments,
@@ -368,7 +375,7 @@ impl GpuBackend {
     }
 
     fn encode(&self, pass: &mut ComputePass, n: usize, head: Head) {
-        let cfg = &self.model.config;
+        let cfg = &self.config;
         let p = &self.pipes;
         let (e, ff) = (cfg.n_embd, cfg.n_ff);
         let elems = |cols: usize| self.grid((n * cols).div_ceil(WG));
@@ -460,7 +467,7 @@ fn build(
         cfg.n_vocab,
     );
     let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
-    let max_bind = ctx.max_binding();
+    let max_bind = ctx.max_binding().min(opts.max_binding.unwrap_or(u64::MAX));
     // The scores scratch (batch × heads × context) and the logits (batch × vocab) must each
     // fit one binding: shrink the batch if they would not.
     let per_tok = ((cfg.n_head * n_ctx).max(v) * 4) as u64;
@@ -842,7 +849,7 @@ impl crate::model::Backend for GpuBackend {
         self.n_ctx
     }
     fn n_vocab(&self) -> usize {
-        self.model.config.n_vocab
+        self.config.n_vocab
     }
     fn truncate(&mut self, n: usize) {
         GpuBackend::truncate(self, n)

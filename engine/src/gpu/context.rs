@@ -98,7 +98,9 @@ impl GpuContext {
 
     /// The largest buffer one storage binding may cover.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Runs `f` (buffer creation, submissions) inside validation and out-of-memory error

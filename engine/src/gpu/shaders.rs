@@ -28,7 +28,9 @@ const TOPK_MERGE: &[B] = &[Uniform, Read, Write, Write];
 /// `subgroups`, the `//#else` branch otherwise.
 pub fn specialize(src: &str, subgroups: bool) -> String {
     let mut out = String::with_capacity(src.len() + 32);
-    if subgroups {
+    // Browsers require the directive; naga (wgpu natively) rejects it and instead allows the
+    // builtins whenever the device has Features::SUBGROUP.
+    if subgroups && cfg!(target_arch = "wasm32") {
         out.push_str("enable subgroups;\n");
     }
     // None: outside any block; Some(true): in the branch being kept.
