@@ -106,6 +106,7 @@ fn split_head_and_embedding_agree() {
             // The tied F16 head is 512 rows × 512 bytes: five pieces, the last one short.
             max_binding: Some(60_000),
             device: DeviceOptions { subgroups: true },
+            ..GpuOptions::default()
         },
     ))
     .unwrap();

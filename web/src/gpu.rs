@@ -22,6 +22,7 @@ struct GpuInfo {
     backend: String,
     /// Positions of the self-test whose top-1 token agreed with the CPU's.
     self_test_agreed: usize,
+    /// Positions checked: the prompt path, then the decode path.
     self_test_positions: usize,
 }
 
@@ -50,10 +51,8 @@ impl Engine {
                 Arc::clone(&model),
                 GpuOptions {
                     n_ctx: Some(n_ctx),
-                    // Known issue: the batched prefill shaders disagree with the CPU on
-                    // Chromium's SwiftShader WebGPU (the single-token path agrees), so
-                    // prompts run one token per submission until that is found.
-                    max_batch: 1,
+                    // Known issue: see `GpuOptions::tiled_prefill`.
+                    tiled_prefill: false,
                     ..Default::default()
                 },
             )
@@ -65,7 +64,7 @@ impl Engine {
             let info = GpuInfo {
                 backend: gpu.name(),
                 self_test_agreed: agreed,
-                self_test_positions: tokens.len(),
+                self_test_positions: 2 * tokens.len(),
             };
             let mut l = live_of(&live)?;
             let device = gpu.device();
@@ -131,8 +130,10 @@ async fn self_test(
     want: &[f32],
 ) -> Result<usize> {
     let v = model.config.n_vocab;
-    // One token at a time, as decoding runs.
-    let mut got = Vec::with_capacity(tokens.len() * v);
+    // The prompt path first (all tokens in one submission), then decode steps.
+    let mut got = Vec::with_capacity(2 * tokens.len() * v);
+    got.extend(gpu.forward_async(tokens, Logits::All).await?);
+    gpu.truncate(0);
     for t in tokens {
         got.extend(
             gpu.forward_async(std::slice::from_ref(t), Logits::Last)
@@ -140,8 +141,10 @@ async fn self_test(
         );
     }
     gpu.truncate(0);
+    let want: Vec<f32> = want.iter().chain(want).copied().collect();
     let mut agreed = 0;
     for (pos, (g, w)) in got.chunks_exact(v).zip(want.chunks_exact(v)).enumerate() {
+        let pos = pos % tokens.len();
         let top = |row: &[f32]| {
             row.iter().enumerate().fold(
                 (0, f32::NEG_INFINITY),

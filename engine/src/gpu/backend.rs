@@ -26,6 +26,11 @@ pub struct GpuOptions {
     /// Caps the bytes of one storage binding below the adapter's limit (tests use it to
     /// split a small head the way the 2B4T embedding is split).
     pub max_binding: Option<u64>,
+    /// Prompts through the tiled matmul shader (weights read once per 8 tokens). Off: the
+    /// matvec shader loops over the batch's tokens instead (still one submission). The web
+    /// build turns it off: on Chromium's SwiftShader WebGPU the tiled shader disagrees with
+    /// the CPU (lavapipe agrees) and the cause is not found yet.
+    pub tiled_prefill: bool,
     pub device: DeviceOptions,
 }
 
@@ -35,6 +40,7 @@ impl Default for GpuOptions {
             n_ctx: None,
             max_batch: 64,
             max_binding: None,
+            tiled_prefill: true,
             device: DeviceOptions::default(),
         }
     }
@@ -80,6 +86,7 @@ pub struct GpuBackend {
     n_ctx: usize,
     n_past: usize,
     max_batch: usize,
+    tiled_prefill: bool,
     step: Buffer,
     tokens: Buffer,
     logits: Buffer,
@@ -138,6 +145,7 @@ impl GpuBackend {
             n_ctx,
             n_past: 0,
             max_batch,
+            tiled_prefill: opts.tiled_prefill,
             ctx,
             step: parts.step,
             tokens: parts.tokens,
@@ -366,7 +374,7 @@ impl GpuBackend {
     fn linear(&self, pass: &mut ComputePass, op: &LinOp, n: usize) {
         if op.dense {
             self.run(pass, &self.pipes.dense, &op.bg, self.grid(op.rows));
-        } else if n == 1 {
+        } else if n == 1 || !self.tiled_prefill {
             self.run(pass, &self.pipes.ternary_matvec, &op.bg, self.grid(op.rows));
         } else {
             let groups = (op.rows.div_ceil(WG) as u32, n.div_ceil(8) as u32);
