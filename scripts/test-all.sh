@@ -29,7 +29,10 @@ wasm_test simd128 browser
 # other results: the relaxed build is tested in Chromium, which ships the standard one.
 wasm_test relaxed browser
 
-echo "== npm package: build (wasm + TypeScript), then Playwright in headless Chromium"
+echo "== npm package: build (wasm + TypeScript)"
 npm ci --no-audit --no-fund
 npm run build
+echo "== chat app (www/): type check and Vite build"
+(cd www && npm ci --no-audit --no-fund && npm run build)
+echo "== Playwright in headless Chromium: the package, then the chat app"
 npx playwright test -c tests/browser/playwright.config.ts
