@@ -167,6 +167,7 @@ test("offline: after the first visit the app and the downloaded model start with
   await openApp(page, app.url);
   await waitForServiceWorker(page);
   await loadBundledModel(page);
+  await setSettings(page, { max_tokens: "40" });
   await sendAndWait(page, "Hi while online");
 
   await context.setOffline(true);
@@ -186,7 +187,6 @@ test("offline: after the first visit the app and the downloaded model start with
   await expect(second.locator("#messages .msg-user .msg-body")).toHaveText(["Hi while online", "Hi while offline"]);
   await expectModelReady(second);
   await second.close();
-  await page.locator("#btn-model").click();
   await screenshot(page, "offline");
   await context.setOffline(false);
 });

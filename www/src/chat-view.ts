@@ -83,7 +83,7 @@ function editor(el: HTMLElement, m: StoredMessage, actions: MessageActions) {
   area.focus();
 }
 
-function messageElement(m: StoredMessage, isLastAssistant: boolean, actions: MessageActions): HTMLElement {
+function messageElement(m: StoredMessage, offerRegenerate: boolean, actions: MessageActions): HTMLElement {
   const who = m.role === "user" ? "You" : "Assistant";
   const el = h("article", { class: `msg msg-${m.role}`, "data-id": m.id, "aria-label": who });
   const body = m.role === "user" ? userBody(m) : h("div", { class: "msg-body markdown" });
@@ -93,16 +93,17 @@ function messageElement(m: StoredMessage, isLastAssistant: boolean, actions: Mes
   const meta = m.role === "assistant" ? usageLine(m.usage, m.finish) : "";
   const buttons: HTMLElement[] = [];
   if (m.role === "user") buttons.push(actionButton("Edit", () => editor(el, m, actions)));
-  if (isLastAssistant) buttons.push(actionButton("Regenerate", () => actions.regenerate(), "Alt+R"));
+  if (offerRegenerate) buttons.push(actionButton("Regenerate", () => actions.regenerate(), "Alt+R"));
   if (m.role === "assistant" && m.content) buttons.push(actionButton("Copy", () => void copyText(m.content, buttons.at(-1) as HTMLButtonElement)));
   el.append(h("div", { class: "msg-foot" }, h("span", { class: "msg-meta" }, meta), h("span", { class: "msg-actions" }, ...buttons)));
   return el;
 }
 
-export function renderConversation(c: Conversation, actions: MessageActions, busy: boolean) {
+/** `canGenerate`: a model is loaded and idle, so the last reply offers Regenerate. */
+export function renderConversation(c: Conversation, actions: MessageActions, canGenerate: boolean) {
   const lastAssistant = c.messages.findLastIndex((m) => m.role === "assistant");
   list.replaceChildren(
-    ...c.messages.map((m, i) => messageElement(m, !busy && i === lastAssistant && i === c.messages.length - 1, actions)),
+    ...c.messages.map((m, i) => messageElement(m, canGenerate && i === lastAssistant && i === c.messages.length - 1, actions)),
   );
   $("empty-chat").hidden = c.messages.length > 0;
 }

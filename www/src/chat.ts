@@ -42,7 +42,7 @@ const actions = {
 };
 
 function redraw() {
-  renderConversation(conv, actions, generating !== null);
+  renderConversation(conv, actions, generating === null && currentEngine() !== null);
 }
 
 async function persist(c = conv) {
@@ -57,7 +57,7 @@ function syncControls() {
   const ready = currentEngine() !== null;
   const busy = generating !== null;
   input.disabled = !ready;
-  input.placeholder = ready ? "Message the model (Enter to send)" : "Load a model to start chatting";
+  input.placeholder = ready ? "Type a message" : "Load a model to start chatting";
   sendButton.disabled = !ready || busy;
   sendButton.hidden = busy;
   stopButton.hidden = !busy;
@@ -209,6 +209,7 @@ export async function initChat() {
   onEngineChange((engine) => {
     if (!engine) stop();
     syncControls();
+    redraw();
     void showEngineStats();
   });
   syncControls();

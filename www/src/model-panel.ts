@@ -1,7 +1,7 @@
 /** The model picker: what to load, the download's progress, errors, and the offline copies. */
 import { CreateEngine, deleteCachedModel, listCachedModels, type CreateEngineOptions, type LoadProgress } from "bitnet-web";
 import { $, h } from "./dom";
-import { currentEngine, onEngineChange, setEngine } from "./engine-state";
+import { onEngineChange, setEngine } from "./engine-state";
 import { explain, type Explained } from "./errors";
 import { backendLabel, bytes, duration, rate } from "./format";
 import { BUNDLED_URL, OFFICIAL_URL, modelName, type Choice } from "./models";
@@ -99,6 +99,7 @@ function showAlert(x: Explained | null, kind = "") {
   $("load-error-title").textContent = x.title;
   $("load-error-advice").textContent = x.advice;
   $("load-error-detail").textContent = x.detail;
+  box.scrollIntoView({ block: "nearest" });
 }
 
 function showError(e: unknown | null) {
@@ -119,6 +120,7 @@ export async function loadModel(model: string | File): Promise<boolean> {
   showError(null);
   showProgress({ phase: "download", loaded: 0, total: null, rate: 0, eta: null, part: 0, parts: 1 });
   setBusy(true);
+  $("load-progress").scrollIntoView({ block: "nearest" });
   // Free the loaded model first: two large models at once may not fit.
   await setEngine(null);
   // A 1.2 GB download should not be evicted under storage pressure.
@@ -225,7 +227,7 @@ export async function initModelPanel(): Promise<void> {
     void loadModel(s.model);
   });
   cancelButton.addEventListener("click", () => loading?.abort());
-  chipButton.addEventListener("click", () => showPanel(panel.hidden || !currentEngine()));
+  chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
     $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend)}` : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
