@@ -8,7 +8,8 @@ export default defineConfig({
   worker: { format: "es" },
   plugins: [
     VitePWA({
-      registerType: "autoUpdate",
+      // "prompt": a new version waits until the person reloads, never mid-reply (src/pwa.ts).
+      registerType: "prompt",
       injectRegister: false,
       includeAssets: ["icon.svg", "icons/apple-touch-icon.png"],
       manifest: {
@@ -38,7 +39,6 @@ export default defineConfig({
         navigateFallback: "index.html",
         // Control the first visit's page at once, so it works offline without a second visit.
         clientsClaim: true,
-        skipWaiting: true,
         cleanupOutdatedCaches: true,
         // Models from the network are kept by bitnet-web in OPFS; never copy them here too.
         runtimeCaching: [],

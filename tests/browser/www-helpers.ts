@@ -104,8 +104,10 @@ export async function setSettings(page: Page, values: Record<string, string>) {
   await expect(dialog).toBeHidden();
 }
 
-export async function screenshot(page: Page, name: string) {
+/** Saves www/docs/NAME.png; a passing toast is dismissed first unless `keepToast`. */
+export async function screenshot(page: Page, name: string, opts: { keepToast?: boolean } = {}) {
   mkdirSync(SHOTS, { recursive: true });
+  if (!opts.keepToast && (await page.locator("#toast").isVisible())) await page.locator("#toast-close").click();
   // Let the caret's blink and the progress bar's transition settle into a stable frame.
   await page.waitForTimeout(250);
   await page.screenshot({ path: join(SHOTS, `${name}.png`), animations: "disabled", caret: "hide" });

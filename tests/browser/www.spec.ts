@@ -42,11 +42,25 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   await expect(page.locator(".model-card", { hasText: "2B4T" })).toContainText("1.19 GB");
   await expect(page.locator(".model-card", { hasText: "Tiny test model" })).toContainText("nonsense");
   await expect(page.locator("#composer-input")).toBeDisabled();
-  await screenshot(page, "empty");
+  // The service worker's first install says the app now works offline.
+  await expect(page.locator("#toast")).toContainText("works offline", { timeout: 30_000 });
+  await screenshot(page, "empty", { keepToast: true });
+  await page.getByRole("button", { name: "Dismiss" }).click();
+  await expect(page.locator("#toast")).toBeHidden();
 
   // A slow server shows the progress bar's bytes, rate and time left.
   const slow = await startSlowModelServer(120_000);
   try {
+    // Cancel stops a download without an error message.
+    await page.getByRole("radio", { name: /From a URL/ }).check();
+    await page.getByLabel("Model URL").fill(`${slow.url}/tiny-b158-I2_S.gguf`);
+    await page.getByRole("button", { name: "Load model" }).click();
+    await expect(page.locator("#progress-text")).toContainText(/Downloading \d+ KB of 683 KB/);
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await expect(page.locator("#load-progress")).toBeHidden();
+    await expect(page.getByRole("alert")).toBeHidden();
+    await expect(page.getByRole("button", { name: "Load model" })).toBeVisible();
+
     await page.getByRole("radio", { name: /From a URL/ }).check();
     await page.getByLabel("Model URL").fill(`${slow.url}/tiny-b158-I2_S.gguf`);
     await page.getByRole("button", { name: "Load model" }).click();

@@ -103,6 +103,7 @@ async function generate() {
   const live = $("engine-stats");
   const started = performance.now();
   let pieces = 0;
+  live.textContent = "Reading the prompt…";
   try {
     const stream = await engine.chat.completions.create({
       messages: history(),

@@ -1,8 +1,8 @@
 import "./styles.css";
-import { registerSW } from "virtual:pwa-register";
 import { initChat } from "./chat";
 import { $ } from "./dom";
 import { initModelPanel, resumeLastModel } from "./model-panel";
+import { initServiceWorker } from "./pwa";
 import { initSettings } from "./settings";
 import { initShortcuts } from "./shortcuts";
 import { initSidebar } from "./sidebar";
@@ -17,8 +17,7 @@ addEventListener("online", showOnline);
 addEventListener("offline", showOnline);
 showOnline();
 
-// The service worker precaches the app, the engine and the test model on the first visit.
-if ("serviceWorker" in navigator) registerSW({ immediate: true });
+initServiceWorker();
 
 await initSettings();
 await initModelPanel();

@@ -148,7 +148,8 @@ export async function loadModel(model: string | File): Promise<boolean> {
   } catch (e) {
     if (loading === ctl) {
       showProgress(null);
-      showError(e);
+      // A cancel the person asked for needs no error message.
+      if (!ctl.signal.aborted) showError(e);
     }
     return false;
   } finally {

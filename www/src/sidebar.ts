@@ -41,6 +41,9 @@ async function refresh() {
       return h("li", { class: "conv" }, open, del);
     }),
   );
+  if (items.length === 0) {
+    $("conversation-list").append(h("li", { class: "conv-empty hint" }, "Your conversations appear here. They stay on this device."));
+  }
 }
 
 export async function initSidebar() {
