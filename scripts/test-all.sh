@@ -33,6 +33,8 @@ echo "== npm package: build (wasm + TypeScript)"
 npm ci --no-audit --no-fund
 npm run build
 echo "== chat app (www/): type check and Vite build"
-(cd www && npm ci --no-audit --no-fund && npm run build)
+# npm install, not npm ci: the registry reached here lacks some of Rollup's optional
+# per-platform packages, so the lock file cannot list them and npm ci refuses it.
+(cd www && npm install --no-audit --no-fund && npm run build)
 echo "== Playwright in headless Chromium: the package, then the chat app"
 npx playwright test -c tests/browser/playwright.config.ts
