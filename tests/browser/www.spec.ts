@@ -110,6 +110,8 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
 test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversation after a reload", async ({ page }) => {
   await openApp(page, app.url);
   await loadBundledModel(page);
+  // Once the model the person picked is ready, typing goes to the message box.
+  await expect(page.locator("#composer-input")).toBeFocused();
 
   // Stop: Esc ends a long reply early, keeping what was written.
   await setSettings(page, { max_tokens: "1800", temperature: "0.8" });

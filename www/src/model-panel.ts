@@ -161,6 +161,11 @@ export async function loadModel(model: string | File): Promise<boolean> {
   }
 }
 
+/** A load the person asked for: once ready, the keyboard goes to the message box. */
+async function loadAndFocus(model: string | File) {
+  if (await loadModel(model)) $("composer-input").focus();
+}
+
 async function refreshCached() {
   const list = $("cached-list");
   const models = await listCachedModels().catch(() => []);
@@ -173,7 +178,7 @@ async function refreshCached() {
         await refreshCached();
       });
       const use = h("button", { class: "btn btn-small", type: "button", "aria-label": `Load ${modelName(m.url)}` }, "Load");
-      use.addEventListener("click", () => void loadModel(m.url));
+      use.addEventListener("click", () => void loadAndFocus(m.url));
       return h(
         "li",
         { class: "cached-item" },
@@ -225,7 +230,7 @@ export async function initModelPanel(): Promise<void> {
       showAlert({ title: "Which model?", advice: s.missing, detail: "" }, "missing-input");
       return;
     }
-    void loadModel(s.model);
+    void loadAndFocus(s.model);
   });
   cancelButton.addEventListener("click", () => loading?.abort());
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
