@@ -11,10 +11,6 @@ export function currentEngine(): Engine | null {
   return engine;
 }
 
-export function modelLabel(): string {
-  return name;
-}
-
 export async function setEngine(next: Engine | null, label = ""): Promise<void> {
   const old = engine;
   engine = next;
