@@ -177,6 +177,14 @@ test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversati
   await expect(page.locator("#conversation-list .conv-title")).toHaveText(["Second conversation", "Tell me a very long story."]);
   await page.locator("#conversation-list .conv-open", { hasText: "very long story" }).click();
   await expect(page.locator("#messages .msg-user .msg-body")).toHaveText(["Tell me a very long story.", "Hello again"]);
+
+  // Deleting a conversation (after a confirmation) removes it for good.
+  page.once("dialog", (d) => void d.accept());
+  await page.getByRole("button", { name: "Delete “Second conversation”" }).click();
+  await expect(page.locator("#conversation-list .conv-title")).toHaveText(["Tell me a very long story."]);
+  await page.reload();
+  await expect(page.locator("body")).toHaveAttribute("data-ready", "true");
+  await expect(page.locator("#conversation-list .conv-title")).toHaveText(["Tell me a very long story."]);
 });
 
 test("offline: after the first visit the app and the downloaded model start with no network", async ({ page, context }) => {
