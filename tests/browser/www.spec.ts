@@ -391,6 +391,14 @@ test("PWA basics: a valid manifest with icons, a service worker in control, an o
   expect(sw.cached.some((p) => /worker.*\.js$/.test(p))).toBe(true);
   expect(sw.cached).toContain("/models/tiny-b158-I2_S.gguf");
 
+  // Chromium's own verdicts: the manifest parses cleanly and the app is installable.
+  const cdp = await context.newCDPSession(page);
+  const parsed = await cdp.send("Page.getAppManifest");
+  expect(parsed.errors).toEqual([]);
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  // Playwright's contexts are incognito ones, where nothing installs: that one is the browser's.
+  expect(installabilityErrors.filter((e) => e.errorId !== "in-incognito")).toEqual([]);
+
   await context.setOffline(true);
   await page.goto(new URL(manifest.start_url, manifestUrl).href);
   await expect(page.locator("body")).toHaveAttribute("data-ready", "true");
