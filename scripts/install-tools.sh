@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the build tools a fresh machine lacks (shared by `npm start` and .ci/run):
+# the wasm32 target and wasm-bindgen-cli pinned to the wasm-bindgen crate in Cargo.lock.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate exactly: take the version from Cargo.lock.
+wb=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
+  # Not --locked: the crate's own lock file names a webpki-roots release the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$wb"
+fi
