@@ -141,9 +141,10 @@ export async function loadModel(model: string | File): Promise<boolean> {
       return false;
     }
     await setEngine(engine, modelName(model));
-    if (engine.load.cacheError) showError(engine.load.cacheError);
     if (typeof model === "string") await setPref("lastModel", model);
-    showPanel(false);
+    // The model runs, but the person should know it will not be there offline.
+    if (engine.load.cacheError) showError(engine.load.cacheError);
+    else showPanel(false);
     return true;
   } catch (e) {
     if (loading === ctl) {
