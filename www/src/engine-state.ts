@@ -20,6 +20,11 @@ export async function setEngine(next: Engine | null, label = ""): Promise<void> 
   if (old && old !== next) await old.unload();
 }
 
+/** The same engine, changed: e.g. its backend after a GPU loss moved it to WASM. */
+export function engineUpdated(): void {
+  for (const l of listeners) l(engine, name);
+}
+
 export function onEngineChange(l: Listener): void {
   listeners.push(l);
 }

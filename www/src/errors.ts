@@ -7,7 +7,9 @@ export interface Explained {
   detail: string;
 }
 
-const ADVICE: Record<ErrorKind, [string, string]> = {
+// Keyed by string, not ErrorKind: a newer package may add kinds, which then get the
+// generic message instead of breaking the build.
+const ADVICE: Record<string, [string, string] | undefined> = {
   "corrupt-model": ["The model file is damaged", "Delete it under “Downloaded models” and download it again."],
   "unsupported-model": [
     "This model is not supported",
@@ -46,6 +48,10 @@ const ADVICE: Record<ErrorKind, [string, string]> = {
   "unsupported-device": [
     "That backend is not available here",
     "Choose “Automatic” or “WebAssembly (CPU)” under Advanced.",
+  ],
+  gpu: [
+    "The GPU backend did not pass its check on this device",
+    "Choose “Automatic” or “WebAssembly (CPU)” under Advanced: the CPU path gives correct answers.",
   ],
   panic: ["The engine crashed", "Reload the model. If it happens again, please report it with the details below."],
   worker: [

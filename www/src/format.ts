@@ -29,8 +29,11 @@ const WASM_BUILDS: Record<string, string> = {
   scalar: "scalar",
 };
 
-/** `wasm-relaxed` → "WASM · relaxed SIMD"; other backends are shown as the engine names them. */
+/** `wasm-relaxed` → "WASM · relaxed SIMD", `webgpu (adapter, …)` → "WebGPU · adapter, …";
+ * other backends are shown as the engine names them. */
 export function backendLabel(backend: string): string {
+  const gpu = /^webgpu\s*\((.*)\)$/.exec(backend);
+  if (gpu) return `WebGPU · ${gpu[1]}`;
   const [kind, ...rest] = backend.split("-");
   const detail = rest.join("-");
   if (kind === "wasm") return `WASM · ${WASM_BUILDS[detail] ?? detail}`;

@@ -1,7 +1,7 @@
 /** The model picker: what to load, the download's progress, errors, and the offline copies. */
 import { CreateEngine, deleteCachedModel, listCachedModels, type CreateEngineOptions, type LoadProgress } from "bitnet-web";
 import { $, h } from "./dom";
-import { onEngineChange, setEngine } from "./engine-state";
+import { engineUpdated, onEngineChange, setEngine } from "./engine-state";
 import { explain, type Explained } from "./errors";
 import { backendLabel, bytes, duration, rate } from "./format";
 import { BUNDLED_URL, OFFICIAL_URL, modelName, type Choice } from "./models";
@@ -126,7 +126,9 @@ export async function loadModel(model: string | File): Promise<boolean> {
   // A 1.2 GB download should not be evicted under storage pressure.
   if (typeof model === "string" && model !== BUNDLED_URL) void navigator.storage?.persist?.();
   try {
-    const opts: CreateEngineOptions = {
+    // onDeviceLost: packages with WebGPU move a lost GPU's work to WASM and say so here.
+    const opts: CreateEngineOptions & { onDeviceLost?: () => void } = {
+      onDeviceLost: () => engineUpdated(),
       model,
       device: deviceSelect.value as CreateEngineOptions["device"],
       nCtx: ctxInput.valueAsNumber || undefined,
@@ -141,9 +143,10 @@ export async function loadModel(model: string | File): Promise<boolean> {
       return false;
     }
     await setEngine(engine, modelName(model));
-    if (engine.load.cacheError) showError(engine.load.cacheError);
     if (typeof model === "string") await setPref("lastModel", model);
-    showPanel(false);
+    // The model runs, but the person should know it will not be there offline.
+    if (engine.load.cacheError) showError(engine.load.cacheError);
+    else showPanel(false);
     return true;
   } catch (e) {
     if (loading === ctl) {
@@ -237,7 +240,12 @@ export async function initModelPanel(): Promise<void> {
   onEngineChange((engine, name) => {
     $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend)}` : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
-    chipButton.title = engine ? `${engine.info.architecture}, ${engine.info.nLayer} layers, kernels: ${engine.info.kernels}` : "";
+    // With device "auto", a package with WebGPU says why it stayed on WASM.
+    const gpuError = (engine?.load as { gpuError?: { message: string } } | undefined)?.gpuError;
+    chipButton.title = engine
+      ? `${engine.info.architecture}, ${engine.info.nLayer} layers, kernels: ${engine.info.kernels}` +
+        (gpuError ? `\nWebGPU not used: ${gpuError.message}` : "")
+      : "";
   });
   showChoiceExtras();
   showPanel(true);
