@@ -44,7 +44,7 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
     await auto.unload();
     return { wasmTurns, gpuTurns, backendBefore, backendAfter: gpu.backend, lost, destroyed, stats, autoBackend: auto.backend, autoGpuError: auto.load.gpuError ?? null };
   }, `${server.url}/models/${MODEL}`);
-  expect(r.backendBefore).toMatch(/^webgpu /);
+  expect(r.backendBefore).toMatch(/^webgpu \(.+\)$/);
   expect(r.gpuTurns[0]).toBe(r.wasmTurns[0]);
   expect(r.destroyed).toBe(true);
   expect(r.lost).toHaveLength(1);

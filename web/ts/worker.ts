@@ -146,8 +146,16 @@ async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu"): Promise
 }
 
 interface AdapterLike {
-  info?: { isFallbackAdapter?: boolean; architecture?: string };
+  info?: { isFallbackAdapter?: boolean; architecture?: string; vendor?: string; description?: string };
   isFallbackAdapter?: boolean;
+}
+
+/** The adapter as people know it ("SwiftShader", "Apple M2", "nvidia ampere"). */
+async function adapterName(): Promise<string> {
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
+  const info = (await gpu?.requestAdapter().catch(() => null))?.info;
+  const name = info?.description || [info?.vendor, info?.architecture].filter(Boolean).join(" ");
+  return name || "GPU";
 }
 
 /** Whether this browser offers a WebGPU adapter (the self-test comes later). For
@@ -212,8 +220,8 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
     e = null;
     if (wantGpu) {
       try {
-        const gpu = await (engine as unknown as GpuEngine).useGpu();
-        backend = `webgpu ${gpu.backend}`;
+        await (engine as unknown as GpuEngine).useGpu();
+        backend = `webgpu (${await adapterName()})`;
         gpuActive = true;
       } catch (err) {
         if (req.device === "webgpu") throw err;
