@@ -76,8 +76,16 @@ test("abort works in prefill and in decode, the next request runs, and queued re
     const long = [{ role: "user", content: "tell me everything about ".repeat(40) }];
     // Abort while the long prompt is still being prefilled (2 tokens per step).
     const ac1 = new AbortController();
-    const p1 = engine.chat.completions.create({ messages: long, max_tokens: 50, signal: ac1.signal });
-    setTimeout(() => ac1.abort(), 30);
+    const prefill: number[][] = [];
+    const p1 = engine.chat.completions.create({
+      messages: long,
+      max_tokens: 50,
+      signal: ac1.signal,
+      onPrefill: (done: number, total: number) => {
+        prefill.push([done, total]);
+        if (prefill.length === 3) ac1.abort();
+      },
+    });
     const inPrefill = await p1;
     // Abort while decoding, after three streamed pieces.
     const ac2 = new AbortController();
@@ -100,11 +108,15 @@ test("abort works in prefill and in decode, the next request runs, and queued re
     // Two requests at once: queued, each as if it ran alone.
     const both = await Promise.all([a, b].map((m) => engine.chat.completions.create({ messages: m, temperature: 0, max_tokens: 12 })));
     await engine.unload();
-    return { inPrefill, pieces, alone, both: both.map((c: any) => c.choices[0].message.content) };
+    return { inPrefill, prefill, pieces, alone, both: both.map((c: any) => c.choices[0].message.content) };
   }, `${server.url}/models/${MODEL}`);
   expect(r.inPrefill.choices[0].finish_reason).toBe("abort");
   expect(r.inPrefill.usage.completion_tokens).toBe(0);
   expect(r.inPrefill.usage.prompt_tokens).toBeGreaterThan(100);
+  // Prompt progress came in steps of the prefill chunk, and stopped short of the end.
+  expect(r.prefill.length).toBeGreaterThanOrEqual(3);
+  expect(r.prefill.map(([d]: number[]) => d)).toEqual(r.prefill.map((_: unknown, i: number) => 2 * (i + 1)));
+  expect(r.prefill.at(-1)[0]).toBeLessThan(r.prefill.at(-1)[1]);
   expect(r.pieces.at(-1)).toBe("<abort>");
   // The tiny model makes a token in about a millisecond, so a few more arrive while the
   // abort message travels; the reply still ends far before max_tokens.
@@ -171,7 +183,7 @@ test("a downloaded model loads from the cache offline, is listed, and can be del
   expect(r.source).toBe("cache");
   expect(r.text.length).toBeGreaterThan(0);
   expect(server.log.length).toBe(0);
-  expect(r.listed).toEqual([expect.objectContaining({ url, complete: true, bytes: first.bytes })]);
+  expect(r.listed).toEqual([expect.objectContaining({ url, complete: true, bytes: first.bytes, total: first.bytes })]);
   expect(r.deleted).toBe(true);
   expect(r.after).toEqual([]);
   expect(r.error.kind).toBe("network");
@@ -192,6 +204,7 @@ test("a download cut off for good resumes from the partial copy on the next visi
   expect(failed?.kind).toBe("network");
   expect(failed?.listed).toEqual([expect.objectContaining({ url, complete: false })]);
   expect(failed?.listed[0].bytes).toBeGreaterThanOrEqual(200_000);
+  expect(failed?.listed[0].total).toBeGreaterThan(failed?.listed[0].bytes);
   server.drops.clear();
   server.log.length = 0;
   await page.reload();

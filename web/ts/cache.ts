@@ -11,6 +11,7 @@
  * complete only when its size equals the server's and, when the caller gave one, its
  * SHA-256 matched.
  */
+import { BitnetError } from "./errors.js";
 import type { CachedModel } from "./types.js";
 
 const DIR = "bitnet-web-models";
@@ -131,6 +132,7 @@ export async function listCachedModels(): Promise<CachedModel[]> {
     out.push({
       url: meta.url,
       bytes: entry?.file.size ?? 0,
+      total: meta.total,
       complete: entry?.meta.complete ?? false,
       savedAt: meta.savedAt,
     });
@@ -144,12 +146,15 @@ export async function deleteCachedModel(url: string): Promise<boolean> {
   const d = await dir();
   const key = await keyOf(url);
   let found = false;
-  for (const name of [`${key}.json`, `${key}.gguf`]) {
+  // The bytes first: if they are still open (a worker loading them), the record stays
+  // and the copy stays listed, instead of an invisible file that holds quota.
+  for (const name of [`${key}.gguf`, `${key}.json`]) {
     try {
       await d.removeEntry(name);
       found = true;
-    } catch {
-      // Not there (or still open in a worker that is loading it).
+    } catch (e) {
+      if ((e as DOMException).name === "NotFoundError") continue;
+      throw new BitnetError("io", `the offline copy of ${url} is in use (a model is loading from it); unload it first`);
     }
   }
   return found;

@@ -162,6 +162,7 @@ export class Engine {
       { op: "chat", messages: r.messages, options: engineOptions(r, this.prefillChunk) },
       (ev) => {
         this.deviceLost(ev);
+        if (ev.kind === "prefill") r.onPrefill?.(ev.done, ev.total);
         onEvent?.(ev);
       },
     );

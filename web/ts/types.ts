@@ -74,6 +74,8 @@ export interface ChatCompletionRequest extends SamplingOptions {
   messages: ChatMessage[];
   stream?: boolean;
   signal?: AbortSignal;
+  /** Prompt progress (`done` of `total` new prompt tokens), for long prompts on slow devices. */
+  onPrefill?: (done: number, total: number) => void;
 }
 
 /** `abort`: stopped by the caller; `context_full`: the KV cache is full; `loop`: the
@@ -151,7 +153,10 @@ export interface EngineStats {
 
 export interface CachedModel {
   url: string;
+  /** Bytes on disk. */
   bytes: number;
+  /** The whole file's size, when known (a partial copy has `bytes < total`). */
+  total: number | null;
   complete: boolean;
   savedAt: number;
 }
