@@ -79,12 +79,12 @@ impl Engine {
 
     /// `step()` for the GPU backend: a promise of the same result.
     #[wasm_bindgen(js_name = stepAsync)]
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn step_async(&mut self) -> std::result::Result<js_sys::Promise, JsValue> {
         let live = Rc::clone(&self.live);
         Ok(future_to_promise(async move {
             // Held across the GPU wait on purpose: a call that overlaps gets a "busy"
             // error (live_of uses try_borrow_mut) instead of touching a session mid-step.
-            #[allow(clippy::await_holding_refcell_ref)]
             let mut l = live_of(&live)?;
             let mut g = l.take_generation()?;
             let step = l.session.step_async(&mut g).await;
