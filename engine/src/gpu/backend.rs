@@ -87,28 +87,8 @@ pub struct GpuBackend {
     n_past: usize,
     max_batch: usize,
     tiled_prefill: bool,
-    step: Buffer,
-    tokens: Buffer,
-    logits: Buffer,
-    topk_params: Buffer,
-    topk_result: Buffer,
-    readback: Buffer,
-    layers: Vec<LayerOps>,
-    embed: Vec<BindGroup>,
-    final_norm_all: BindGroup,
-    final_norm_last: BindGroup,
-    head_all: Vec<(BindGroup, usize)>,
-    head_last: Vec<(BindGroup, usize)>,
-    head_int8: bool,
-    dequant_embd: BindGroup,
-    dequant_ff: BindGroup,
-    add: BindGroup,
-    gate_act: BindGroup,
-    topk_segments: BindGroup,
-    topk_merge: BindGroup,
-    /// Every buffer the bind groups use, held for the backend's lifetime (the web backend
-    /// destroys a buffer when its handle is dropped).
-    _buffers: Vec<Buffer>,
+    /// Buffers and bind groups made at load time.
+    parts: Parts,
 }
 
 fn f(v: f32) -> u32 {
@@ -147,26 +127,7 @@ impl GpuBackend {
             max_batch,
             tiled_prefill: opts.tiled_prefill,
             ctx,
-            step: parts.step,
-            tokens: parts.tokens,
-            logits: parts.logits,
-            topk_params: parts.topk_params,
-            topk_result: parts.topk_result,
-            readback: parts.readback,
-            layers: parts.layers,
-            embed: parts.embed,
-            final_norm_all: parts.final_norm_all,
-            final_norm_last: parts.final_norm_last,
-            head_all: parts.head_all,
-            head_last: parts.head_last,
-            head_int8: parts.head_int8,
-            dequant_embd: parts.dequant_embd,
-            dequant_ff: parts.dequant_ff,
-            add: parts.add,
-            gate_act: parts.gate_act,
-            topk_segments: parts.topk_segments,
-            topk_merge: parts.topk_merge,
-            _buffers: parts.buffers,
+            parts,
         })
     }
 
@@ -232,7 +193,10 @@ impl GpuBackend {
             };
             self.submit(part, head, None).await?;
             if rows > 0 {
-                let bytes = self.ctx.read(&self.readback, (rows * v * 4) as u64).await?;
+                let bytes = self
+                    .ctx
+                    .read(&self.parts.readback, (rows * v * 4) as u64)
+                    .await?;
                 out.extend(
                     bytes
                         .chunks_exact(4)
@@ -269,7 +233,7 @@ impl GpuBackend {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let bytes = self.ctx.read(&self.readback, (k * 8) as u64).await?;
+        let bytes = self.ctx.read(&self.parts.readback, (k * 8) as u64).await?;
         Ok(bytes
             .chunks_exact(8)
             .map(|b| {
@@ -306,17 +270,17 @@ impl GpuBackend {
         let step = [n as u32, self.n_past as u32, n as u32 - 1, 0];
         self.ctx
             .queue
-            .write_buffer(&self.step, 0, &pack::u32_bytes(&step));
+            .write_buffer(&self.parts.step, 0, &pack::u32_bytes(&step));
         self.ctx
             .queue
-            .write_buffer(&self.tokens, 0, &pack::u32_bytes(part));
+            .write_buffer(&self.parts.tokens, 0, &pack::u32_bytes(part));
         let v = self.config.n_vocab;
         let n_seg = v.div_ceil(TOPK_SEGMENT);
         if let Some(k) = top_k {
             let p = [v as u32, k as u32, TOPK_SEGMENT as u32, (n_seg * k) as u32];
             self.ctx
                 .queue
-                .write_buffer(&self.topk_params, 0, &pack::u32_bytes(&p));
+                .write_buffer(&self.parts.topk_params, 0, &pack::u32_bytes(&p));
         }
         let mut enc = self
             .ctx
@@ -329,22 +293,39 @@ impl GpuBackend {
                 self.run(
                     &mut pass,
                     &self.pipes.topk_segments,
-                    &self.topk_segments,
+                    &self.parts.topk_segments,
                     (n_seg as u32, 1),
                 );
-                self.run(&mut pass, &self.pipes.topk_merge, &self.topk_merge, (1, 1));
+                self.run(
+                    &mut pass,
+                    &self.pipes.topk_merge,
+                    &self.parts.topk_merge,
+                    (1, 1),
+                );
             }
         }
         match (top_k, head) {
-            (Some(k), _) if k > 0 => {
-                enc.copy_buffer_to_buffer(&self.topk_result, 0, &self.readback, 0, (k * 8) as u64)
-            }
-            (None, Head::Last) => {
-                enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, (v * 4) as u64)
-            }
-            (None, Head::All) => {
-                enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, (n * v * 4) as u64)
-            }
+            (Some(k), _) if k > 0 => enc.copy_buffer_to_buffer(
+                &self.parts.topk_result,
+                0,
+                &self.parts.readback,
+                0,
+                (k * 8) as u64,
+            ),
+            (None, Head::Last) => enc.copy_buffer_to_buffer(
+                &self.parts.logits,
+                0,
+                &self.parts.readback,
+                0,
+                (v * 4) as u64,
+            ),
+            (None, Head::All) => enc.copy_buffer_to_buffer(
+                &self.parts.logits,
+                0,
+                &self.parts.readback,
+                0,
+                (n * v * 4) as u64,
+            ),
             _ => {}
         }
         let ctx = &self.ctx;
@@ -387,14 +368,14 @@ impl GpuBackend {
         let p = &self.pipes;
         let (e, ff) = (cfg.n_embd, cfg.n_ff);
         let elems = |cols: usize| self.grid((n * cols).div_ceil(WG));
-        for bg in &self.embed {
+        for bg in &self.parts.embed {
             self.run(pass, &p.embed, bg, elems(e));
         }
         let half = cfg.n_rot / 2;
-        for l in &self.layers {
+        for l in &self.parts.layers {
             self.run(pass, &p.norm_quant, &l.attn_norm, (n as u32, 1));
             if l.q.dense || l.k.dense || l.v.dense {
-                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
             }
             self.linear(pass, &l.q, n);
             self.linear(pass, &l.k, n);
@@ -404,37 +385,43 @@ impl GpuBackend {
             self.run(pass, &p.attention, &l.attention, self.grid(n * cfg.n_head));
             self.run(pass, &p.norm_quant, &l.sub_norm, (n as u32, 1));
             if l.o.dense {
-                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
             }
             self.linear(pass, &l.o, n);
-            self.run(pass, &p.add, &self.add, elems(e));
+            self.run(pass, &p.add, &self.parts.add, elems(e));
             self.run(pass, &p.norm_quant, &l.ffn_norm, (n as u32, 1));
             if l.gate.dense || l.up.dense {
-                self.run(pass, &p.dequant, &self.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
             }
             self.linear(pass, &l.gate, n);
             self.linear(pass, &l.up, n);
-            self.run(pass, &p.gate, &self.gate_act, elems(ff));
+            self.run(pass, &p.gate, &self.parts.gate_act, elems(ff));
             self.run(pass, &p.norm_quant, &l.ffn_sub_norm, (n as u32, 1));
             if l.down.dense {
-                self.run(pass, &p.dequant, &self.dequant_ff, elems(ff));
+                self.run(pass, &p.dequant, &self.parts.dequant_ff, elems(ff));
             }
             self.linear(pass, &l.down, n);
-            self.run(pass, &p.add, &self.add, elems(e));
+            self.run(pass, &p.add, &self.parts.add, elems(e));
         }
         let (norm, chunks, rows) = match head {
             Head::None => return,
-            Head::Last => (&self.final_norm_last, &self.head_last, 1),
-            Head::All => (&self.final_norm_all, &self.head_all, n),
+            Head::Last => (&self.parts.final_norm_last, &self.parts.head_last, 1),
+            Head::All => (&self.parts.final_norm_all, &self.parts.head_all, n),
         };
         self.run(pass, &p.norm_quant, norm, (rows as u32, 1));
-        let pipe = if self.head_int8 { &p.int8 } else { &p.dense };
+        let pipe = if self.parts.head_int8 {
+            &p.int8
+        } else {
+            &p.dense
+        };
         for (bg, chunk_rows) in chunks {
             self.run(pass, pipe, bg, self.grid(*chunk_rows));
         }
     }
 }
 
+/// Everything `build` makes on the GPU. `_buffers` holds every buffer the bind groups use
+/// for the backend's lifetime (the web backend destroys a buffer when its handle drops).
 struct Parts {
     step: Buffer,
     tokens: Buffer,
@@ -455,7 +442,7 @@ struct Parts {
     gate_act: BindGroup,
     topk_segments: BindGroup,
     topk_merge: BindGroup,
-    buffers: Vec<Buffer>,
+    _buffers: Vec<Buffer>,
 }
 
 /// Uploads the weights, allocates the activations and KV cache, and makes every bind group.
@@ -812,7 +799,7 @@ fn build(
         head_all,
         head_last,
         head_int8,
-        buffers: keep.take(),
+        _buffers: keep.take(),
     };
     Ok((n_ctx, max_batch, parts))
 }
