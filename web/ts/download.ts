@@ -112,7 +112,7 @@ export async function streamModel(parts: ModelPart[], sink: Sink, opts: StreamOp
     const part = parts[i];
     const source =
       part instanceof Blob
-        ? await fromBlob(part, i, sink, progress, opts)
+        ? await fromLocal(part, i, sink, progress, opts, "file", "the file").then(() => "file" as const)
         : await fromUrl(new URL(String(part), location.href).href, i, sink, progress, opts, result);
     if (i === 0) result.source = source;
   }
@@ -120,7 +120,16 @@ export async function streamModel(parts: ModelPart[], sink: Sink, opts: StreamOp
   return result;
 }
 
-async function fromBlob(blob: Blob, part: number, sink: Sink, progress: Progress, opts: StreamOptions) {
+/** A whole file already on this device (a picked `File`, or the complete offline copy). */
+async function fromLocal(
+  blob: Blob,
+  part: number,
+  sink: Sink,
+  progress: Progress,
+  opts: StreamOptions,
+  phase: "file" | "cache",
+  what: string,
+) {
   progress.setTotal(part, blob.size);
   sink.begin(part, blob.size);
   const magic = new MagicCheck(blob.type || null);
@@ -129,10 +138,9 @@ async function fromBlob(blob: Blob, part: number, sink: Sink, progress: Progress
     magic.check(chunk);
     sink.push(chunk);
     hash?.update(chunk);
-    progress.add(chunk.byteLength, "file");
+    progress.add(chunk.byteLength, phase);
   });
-  verifyHash(hash, opts.sha256[part], "the file");
-  return "file" as const;
+  verifyHash(hash, opts.sha256[part], what);
 }
 
 async function pump(
@@ -182,19 +190,10 @@ async function fromUrl(
 
   // The complete copy: no network at all.
   if (cached?.meta.complete) {
-    progress.setTotal(part, cached.meta.total);
-    sink.begin(part, cached.meta.total);
-    const magic = new MagicCheck(null);
-    await pump(cached.file.stream(), opts.signal, (chunk) => {
-      magic.check(chunk);
-      sink.push(chunk);
-      hash?.update(chunk);
-      progress.add(chunk.byteLength, "cache");
-    });
     try {
-      verifyHash(hash, expected, "the cached copy");
+      await fromLocal(cached.file, part, sink, progress, opts, "cache", "the cached copy");
     } catch (e) {
-      await deleteCachedModel(url);
+      if (e instanceof BitnetError && e.kind === "checksum-mismatch") await deleteCachedModel(url);
       throw e;
     }
     return "cache";

@@ -157,20 +157,31 @@ export class Engine {
     this.onDeviceLost?.({ backend: ev.backend, message: ev.message });
   };
 
-  private start(r: ChatCompletionRequest, onEvent?: (r: Reply) => void) {
-    const call = this.rpc.call<EngineCompletion>(
-      { op: "chat", messages: r.messages, options: engineOptions(r, this.prefillChunk) },
-      (ev) => {
-        this.deviceLost(ev);
-        if (ev.kind === "prefill") r.onPrefill?.(ev.done, ev.total);
-        onEvent?.(ev);
-      },
-    );
+  /** Runs one generation request in the worker: the chat template (`chat`) or a raw
+   * prompt (`complete`), with prompt progress, device-loss events and abort wired up. */
+  private generate(
+    body: Body<Request>,
+    r: Pick<ChatCompletionRequest, "signal" | "onPrefill">,
+    onEvent?: (r: Reply) => void,
+  ): Promise<EngineCompletion> {
+    const call = this.rpc.call<EngineCompletion>(body, (ev) => {
+      this.deviceLost(ev);
+      if (ev.kind === "prefill") r.onPrefill?.(ev.done, ev.total);
+      onEvent?.(ev);
+    });
     const abort = () => this.rpc.send({ op: "abort", target: call.id });
     if (r.signal?.aborted) abort();
     r.signal?.addEventListener("abort", abort, { once: true });
     call.done.finally(() => r.signal?.removeEventListener("abort", abort)).catch(() => {});
     return call.done;
+  }
+
+  private start(r: ChatCompletionRequest, onEvent?: (r: Reply) => void) {
+    return this.generate(
+      { op: "chat", messages: r.messages, options: engineOptions(r, this.prefillChunk) },
+      r,
+      onEvent,
+    );
   }
 
   private async complete(r: ChatCompletionRequest): Promise<ChatCompletion> {
@@ -242,15 +253,13 @@ export class Engine {
     prompt: string,
     options: Omit<ChatCompletionRequest, "messages" | "stream"> & { onToken?: (text: string) => void } = {},
   ): Promise<{ text: string; finish_reason: FinishReason; usage: Usage; tokens: number[] }> {
-    const call = this.rpc.call<EngineCompletion>(
+    const c = await this.generate(
       { op: "complete", prompt, options: engineOptions({ messages: [], ...options }, this.prefillChunk) },
+      options,
       (ev) => {
-        this.deviceLost(ev);
         if (ev.kind === "token") options.onToken?.(ev.text);
       },
     );
-    options.signal?.addEventListener("abort", () => this.rpc.send({ op: "abort", target: call.id }), { once: true });
-    const c = await call.done;
     return { text: c.text, finish_reason: FINISH[c.finish_reason], usage: usageOf(c.usage), tokens: c.tokens };
   }
 

@@ -150,28 +150,17 @@ interface AdapterLike {
   isFallbackAdapter?: boolean;
 }
 
-/** The adapter as people know it ("SwiftShader", "Apple M2", "nvidia ampere"). */
-async function adapterName(): Promise<string> {
+/** The browser's WebGPU adapter, if any: whether it is software (SwiftShader) and its
+ * name as people know it ("SwiftShader", "Apple M2", "nvidia ampere"). */
+async function findAdapter(): Promise<{ software: boolean; name: string } | null> {
   const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
-  const info = (await gpu?.requestAdapter().catch(() => null))?.info;
-  const name = info?.description || [info?.vendor, info?.architecture].filter(Boolean).join(" ");
-  return name || "GPU";
-}
-
-/** Whether this browser offers a WebGPU adapter (the self-test comes later). For
- * `auto`, a software adapter (SwiftShader) does not count: WASM is faster than a GPU
- * emulated on the CPU. */
-async function hasAdapter(hardwareOnly: boolean): Promise<boolean> {
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
-  if (!gpu) return false;
-  try {
-    const a = await gpu.requestAdapter();
-    if (!a) return false;
-    const software = a.info?.isFallbackAdapter || a.isFallbackAdapter || a.info?.architecture === "swiftshader";
-    return !(hardwareOnly && software);
-  } catch {
-    return false;
-  }
+  const a = await gpu?.requestAdapter().catch(() => null);
+  if (!a) return null;
+  const info = a.info;
+  return {
+    software: !!(info?.isFallbackAdapter || a.isFallbackAdapter || info?.architecture === "swiftshader"),
+    name: info?.description || [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "GPU",
+  };
 }
 
 async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
@@ -180,9 +169,12 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   engine = null;
   gpuActive = false;
   let gpuError: LoadResult["gpuError"];
+  // For `auto`, a software adapter does not count: WASM is faster than a GPU emulated
+  // on the CPU.
+  const adapter = req.device === "wasm" ? null : await findAdapter();
   const wantGpu =
-    req.device === "webgpu" || (req.device === "auto" && req.wasmVariant === "auto" && (await hasAdapter(true)));
-  if (req.device === "webgpu" && !(await hasAdapter(false))) {
+    req.device === "webgpu" || (req.device === "auto" && req.wasmVariant === "auto" && !!adapter && !adapter.software);
+  if (req.device === "webgpu" && !adapter) {
     throw new BitnetError("unsupported-device", "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'");
   }
   const variant = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant);
@@ -210,29 +202,28 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         onProgress: (progress) => post({ id: req.id, kind: "progress", progress }),
       },
     );
-    post({
-      id: req.id,
-      kind: "progress",
-      progress: { phase: "parse", loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
-    });
+    // After the last byte: building the model, then done.
+    const finalPhase = (phase: "parse" | "ready") =>
+      post({
+        id: req.id,
+        kind: "progress",
+        progress: { phase, loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
+      });
+    finalPhase("parse");
     const info = e!.finish();
     engine = e;
     e = null;
     if (wantGpu) {
       try {
         await (engine as unknown as GpuEngine).useGpu();
-        backend = `webgpu (${await adapterName()})`;
+        backend = `webgpu (${adapter?.name ?? "GPU"})`;
         gpuActive = true;
       } catch (err) {
         if (req.device === "webgpu") throw err;
         gpuError = toPlain(err);
       }
     }
-    post({
-      id: req.id,
-      kind: "progress",
-      progress: { phase: "ready", loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
-    });
+    finalPhase("ready");
     return {
       info,
       source: streamed.source,
