@@ -76,8 +76,11 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   await expect(page.locator("#model-panel")).toBeHidden();
   await expect(page.locator("#model-chip-text")).toContainText("tiny-b158-I2_S.gguf");
 
-  // Streamed tokens: the reply grows in place before it is finished.
-  await setSettings(page, { max_tokens: "200" });
+  // Streamed tokens: the reply grows in place before it is finished. The tiny model writes
+  // 200 tokens in four to seven frames here, so the reply is long (600 tokens, about twenty
+  // re-renders), with a fixed seed whose reply runs to the end: with a random one, about
+  // one reply in six from this nonsense model ends early (loop guard or end of turn).
+  await setSettings(page, { max_tokens: "600", seed: "12" });
   const input = page.locator("#composer-input");
   await input.fill("Write a haiku about ternary weights.");
   const sizes: number[] = [];
@@ -101,7 +104,7 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   sizes.push(...(await watcher));
   expect(new Set(sizes.filter((n) => n > 0)).size).toBeGreaterThan(3);
   const reply = page.locator("#messages .msg-assistant").last();
-  await expect(reply.locator(".msg-meta")).toContainText(/\d+ tokens · \d+(\.\d+)? tok\/s/);
+  await expect(reply.locator(".msg-meta")).toContainText(/600 tokens · \d+(\.\d+)? tok\/s/);
   await expect(page.locator("#engine-stats")).toContainText(/Memory \d.* context \d+ of 2048 tokens/);
   await expect(page.locator("#messages .msg-user .msg-body")).toHaveText(["Write a haiku about ternary weights."]);
   await screenshot(page, "chatting");
