@@ -44,14 +44,42 @@ impl Kernels for Simd128 {
                 v
             })
             .collect();
-        for (i, r) in rows.enumerate() {
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        let qs: Vec<&[i16]> = q16.iter().map(Vec::as_slice).collect();
+        #[cfg(target_feature = "relaxed-simd")]
+        let qs: Vec<&[i8]> = (0..n_tok).map(|t| a.token(t)).collect();
+        let first = rows.start;
+        let mut put = |r: usize, t: usize, dot: i32| {
+            out[(r - first) * n_tok + t] = (dot - a.sum[t]) as f32 * scale * a.inv_scale[t];
+        };
+        if n_tok == 1 {
+            // One token: rows go two at a time, for two independent dependency chains
+            // and one activation load serving both rows.
+            let q = [qs[0]];
+            let mut r = rows.start;
+            while r + 1 < rows.end {
+                let [[d0], [d1]] = code_dot_tile(w.row_codes(r), w.row_codes(r + 1), q);
+                put(r, 0, d0);
+                put(r + 1, 0, d1);
+                r += 2;
+            }
+            if r < rows.end {
+                put(r, 0, code_dot_tile(w.row_codes(r), &[], q)[0][0]);
+            }
+            return;
+        }
+        // A prompt: tokens go two at a time, each code vector cut out once serving both.
+        for r in rows {
             let codes = w.row_codes(r);
-            for t in 0..n_tok {
-                #[cfg(target_feature = "relaxed-simd")]
-                let dot = code_dot(codes, a.token(t));
-                #[cfg(not(target_feature = "relaxed-simd"))]
-                let dot = code_dot16(codes, &q16[t]);
-                out[i * n_tok + t] = (dot - a.sum[t]) as f32 * scale * a.inv_scale[t];
+            let mut t = 0;
+            while t + 1 < n_tok {
+                let [[d0, d1], _] = code_dot_tile(codes, &[], [qs[t], qs[t + 1]]);
+                put(r, t, d0);
+                put(r, t + 1, d1);
+                t += 2;
+            }
+            if t < n_tok {
+                put(r, t, code_dot_tile(codes, &[], [qs[t]])[0][0]);
             }
         }
     }
@@ -127,94 +155,131 @@ fn load(p: &[u8], at: usize) -> v128 {
     unsafe { v128_load(p.as_ptr().add(at).cast()) }
 }
 
-#[cfg(target_feature = "relaxed-simd")]
+/// Loads 16 bytes of `T`s at element `at`.
 #[inline(always)]
-fn load_i8(p: &[i8], at: usize) -> v128 {
-    debug_assert!(at + 16 <= p.len());
-    // SAFETY: as in `load`.
+fn load_at<T>(p: &[T], at: usize) -> v128 {
+    debug_assert!((at * size_of::<T>()) + 16 <= size_of_val(p));
+    // SAFETY: callers keep the 16 bytes inside `p`; v128_load needs no alignment.
     unsafe { v128_load(p.as_ptr().add(at).cast()) }
 }
 
-/// Σ code·q over a row of I2_S-layout codes (relaxed build).
-///
-/// Fields come out of each byte with a 16-bit shift and a byte mask (a byte shift
-/// does not exist on x86 and costs V8 three instructions); `i16x8.relaxed_dot`
-/// (`pmaddubsw`) adds code·q pairs into 16-bit lanes, widened once per block.
-#[cfg(target_feature = "relaxed-simd")]
-fn code_dot(codes: &[u8], q: &[i8]) -> i32 {
-    let mask = u8x16_splat(3);
-    let mut acc = i32x4_splat(0);
-    for (b, blk) in codes.chunks_exact(i2s::BLOCK_BYTES).enumerate() {
-        let qb = &q[b * 128..b * 128 + 128];
-        let halves = [load(blk, 0), load(blk, 16)];
-        // |lane| ≤ 8 × (2 · 2 · 128) per block: fits i16.
-        let mut acc16 = i16x8_splat(0);
-        for (g, shift) in [6u32, 4, 2, 0].into_iter().enumerate() {
-            for (h, w) in halves.iter().enumerate() {
-                let c = v128_and(u16x8_shr(*w, shift), mask);
-                let qv = load_i8(qb, 32 * g + 16 * h);
-                acc16 = i16x8_add(acc16, i16x8_relaxed_dot_i8x16_i7x16(qv, c));
-            }
-        }
-        acc = i32x4_add(acc, i32x4_extadd_pairwise_i16x8(acc16));
-    }
-    hsum_i32(acc)
+/// Vector constants kept in registers across a loop. V8 does not hoist a `v128.const`
+/// out of a loop and rebuilds it from immediates each time it is used (about four
+/// instructions); a value LLVM cannot see through stays in a local instead.
+#[inline(always)]
+fn loop_constants<const N: usize>(v: [v128; N]) -> [v128; N] {
+    core::hint::black_box(v)
 }
 
-/// The activations of one token as i16, in the order [`code_dot16`] reads them:
-/// per 128-column block, per 16-byte half `h` and per shift `s` of a 16-bit lane
-/// `k`, the column whose code sits at bits `s..s+2` of that lane.
+/// Σ code·q for one or two rows (`row1` empty for one) and `N` tokens over I2_S-layout
+/// codes (relaxed build): `[row][token]`.
+///
+/// Byte `j` of a 32-byte block holds the codes of columns `j` (bits 6-7), `32 + j`,
+/// `64 + j` and `96 + j` (bits 0-1). Three of the four fields are only masked, not
+/// shifted, so they come out multiplied by 1, 4 and 16; they have their own
+/// accumulators, shifted back at the end (exact: every term is a multiple of the
+/// scale). Codes × 16 ≤ 32 still fit the 7-bit operand of
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` (`vpdpbusd` where the CPU has VNNI), so every
+/// platform gives the same sums. Four accumulators per dot product keep each
+/// dependency chain to two multiply-adds per block.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn code_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> [[i32; N]; 2] {
+    let two = !row1.is_empty();
+    let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    let [m1, m4, m16] = loop_constants([u8x16_splat(0x03), u8x16_splat(0x0c), u8x16_splat(0x30)]);
+    for b in 0..row0.len() / i2s::BLOCK_BYTES {
+        for h in 0..2 {
+            let at = b * 128 + 16 * h;
+            let qv: [[v128; 4]; N] =
+                core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)));
+            for (r, codes) in [row0, row1].into_iter().enumerate() {
+                if r == 1 && !two {
+                    break;
+                }
+                let w = load(codes, b * i2s::BLOCK_BYTES + 16 * h);
+                let g0 = v128_and(u16x8_shr(w, 6), m1);
+                let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
+                for t in 0..N {
+                    let (a, x) = (&mut acc[r][t], &qv[t]);
+                    a[0] = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], g0, a[0]);
+                    a[1] = i32x4_relaxed_dot_i8x16_i7x16_add(x[1], g1, a[1]);
+                    a[2] = i32x4_relaxed_dot_i8x16_i7x16_add(x[2], g2, a[2]);
+                    a[3] = i32x4_relaxed_dot_i8x16_i7x16_add(x[3], g3, a[3]);
+                }
+            }
+        }
+    }
+    acc.map(|row| {
+        row.map(|[a0, a16, a4, a1]| {
+            let a = i32x4_add(
+                i32x4_add(a0, a1),
+                i32x4_add(i32x4_shr(a4, 2), i32x4_shr(a16, 4)),
+            );
+            hsum_i32(a)
+        })
+    })
+}
+
+/// The activations of one token as i16, in the order [`code_dot_n`] reads them:
+/// per 128-column block, per 16-byte half `h`, per shift `s` of the lane and per
+/// mask `m`, the eight columns whose codes land in bits `m` after shifting by `s`.
 #[cfg(not(target_feature = "relaxed-simd"))]
 fn permute_i16(q: &[i8], out: &mut Vec<i16>) {
     out.clear();
     for qb in q.chunks_exact(128) {
         for h in 0..2 {
-            for s in LANE_SHIFTS {
-                // Bits 8.. of the lane are the odd byte; within a byte, bits 6-7
-                // are group 0 (columns 0..32), bits 0-1 group 3.
-                let (odd, g) = (s / 8, 3 - (s % 8) / 2);
-                out.extend((0..8).map(|k| qb[32 * g + 16 * h + 2 * k + odd] as i16));
+            for s in [0, 4, 8, 12] {
+                for m in [0, 2] {
+                    // Bit b of the lane: byte b / 8; bits 6-7 of a byte are group 0
+                    // (columns 0..32), bits 0-1 group 3.
+                    let b = s + m;
+                    let (odd, g) = (b / 8, 3 - (b % 8) / 2);
+                    out.extend((0..8).map(|i| qb[32 * g + 16 * h + 2 * i + odd] as i16));
+                }
             }
         }
     }
 }
 
+/// Σ code·q for one or two rows (`row1` empty for one) and `N` tokens over I2_S-layout
+/// codes (plain SIMD128): `[row][token]`.
+///
+/// A 16-bit lane holds eight codes. Shifting it by 0, 4, 8 and 12 bits and masking
+/// bits 0-1 and 2-3 cuts out all eight with three shifts and eight ANDs; the codes
+/// under the second mask come out multiplied by 4, so they have their own
+/// accumulator, shifted back at the end (exact: every term is a multiple of 4).
+/// `i32x4.dot_i16x8` (`pmaddwd`) multiplies with the activations, widened and
+/// permuted to match by [`permute_i16`]. (Four masks and one shift, tried too, are
+/// slower: V8 then runs out of registers and spills.)
 #[cfg(not(target_feature = "relaxed-simd"))]
-const LANE_SHIFTS: [usize; 8] = [0, 2, 4, 6, 8, 10, 12, 14];
-
-/// Σ code·q over a row of I2_S-layout codes (plain SIMD128): each 16-bit lane holds
-/// eight codes, taken out with a shift and a mask and multiplied with
-/// `i32x4.dot_i16x8` (`pmaddwd`) against activations permuted to match, so no
-/// widening of the codes is needed.
-#[cfg(not(target_feature = "relaxed-simd"))]
-fn code_dot16(codes: &[u8], q16: &[i16]) -> i32 {
-    let mask = u16x8_splat(3);
-    let mut acc = [i32x4_splat(0), i32x4_splat(0)];
-    for (b, blk) in codes.chunks_exact(i2s::BLOCK_BYTES).enumerate() {
-        let qb = &q16[b * 128..b * 128 + 128];
+#[inline(always)]
+fn code_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], q16: [&[i16]; N]) -> [[i32; N]; 2] {
+    let two = !row1.is_empty();
+    let mut acc = [[[i32x4_splat(0); 2]; N]; 2];
+    let [m1, m4] = loop_constants([u16x8_splat(0x3), u16x8_splat(0xc)]);
+    for b in 0..row0.len() / i2s::BLOCK_BYTES {
         for h in 0..2 {
-            let w = load(blk, 16 * h);
-            let ld = |i: usize| {
-                debug_assert!(64 * h + 8 * i + 8 <= qb.len());
-                // SAFETY: 64h + 8i + 8 <= 128 = qb.len().
-                unsafe { v128_load(qb.as_ptr().add(64 * h + 8 * i).cast()) }
-            };
-            let parts = [
-                v128_and(w, mask),
-                v128_and(u16x8_shr(w, 2), mask),
-                v128_and(u16x8_shr(w, 4), mask),
-                v128_and(u16x8_shr(w, 6), mask),
-                v128_and(u16x8_shr(w, 8), mask),
-                v128_and(u16x8_shr(w, 10), mask),
-                v128_and(u16x8_shr(w, 12), mask),
-                u16x8_shr(w, 14),
-            ];
-            for (i, c) in parts.into_iter().enumerate() {
-                acc[i & 1] = i32x4_add(acc[i & 1], i32x4_dot_i16x8(c, ld(i)));
+            for j in 0..4 {
+                let at = b * 128 + 64 * h + 16 * j;
+                let qv: [[v128; 2]; N] =
+                    core::array::from_fn(|t| [load_at(q16[t], at), load_at(q16[t], at + 8)]);
+                for (r, codes) in [row0, row1].into_iter().enumerate() {
+                    if r == 1 && !two {
+                        break;
+                    }
+                    let w = u16x8_shr(load(codes, b * i2s::BLOCK_BYTES + 16 * h), 4 * j as u32);
+                    let (c1, c4) = (v128_and(w, m1), v128_and(w, m4));
+                    for t in 0..N {
+                        let a = &mut acc[r][t];
+                        a[0] = i32x4_add(a[0], i32x4_dot_i16x8(c1, qv[t][0]));
+                        a[1] = i32x4_add(a[1], i32x4_dot_i16x8(c4, qv[t][1]));
+                    }
+                }
             }
         }
     }
-    hsum_i32(i32x4_add(acc[0], acc[1]))
+    acc.map(|row| row.map(|[a1, a4]| hsum_i32(i32x4_add(a1, i32x4_shr(a4, 2)))))
 }
 
 #[inline(always)]
