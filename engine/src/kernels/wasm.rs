@@ -85,36 +85,41 @@ impl Kernels for Simd128 {
     }
 
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
-        let (n_tok, cols) = (a.n_tok, a.cols);
-        let body = cols / 16 * 16;
-        // Activations widened once per call: each row then costs two sign extensions
-        // and two `i32x4.dot_i16x8` (`pmaddwd`) per 16 weights.
-        let q16: Vec<Vec<i16>> = (0..n_tok)
-            .map(|t| a.token(t).iter().map(|&v| v as i16).collect())
-            .collect();
-        for (i, r) in rows.enumerate() {
-            let wr = w.row_bytes(r);
-            for t in 0..n_tok {
-                let (x, x16) = (a.token(t), &q16[t]);
-                let mut acc = [i32x4_splat(0), i32x4_splat(0)];
-                for j in (0..body).step_by(16) {
-                    let wv = load(wr, j);
-                    // SAFETY: j + 16 <= body <= cols = x16.len().
-                    let (x0, x1) = unsafe {
-                        (
-                            v128_load(x16.as_ptr().add(j).cast()),
-                            v128_load(x16.as_ptr().add(j + 8).cast()),
-                        )
-                    };
-                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(i16x8_extend_low_i8x16(wv), x0));
-                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(i16x8_extend_high_i8x16(wv), x1));
-                }
-                let mut dot = hsum_i32(i32x4_add(acc[0], acc[1]));
-                for c in body..cols {
-                    dot += wr[c] as i8 as i32 * x[c] as i32;
-                }
-                out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+        let n_tok = a.n_tok;
+        let acts: Vec<Int8Acts> = (0..n_tok).map(|t| Int8Acts::new(a.token(t))).collect();
+        let first = rows.start;
+        let mut put = |r: usize, t: usize, dot: i32| {
+            out[(r - first) * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+        };
+        // Rows two at a time (one activation load serves both), tokens two at a time
+        // (one weight load serves both).
+        let mut r = rows.start;
+        while r < rows.end {
+            let pair = r + 1 < rows.end;
+            let w0 = w.row_bytes(r);
+            let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
+            let mut t = 0;
+            while t < n_tok {
+                let n = if t + 1 < n_tok {
+                    let [[d00, d01], [d10, d11]] = int8_dot_tile(w0, w1, [&acts[t], &acts[t + 1]]);
+                    put(r, t, d00);
+                    put(r, t + 1, d01);
+                    if pair {
+                        put(r + 1, t, d10);
+                        put(r + 1, t + 1, d11);
+                    }
+                    2
+                } else {
+                    let [[d0], [d1]] = int8_dot_tile(w0, w1, [&acts[t]]);
+                    put(r, t, d0);
+                    if pair {
+                        put(r + 1, t, d1);
+                    }
+                    1
+                };
+                t += n;
             }
+            r += if pair { 2 } else { 1 };
         }
     }
 
@@ -280,6 +285,111 @@ fn code_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], q16: [&[i16]; N]) -> 
         }
     }
     acc.map(|row| row.map(|[a1, a4]| hsum_i32(i32x4_add(a1, i32x4_shr(a4, 2)))))
+}
+
+/// One token's int8 activations, prepared for [`int8_dot_tile`].
+struct Int8Acts<'a> {
+    q: &'a [i8],
+    /// Plain build: widened to i16 for `i32x4.dot_i16x8`.
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    wide: Vec<i16>,
+    /// Relaxed build: max(q, 0) and max(−q, 0), both 7-bit, so a signed weight can
+    /// take the other operand of `i32x4.relaxed_dot_i8x16_i7x16_add` (q ≥ −127).
+    #[cfg(target_feature = "relaxed-simd")]
+    pos: Vec<i8>,
+    #[cfg(target_feature = "relaxed-simd")]
+    neg: Vec<i8>,
+}
+
+impl<'a> Int8Acts<'a> {
+    fn new(q: &'a [i8]) -> Self {
+        Int8Acts {
+            q,
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            wide: q.iter().map(|&v| v as i16).collect(),
+            #[cfg(target_feature = "relaxed-simd")]
+            pos: q.iter().map(|&v| v.max(0)).collect(),
+            #[cfg(target_feature = "relaxed-simd")]
+            neg: q.iter().map(|&v| v.saturating_neg().max(0)).collect(),
+        }
+    }
+}
+
+/// Σ w·q for one or two rows of int8 weights (`row1` empty for one) and `N` tokens:
+/// `[row][token]`. Plain build: weights sign-extended as they load
+/// (`i16x8.load8x8_s`), `i32x4.dot_i16x8` against the widened activations. Relaxed
+/// build: two `vpdpbusd`-able dot products per 16 weights (against the positive and
+/// the negative part of q), in two interleaved sets of accumulators so that no
+/// dependency chain waits on the one before.
+#[inline(always)]
+fn int8_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], x: [&Int8Acts; N]) -> [[i32; N]; 2] {
+    let cols = row0.len();
+    let two = !row1.is_empty();
+    let rows = [row0, row1];
+    let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    let mut chunk = |j: usize, set: usize| {
+        #[cfg(target_feature = "relaxed-simd")]
+        let xv: [[v128; 2]; N] =
+            core::array::from_fn(|t| [load_at(&x[t].pos, j), load_at(&x[t].neg, j)]);
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        let xv: [[v128; 2]; N] =
+            core::array::from_fn(|t| [load_at(&x[t].wide, j), load_at(&x[t].wide, j + 8)]);
+        for r in 0..2 {
+            if r == 1 && !two {
+                break;
+            }
+            #[cfg(target_feature = "relaxed-simd")]
+            {
+                let wv = load(rows[r], j);
+                for t in 0..N {
+                    let a = &mut acc[r][t];
+                    a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][0], a[set]);
+                    a[set + 1] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][1], a[set + 1]);
+                }
+            }
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            {
+                // SAFETY: j + 16 <= cols = the row's length.
+                let (w_lo, w_hi) = unsafe {
+                    let p = rows[r].as_ptr().add(j);
+                    (
+                        i16x8_load_extend_i8x8(p.cast()),
+                        i16x8_load_extend_i8x8(p.add(8).cast()),
+                    )
+                };
+                for t in 0..N {
+                    let a = &mut acc[r][t];
+                    a[set] = i32x4_add(a[set], i32x4_dot_i16x8(w_lo, xv[t][0]));
+                    a[set + 1] = i32x4_add(a[set + 1], i32x4_dot_i16x8(w_hi, xv[t][1]));
+                }
+            }
+        }
+    };
+    let mut j = 0;
+    while j + 32 <= cols {
+        chunk(j, 0);
+        chunk(j + 16, 2);
+        j += 32;
+    }
+    if j + 16 <= cols {
+        chunk(j, 0);
+        j += 16;
+    }
+    let mut dots = [[0i32; N]; 2];
+    for r in 0..if two { 2 } else { 1 } {
+        for t in 0..N {
+            let [a0, a1, a2, a3] = acc[r][t];
+            #[cfg(target_feature = "relaxed-simd")]
+            let v = i32x4_sub(i32x4_add(a0, a2), i32x4_add(a1, a3));
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            let v = i32x4_add(i32x4_add(a0, a1), i32x4_add(a2, a3));
+            let tail: i32 = (j..cols)
+                .map(|c| rows[r][c] as i8 as i32 * x[t].q[c] as i32)
+                .sum();
+            dots[r][t] = hsum_i32(v) + tail;
+        }
+    }
+    dots
 }
 
 #[inline(always)]
