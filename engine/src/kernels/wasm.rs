@@ -140,15 +140,28 @@ impl Kernels for Simd128 {
         let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scaled: Option<Vec<f32>> =
             (max < 32768.0).then(|| x.iter().map(|v| v * TWO_POW_112).collect());
-        for (i, r) in rows.enumerate() {
-            let wb = w.row_bytes(r);
+        let first = rows.start;
+        let mut r = rows.start;
+        // Rows two at a time: one activation load serves both.
+        while r < rows.end {
+            let pair = r + 1 < rows.end;
+            let w0 = w.row_bytes(r);
+            let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
             for t in 0..n_tok {
                 let xt = &x[t * cols..(t + 1) * cols];
-                out[i * n_tok + t] = match &scaled {
-                    Some(xs) => dot_f16(wb, &xs[t * cols..(t + 1) * cols], xt),
-                    None => dot_f16_exact(wb, xt),
+                let dots = match &scaled {
+                    Some(xs) => dot_f16_pair(w0, w1, &xs[t * cols..(t + 1) * cols], xt),
+                    None => [
+                        dot_f16_exact(w0, xt),
+                        if pair { dot_f16_exact(w1, xt) } else { 0.0 },
+                    ],
                 };
+                out[(r - first) * n_tok + t] = dots[0];
+                if pair {
+                    out[(r + 1 - first) * n_tok + t] = dots[1];
+                }
             }
+            r += if pair { 2 } else { 1 };
         }
     }
 }
@@ -424,10 +437,9 @@ const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);
 /// sign-extending the 16 bits puts the sign in bit 31, and a shift puts exponent and
 /// mantissa where f32 keeps them; the exponent is then 112 short, which for
 /// subnormals too is exactly a factor 2^-112. Infinities and NaNs come out wrong,
-/// so callers check for them separately.
+/// so callers check for them separately. `keep` is `u32x4_splat(0x8fff_e000)`.
 #[inline(always)]
-fn f16x8_to_f32_scaled(h: v128) -> (v128, v128) {
-    let keep = u32x4_splat(0x8fff_e000);
+fn f16x8_to_f32_scaled(h: v128, keep: v128) -> (v128, v128) {
     (
         v128_and(i32x4_shl(i32x4_extend_low_i16x8(h), 13), keep),
         v128_and(i32x4_shl(i32x4_extend_high_i16x8(h), 13), keep),
@@ -446,43 +458,48 @@ fn madd(a: v128, b: v128, c: v128) -> v128 {
     }
 }
 
-/// A row of f16 weights · x, given `xs` = x · 2^112. The fast conversion runs first;
-/// a row holding an infinity or NaN (seen by a running max of the magnitudes) is
-/// redone exactly.
-fn dot_f16(w: &[u8], xs: &[f32], x: &[f32]) -> f32 {
+/// One or two rows (`w1` empty for one) of f16 weights · x, given `xs` = x · 2^112.
+/// The fast conversion runs first; a row holding an infinity or NaN (seen by a
+/// running max of the magnitudes) is redone exactly.
+fn dot_f16_pair(w0: &[u8], w1: &[u8], xs: &[f32], x: &[f32]) -> [f32; 2] {
     let n = x.len();
-    let body = n / 16 * 16;
-    let mut acc = [f32x4_splat(0.0); 4];
-    let mut mag_max = u16x8_splat(0);
-    let abs = u16x8_splat(0x7fff);
-    for i in (0..body).step_by(16) {
-        for k in 0..2 {
-            let h = load(w, (i + 8 * k) * 2);
-            mag_max = u16x8_max(mag_max, v128_and(h, abs));
-            let (lo, hi) = f16x8_to_f32_scaled(h);
-            // SAFETY: i + 8k + 8 <= body <= n = xs.len().
-            let (x0, x1) = unsafe {
-                (
-                    v128_load(xs.as_ptr().add(i + 8 * k).cast()),
-                    v128_load(xs.as_ptr().add(i + 8 * k + 4).cast()),
-                )
-            };
-            acc[2 * k] = madd(lo, x0, acc[2 * k]);
-            acc[2 * k + 1] = madd(hi, x1, acc[2 * k + 1]);
+    let body = n / 8 * 8;
+    let rows = [w0, w1];
+    let two = !w1.is_empty();
+    let mut acc = [[f32x4_splat(0.0); 2]; 2];
+    let mut mag_max = [u16x8_splat(0); 2];
+    let [abs, keep] = loop_constants([u16x8_splat(0x7fff), u32x4_splat(0x8fff_e000)]);
+    for i in (0..body).step_by(8) {
+        let xv = [load_at(xs, i), load_at(xs, i + 4)];
+        for r in 0..2 {
+            if r == 1 && !two {
+                break;
+            }
+            let h = load(rows[r], i * 2);
+            mag_max[r] = u16x8_max(mag_max[r], v128_and(h, abs));
+            let (lo, hi) = f16x8_to_f32_scaled(h, keep);
+            acc[r][0] = madd(lo, xv[0], acc[r][0]);
+            acc[r][1] = madd(hi, xv[1], acc[r][1]);
         }
     }
-    if u16x8_all_true(u16x8_lt(mag_max, u16x8_splat(0x7c00))) {
-        let s = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
-        let mut sum = f32x4_extract_lane::<0>(s)
-            + f32x4_extract_lane::<1>(s)
-            + f32x4_extract_lane::<2>(s)
-            + f32x4_extract_lane::<3>(s);
-        for i in body..n {
-            sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
-        }
-        return sum;
+    let mut dots = [0f32; 2];
+    for r in 0..if two { 2 } else { 1 } {
+        let w = rows[r];
+        dots[r] = if u16x8_all_true(u16x8_lt(mag_max[r], u16x8_splat(0x7c00))) {
+            let s = f32x4_add(acc[r][0], acc[r][1]);
+            let mut sum = f32x4_extract_lane::<0>(s)
+                + f32x4_extract_lane::<1>(s)
+                + f32x4_extract_lane::<2>(s)
+                + f32x4_extract_lane::<3>(s);
+            for i in body..n {
+                sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
+            }
+            sum
+        } else {
+            dot_f16_exact(w, x)
+        };
     }
-    dot_f16_exact(w, x)
+    dots
 }
 
 fn dot_f16_exact(w: &[u8], x: &[f32]) -> f32 {
