@@ -1,5 +1,5 @@
 // npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3]
-// Runs each model under Node with the scalar, SIMD128 and relaxed-SIMD wasm builds and
+// Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
 // 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
 import { execFileSync } from 'node:child_process';
@@ -37,10 +37,12 @@ if (models.length === 0) {
   }
 }
 
-// Node 20's V8 has only a pre-standard relaxed SIMD (other dot-product results, behind a
-// flag): run the relaxed build on a Node 22 from the npm registry instead.
-const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
-const relaxedNode = WebAssembly.validate(RELAXED_PROBE) ? [process.execPath] : ['npx', '--yes', 'node@22'];
+// Every wasm build runs on one V8, and a recent one: Node 20's V8 (11.3) has only a
+// pre-standard relaxed SIMD (other dot-product results), and V8 before 13.6 (Node 24)
+// turns the relaxed dot product into three instructions where current browsers emit one
+// VNNI `vpdpbusd`. On an older Node, a Node 24 from the npm registry runs them.
+const [v8Major, v8Minor] = process.versions.v8.split('.').map(Number);
+const wasmNode = v8Major * 100 + v8Minor >= 1306 ? [process.execPath] : ['npx', '--yes', 'node@24'];
 
 for (const model of models) {
   for (const head of heads) for (const v of variants) {
@@ -53,7 +55,7 @@ for (const model of models) {
       const variant = v.replace('wasm-', '');
       const [p, g, n] = variant === 'scalar' ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
       // A fresh process per variant: wasm memory is never returned to the OS.
-      const [cmd, ...pre] = variant === 'relaxed' ? relaxedNode : [process.execPath];
+      const [cmd, ...pre] = wasmNode;
       const out = execFileSync(cmd, [...pre, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n), head], { maxBuffer: 1 << 20 });
       line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
     }
