@@ -2,10 +2,31 @@
 //   node scripts/bench-wasm.mjs <scalar|simd128|relaxed> FILE.gguf PROMPT GEN RUNS
 import { openSync, readSync, fstatSync, readFileSync, closeSync } from 'node:fs';
 
-const [variant, model, p, g, runs, head = 'file'] = process.argv.slice(2);
+//   [HEAD file|int8] [THREADS, for the *-threads builds]
+import { Worker } from 'node:worker_threads';
+
+const [variant, model, p, g, runs, head = 'file', threadArg = '1'] = process.argv.slice(2);
+const threads = Number(threadArg);
 const dir = new URL(`../dist/wasm/${variant}/`, import.meta.url);
-const wasm = await import(new URL('bitnet_web.js', dir));
-wasm.initSync({ module: readFileSync(new URL('bitnet_web_bg.wasm', dir)) });
+const glueUrl = new URL('bitnet_web.js', dir);
+const wasm = await import(glueUrl);
+const module = new WebAssembly.Module(readFileSync(new URL('bitnet_web_bg.wasm', dir)));
+const { memory } = wasm.initSync({ module });
+if (threads > 1) {
+  // The pool's threads: workers on the same module and shared memory (as the browser
+  // package's pool workers are).
+  await Promise.all(
+    Array.from({ length: threads }, () => {
+      const w = new Worker(new URL('bench-pool-thread.mjs', import.meta.url), { workerData: { glue: glueUrl.href, module, memory } });
+      w.unref();
+      return new Promise((ok, fail) => {
+        w.once('message', ok);
+        w.once('error', fail);
+      });
+    }),
+  );
+  wasm.buildThreadPool(threads);
+}
 
 try {
   wasm.kernelSelfTest();
@@ -29,7 +50,7 @@ const results = [];
 for (let i = 0; i < Number(runs); i++) results.push(engine.benchmark(Number(p), Number(g)));
 const median = (k) => results.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(results.length / 2)];
 console.log(JSON.stringify({
-  threads: 1,
+  threads,
   prefill_tps: median('prefill_tps'),
   decode_tps: median('decode_tps'),
   kernels: info.kernels,

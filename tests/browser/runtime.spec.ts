@@ -291,3 +291,52 @@ test("bad input gets typed errors and the engine stays usable", async ({ page })
   expect(r.contextFull.kind).toBe("context-full");
   expect(["stop", "length"]).toContain(r.after);
 });
+
+test("on a cross-origin-isolated page the engine runs on threads, with the one-thread build's tokens", async ({ page }) => {
+  const isolated = await startServer({ isolated: true });
+  try {
+    await openPage(page, isolated);
+    const r = await page.evaluate(
+      async ({ url, prompt }) => {
+        const { CreateEngine } = (window as any).bitnet;
+        const messages = [{ role: "user", content: prompt }];
+        const run = async (opts: object) => {
+          const engine = await CreateEngine({ model: url, cache: false, ...opts });
+          const reply = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+          const out = { backend: engine.load.backend, threads: engine.load.threads, text: reply.choices[0].message.content };
+          await engine.unload();
+          return out;
+        };
+        return {
+          isolated: crossOriginIsolated,
+          threaded: await run({ threads: 2 }),
+          relaxedThreads: await run({ threads: 3, wasmVariant: "relaxed-threads" }),
+          simdThreads: await run({ threads: 2, wasmVariant: "simd128-threads" }),
+          single: await run({ threads: 1 }),
+        };
+      },
+      { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT },
+    );
+    expect(r.isolated).toBe(true);
+    expect(r.threaded).toMatchObject({ backend: "wasm-relaxed-threads", threads: 2 });
+    expect(r.relaxedThreads).toMatchObject({ backend: "wasm-relaxed-threads", threads: 3 });
+    expect(r.simdThreads).toMatchObject({ backend: "wasm-simd128-threads", threads: 2 });
+    expect(r.single).toMatchObject({ backend: "wasm-relaxed", threads: 1 });
+    // Same greedy reply on every build and thread count.
+    for (const x of [r.threaded, r.relaxedThreads, r.simdThreads]) expect(x.text).toBe(r.single.text);
+    expect(r.single.text.length).toBeGreaterThan(0);
+  } finally {
+    await isolated.close();
+  }
+});
+
+test("without cross-origin isolation the engine falls back to one thread", async ({ page }) => {
+  const load = await page.evaluate(async (url) => {
+    const { CreateEngine } = (window as any).bitnet;
+    const engine = await CreateEngine({ model: url, cache: false, threads: 4 });
+    const l = engine.load;
+    await engine.unload();
+    return { backend: l.backend, threads: l.threads, isolated: crossOriginIsolated };
+  }, `${server.url}/models/${MODEL}`);
+  expect(load).toEqual({ backend: "wasm-relaxed", threads: 1, isolated: false });
+});

@@ -29,6 +29,11 @@ const TYPES: Record<string, string> = {
   ".webmanifest": "application/manifest+json",
 };
 
+export const ISOLATION = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "credentialless",
+};
+
 export interface RequestLog {
   path: string;
   range: string | null;
@@ -130,7 +135,9 @@ function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): P
   return new Promise((ok) => s.listen(0, "127.0.0.1", () => ok(s)));
 }
 
-export async function startServer(): Promise<TestServer> {
+/** `isolated`: pages and scripts come cross-origin isolated (COOP + COEP), as a host
+ * must serve them for the engine's threads. */
+export async function startServer(opts: { isolated?: boolean } = {}): Promise<TestServer> {
   const server: TestServer = { url: "", crossUrl: "", log: [], drops: new Map(), close: async () => {} };
   const handle = (cors: boolean) => (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
@@ -172,6 +179,7 @@ export async function startServer(): Promise<TestServer> {
         "Content-Length": st.size,
         // Cacheable, so a page reloaded offline finds its scripts in the HTTP cache.
         "Cache-Control": "max-age=600",
+        ...(opts.isolated ? ISOLATION : {}),
       });
       createReadStream(file).pipe(res);
     } catch {

@@ -19,6 +19,7 @@ use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "webgpu")]
 mod gpu;
+mod threads;
 
 /// wasm32 addresses 4 GiB; leave room for the KV cache, tokenizer and scratch.
 const MAX_MODEL_BYTES: u64 = (4 << 30) - (512 << 20);
@@ -100,6 +101,9 @@ struct EngineOptions {
     scalar: bool,
     /// "file" (default) or "int8": an int8 LM head built at load time (faster, smaller).
     head: Option<String>,
+    /// Threads for the matrix kernels (the `threads` build, after `buildThreadPool`):
+    /// default all of the pool's.
+    threads: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -314,7 +318,7 @@ impl Engine {
             } else {
                 KernelChoice::Auto
             },
-            threads: 1,
+            threads: self.opts.threads.unwrap_or_else(threads::available),
             n_ctx,
         }
     }

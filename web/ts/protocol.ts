@@ -1,6 +1,6 @@
 /** Messages between the page's `Engine` proxy and the worker that runs the engine. */
 import type { PlainError } from "./errors.js";
-import type { ChatMessage, LoadProgress, LoadResult, ModelPart } from "./types.js";
+import type { ChatMessage, LoadProgress, LoadResult, ModelPart, WasmVariant } from "./types.js";
 
 export interface LoadRequest {
   op: "load";
@@ -11,7 +11,8 @@ export interface LoadRequest {
   sha256: (string | undefined)[];
   rangeChunkBytes: number;
   retries: number;
-  wasmVariant: "auto" | "relaxed" | "simd128" | "scalar";
+  wasmVariant: WasmVariant;
+  threads: number;
   device: "auto" | "webgpu" | "wasm";
 }
 

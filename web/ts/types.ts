@@ -23,12 +23,20 @@ export interface CreateEngineOptions {
   rangeChunkBytes?: number;
   /** Retries of a dropped download before giving up (default 5). */
   retries?: number;
-  /** Which WebAssembly build to run (default: relaxed SIMD where it works, else SIMD128). */
-  wasmVariant?: "auto" | "relaxed" | "simd128" | "scalar";
+  /** Which WebAssembly build to run (default: relaxed SIMD where it works, else SIMD128;
+   * their `-threads` builds when `threads` > 1 and the page is cross-origin isolated). */
+  wasmVariant?: WasmVariant;
+  /** Threads for the CPU kernels (default: the device's cores, at most 8). More than one
+   * needs a cross-origin-isolated page (`Cross-Origin-Opener-Policy: same-origin` and
+   * `Cross-Origin-Embedder-Policy: credentialless` or `require-corp`); elsewhere the
+   * engine runs on one thread. */
+  threads?: number;
   /** Tokens per prefill step; smaller reacts faster to abort (default 32). */
   prefillChunk?: number;
   signal?: AbortSignal;
 }
+
+export type WasmVariant = "auto" | "relaxed" | "simd128" | "scalar" | "relaxed-threads" | "simd128-threads";
 
 export interface DeviceLostEvent {
   /** The backend that runs now (e.g. `wasm-simd128`). */
@@ -133,8 +141,11 @@ export interface LoadResult {
   info: ModelInfo;
   /** Where the bytes came from (the first part's source when parts differ). */
   source: "network" | "cache" | "file";
-  /** `webgpu (<adapter>, …)`, `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`. */
+  /** `webgpu (<adapter>, …)`, `wasm-relaxed`, `wasm-simd128`, `wasm-scalar`, or one of
+   * the first two with `-threads`. */
   backend: string;
+  /** Threads the CPU kernels run on (1 unless a `-threads` build runs). */
+  threads: number;
   /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
   gpuError?: { kind: ErrorKind; message: string };
   /** Set when the model loaded but could not be kept offline (e.g. the storage quota). */

@@ -4,7 +4,9 @@
  * every generation yields to the event loop between prefill chunks and tokens.
  */
 import * as relaxed from "../wasm/relaxed/bitnet_web.js";
+import * as relaxedThreads from "../wasm/relaxed-threads/bitnet_web.js";
 import * as simd128 from "../wasm/simd128/bitnet_web.js";
+import * as simd128Threads from "../wasm/simd128-threads/bitnet_web.js";
 import * as scalar from "../wasm/scalar/bitnet_web.js";
 import * as webgpu from "../wasm/webgpu/bitnet_web.js";
 import { streamModel } from "./download.js";
@@ -13,13 +15,22 @@ import type { EngineCompletion, LoadRequest, Reply, Request } from "./protocol.j
 import type { LoadResult } from "./types.js";
 
 type Glue = typeof simd128;
-type Variant = "relaxed" | "simd128" | "scalar" | "webgpu";
+type ThreadsGlue = typeof simd128Threads;
+type Variant = "relaxed" | "simd128" | "scalar" | "webgpu" | "relaxed-threads" | "simd128-threads";
 
 // The webgpu build has every method of the CPU builds plus the GPU ones.
 type GpuEngine = InstanceType<typeof webgpu.Engine>;
 
 const builds: Record<Variant, { glue: Glue; wasm: URL }> = {
   webgpu: { glue: webgpu as unknown as Glue, wasm: new URL("../wasm/webgpu/bitnet_web_bg.wasm", import.meta.url) },
+  "relaxed-threads": {
+    glue: relaxedThreads as unknown as Glue,
+    wasm: new URL("../wasm/relaxed-threads/bitnet_web_bg.wasm", import.meta.url),
+  },
+  "simd128-threads": {
+    glue: simd128Threads as unknown as Glue,
+    wasm: new URL("../wasm/simd128-threads/bitnet_web_bg.wasm", import.meta.url),
+  },
   relaxed: { glue: relaxed, wasm: new URL("../wasm/relaxed/bitnet_web_bg.wasm", import.meta.url) },
   simd128: { glue: simd128, wasm: new URL("../wasm/simd128/bitnet_web_bg.wasm", import.meta.url) },
   scalar: { glue: scalar, wasm: new URL("../wasm/scalar/bitnet_web_bg.wasm", import.meta.url) },
@@ -118,21 +129,28 @@ function live() {
   return engine;
 }
 
-async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu"): Promise<Variant> {
+async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu", threads: number): Promise<Variant> {
+  const relaxedOk = WebAssembly.validate(RELAXED_PROBE);
+  const simdOk = WebAssembly.validate(SIMD_PROBE);
+  // Threads need a shared memory, which browsers give only to cross-origin-isolated pages.
+  const threadsOk = threads > 1 && self.crossOriginIsolated === true;
   const candidates: Variant[] =
     wanted === "webgpu"
       ? ["webgpu"]
       : wanted === "auto"
       ? [
-          ...(WebAssembly.validate(RELAXED_PROBE) ? (["relaxed"] as const) : []),
-          ...(WebAssembly.validate(SIMD_PROBE) ? (["simd128"] as const) : []),
+          ...(threadsOk && relaxedOk ? (["relaxed-threads"] as const) : []),
+          ...(threadsOk && simdOk ? (["simd128-threads"] as const) : []),
+          ...(relaxedOk ? (["relaxed"] as const) : []),
+          ...(simdOk ? (["simd128"] as const) : []),
           "scalar",
         ]
       : [wanted];
   for (const v of candidates) {
     const b = builds[v];
     try {
-      await b.glue.default({ module_or_path: b.wasm });
+      if (v.endsWith("-threads")) await startThreads(v, threads);
+      else await b.glue.default({ module_or_path: b.wasm });
       // Some engines ship a pre-standard relaxed SIMD with other results: trust only
       // a build whose kernels agree with the scalar reference here.
       b.glue.kernelSelfTest();
@@ -143,6 +161,49 @@ async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu"): Promise
     }
   }
   throw new BitnetError("worker", "no WebAssembly build of the engine runs in this browser");
+}
+
+/** The threads build in use and its pool's size (a pool is built once per worker). */
+let pool: { variant: Variant; threads: number; workers: Worker[] } | null = null;
+
+/**
+ * Instantiates a `-threads` build and starts its pool: `threads` workers that each
+ * instantiate the same module on the same shared memory and become one of rayon's
+ * threads (pool-thread.ts). While the engine computes, this worker waits for them.
+ */
+async function startThreads(variant: Variant, threads: number) {
+  if (pool) {
+    if (pool.variant !== variant) throw new BitnetError("worker", `this worker already runs the ${pool.variant} build`);
+    return;
+  }
+  const glue = builds[variant].glue as unknown as ThreadsGlue;
+  const res = await fetch(builds[variant].wasm);
+  if (!res.ok) throw new BitnetError("worker", `cannot fetch the ${variant} build: HTTP ${res.status}`);
+  const module = await WebAssembly.compile(await res.arrayBuffer());
+  const exports = await glue.default({ module_or_path: module });
+  const memory = exports.memory as WebAssembly.Memory;
+  const workers = Array.from(
+    { length: threads },
+    (_, i) => new Worker(new URL("./pool-thread.js", import.meta.url), { type: "module", name: `bitnet-web pool ${i}` }),
+  );
+  try {
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((ok, fail) => {
+            w.onmessage = () => ok();
+            w.onerror = (e) => fail(new BitnetError("worker", `a pool thread did not start: ${e.message}`));
+            w.postMessage({ variant, module, memory });
+          }),
+      ),
+    );
+    // Returns once every thread runs.
+    glue.buildThreadPool(threads);
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  pool = { variant, threads, workers };
 }
 
 interface AdapterLike {
@@ -177,7 +238,7 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   if (req.device === "webgpu" && !adapter) {
     throw new BitnetError("unsupported-device", "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'");
   }
-  const variant = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant);
+  const variant = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant, req.threads);
   const glue = builds[variant].glue;
   backend = variant === "webgpu" ? "wasm-simd128" : `wasm-${variant}`;
   let e: InstanceType<Glue["Engine"]> | null = null;
@@ -228,6 +289,7 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
       info,
       source: streamed.source,
       backend,
+      threads: variant.endsWith("-threads") ? pool!.threads : 1,
       gpuError,
       cacheError: streamed.cacheError,
       loadMs: performance.now() - start,

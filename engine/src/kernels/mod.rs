@@ -136,7 +136,15 @@ pub struct Cpu {
     #[cfg(feature = "threads")]
     threads: usize,
     #[cfg(feature = "threads")]
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Pool>,
+}
+
+#[cfg(feature = "threads")]
+enum Pool {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Own(rayon::ThreadPool),
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Global,
 }
 
 impl Cpu {
@@ -149,10 +157,17 @@ impl Cpu {
             threads,
             #[cfg(feature = "threads")]
             pool: (threads > 1).then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .expect("building a thread pool")
+                // WebAssembly cannot start threads itself: its pool is rayon's global
+                // one, whose threads JavaScript started (web workers on a shared memory).
+                #[cfg(target_arch = "wasm32")]
+                return Pool::Global;
+                #[cfg(not(target_arch = "wasm32"))]
+                Pool::Own(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .expect("building a thread pool"),
+                )
             }),
         }
     }
@@ -245,7 +260,7 @@ impl Cpu {
             use rayon::prelude::*;
             // Several chunks per thread so a slow core does not hold everyone back.
             let chunk_rows = n_rows.div_ceil(self.threads * 4).max(16);
-            pool.install(|| {
+            let mut run = || {
                 target
                     .par_chunks_mut(chunk_rows * n_tok)
                     .enumerate()
@@ -253,7 +268,11 @@ impl Cpu {
                         let r0 = i * chunk_rows;
                         f(r0..(r0 + chunk_rows).min(n_rows), o)
                     })
-            });
+            };
+            match pool {
+                Pool::Own(p) => p.install(run),
+                Pool::Global => run(),
+            }
             return;
         }
         f(0..n_rows, target);
