@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build tools a fresh machine lacks (shared by `npm start` and .ci/run):
-# the wasm32 target and wasm-bindgen-cli pinned to the wasm-bindgen crate in Cargo.lock.
+# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate in Cargo.lock, and
+# the nightly toolchain's std sources (the threads builds rebuild std with atomics).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +15,12 @@ wb=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
   # Not --locked: the crate's own lock file names a webpki-roots release the registry no longer serves.
   cargo install wasm-bindgen-cli --version "$wb"
+fi
+
+# The `-threads` wasm builds need `-Z build-std` (nightly) and std's sources.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -qx 'rust-src'; then
+  rustup component add rust-src --toolchain nightly
 fi

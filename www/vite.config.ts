@@ -1,11 +1,15 @@
 import { defineConfig } from "vite";
 import { VitePWA } from "vite-plugin-pwa";
+// The headers `npm start`'s server sends (cross-origin isolation, for the engine's threads).
+import { ISOLATION } from "./scripts/serve.mjs";
 
 export default defineConfig({
   // Relative URLs: the app works from any sub-path (e.g. a project page on a static host).
   base: "./",
   build: { target: "es2022", sourcemap: true },
   worker: { format: "es" },
+  server: { headers: ISOLATION },
+  preview: { headers: ISOLATION },
   plugins: [
     VitePWA({
       // "prompt": a new version waits until the person reloads, never mid-reply (src/pwa.ts).

@@ -75,6 +75,10 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   }
   await expect(page.locator("#model-panel")).toBeHidden();
   await expect(page.locator("#model-chip-text")).toContainText("tiny-b158-I2_S.gguf");
+  // `npm start`'s server sends cross-origin isolation, so the engine runs on threads.
+  expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  if (cores > 1) await expect(page.locator("#model-chip-text")).toContainText(`· ${Math.min(cores, 8)} threads`);
 
   // Streamed tokens: the reply grows in place before it is finished. The tiny model writes
   // 200 tokens in four to seven frames here, so the reply is long (600 tokens, about twenty

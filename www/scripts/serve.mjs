@@ -30,6 +30,14 @@ const CSP =
   "img-src 'self' data: blob:; font-src 'self'; connect-src 'self' https: http://localhost:* http://127.0.0.1:*; " +
   "manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+// Cross-origin isolation gives the engine a shared memory, so it runs on several threads.
+// `credentialless` (not `require-corp`) still lets a page fetch models from other origins
+// that send CORS headers but no Cross-Origin-Resource-Policy.
+export const ISOLATION = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "credentialless",
+};
+
 function cacheControl(path) {
   // Hashed file names never change; everything else is revalidated so updates show up.
   return path.includes(`${sep}assets${sep}`) ? "public, max-age=31536000, immutable" : "no-cache";
@@ -68,6 +76,7 @@ export function serve({ root, port = 8080, host = "127.0.0.1" }) {
       ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
       "X-Content-Type-Options": "nosniff",
       "Referrer-Policy": "no-referrer",
+      ...ISOLATION,
     };
     if (extname(path) === ".html") headers["Content-Security-Policy"] = CSP;
     const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");

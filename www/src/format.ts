@@ -27,16 +27,18 @@ const WASM_BUILDS: Record<string, string> = {
   relaxed: "relaxed SIMD",
   simd128: "SIMD128",
   scalar: "scalar",
+  "relaxed-threads": "relaxed SIMD",
+  "simd128-threads": "SIMD128",
 };
 
 /** `wasm-relaxed` → "WASM · relaxed SIMD", `webgpu (adapter, …)` → "WebGPU · adapter, …";
  * other backends are shown as the engine names them. */
-export function backendLabel(backend: string): string {
+export function backendLabel(backend: string, threads = 1): string {
   const gpu = /^webgpu\s*\((.*)\)$/.exec(backend);
   if (gpu) return `WebGPU · ${gpu[1]}`;
   const [kind, ...rest] = backend.split("-");
   const detail = rest.join("-");
-  if (kind === "wasm") return `WASM · ${WASM_BUILDS[detail] ?? detail}`;
+  if (kind === "wasm") return `WASM · ${WASM_BUILDS[detail] ?? detail}${threads > 1 ? ` · ${threads} threads` : ""}`;
   if (kind === "webgpu") return detail ? `WebGPU · ${detail}` : "WebGPU";
   return backend;
 }

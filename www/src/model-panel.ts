@@ -238,7 +238,7 @@ export async function initModelPanel(): Promise<void> {
   cancelButton.addEventListener("click", () => loading?.abort());
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
-    $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend)}` : "No model loaded";
+    $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}` : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
     // With device "auto", a package with WebGPU says why it stayed on WASM.
     const gpuError = (engine?.load as { gpuError?: { message: string } } | undefined)?.gpuError;
