@@ -1,9 +1,10 @@
-// npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3]
+// npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3] [--threads N]
 // Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
 // 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -18,7 +19,9 @@ const genTokens = Number(opt('gen-tokens', 64));
 const runs = Number(opt('runs', 3));
 // The scalar build is an order of magnitude slower: fewer tokens, one run, same per-token rates.
 const scalarTokens = Number(opt('scalar-tokens', 8));
-const variants = opt('variants', 'native,wasm-scalar,wasm-simd128,wasm-relaxed').split(',');
+const variants = opt('variants', 'native,wasm-scalar,wasm-simd128,wasm-relaxed,wasm-simd128-threads,wasm-relaxed-threads').split(',');
+// Threads of the `-threads` builds (the single-thread targets are measured on the others).
+const poolThreads = Number(opt('threads', Math.min(availableParallelism(), 8)));
 // LM heads to try: the file's (F16) and the int8 copy.
 const heads = opt('heads', 'file,int8').split(',');
 
@@ -56,7 +59,8 @@ for (const model of models) {
       const [p, g, n] = variant === 'scalar' ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
       // A fresh process per variant: wasm memory is never returned to the OS.
       const [cmd, ...pre] = wasmNode;
-      const out = execFileSync(cmd, [...pre, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n), head], { maxBuffer: 1 << 20 });
+      const threads = variant.endsWith('-threads') ? poolThreads : 1;
+      const out = execFileSync(cmd, [...pre, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n), head, String(threads)], { maxBuffer: 1 << 20 });
       line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
     }
     console.log(JSON.stringify(line));

@@ -497,6 +497,19 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   expect(onGpu).toBe(onCpu);
 });
 
+test("Advanced: the int8 LM head loads, says so, and answers", async ({ page }) => {
+  await openApp(page, app.url);
+  await setSettings(page, { temperature: "0", max_tokens: "8", system: "" });
+  await page.getByRole("radio", { name: /Tiny test model/ }).check();
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.getByLabel("LM head").selectOption("int8");
+  await page.getByRole("button", { name: "Load model" }).click();
+  await expectModelReady(page);
+  await expect(page.locator("#model-chip-text")).toContainText("· int8 head");
+  const reply = await (await sendAndWait(page, "Hello there")).locator(".msg-body").textContent();
+  expect(reply?.length).toBeGreaterThan(0);
+});
+
 test.describe("phone", () => {
   test.use({ viewport: { width: 390, height: 844 }, colorScheme: "dark", hasTouch: true, isMobile: true });
 

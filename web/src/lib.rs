@@ -125,6 +125,8 @@ struct ModelInfo {
     weights_bytes: usize,
     kv_cache_bytes: usize,
     kernels: String,
+    /// "file" or "int8": the LM head in use.
+    head: String,
 }
 
 #[derive(Serialize)]
@@ -290,6 +292,7 @@ impl Engine {
             weights_bytes: loaded.model.weights.size_bytes(),
             kv_cache_bytes: backend.kv_cache_bytes(),
             kernels: self.kernels.clone(),
+            head: self.opts.head.clone().unwrap_or_else(|| "file".into()),
         };
         *self.live.borrow_mut() = Some(Live {
             session: Session::new(

@@ -135,6 +135,8 @@ export interface ModelInfo {
   weightsBytes: number;
   kvCacheBytes: number;
   kernels: string;
+  /** The LM head in use: the file's, or the int8 copy (`head: "int8"`). */
+  head: "file" | "int8";
 }
 
 export interface LoadResult {

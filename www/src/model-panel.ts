@@ -15,6 +15,7 @@ const urlInput = $<HTMLInputElement>("custom-url");
 const fileInput = $<HTMLInputElement>("local-file");
 const deviceSelect = $<HTMLSelectElement>("device-select");
 const ctxInput = $<HTMLInputElement>("ctx-input");
+const headSelect = $<HTMLSelectElement>("head-select");
 
 let loading: AbortController | null = null;
 let droppedFile: File | null = null;
@@ -132,6 +133,7 @@ export async function loadModel(model: string | File): Promise<boolean> {
       model,
       device: deviceSelect.value as CreateEngineOptions["device"],
       nCtx: ctxInput.valueAsNumber || undefined,
+      head: headSelect.value as CreateEngineOptions["head"],
       signal: ctl.signal,
       onProgress: (p) => {
         if (loading === ctl) showProgress(p);
@@ -238,7 +240,9 @@ export async function initModelPanel(): Promise<void> {
   cancelButton.addEventListener("click", () => loading?.abort());
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
-    $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}` : "No model loaded";
+    $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}${
+          engine.load.info.head === "int8" ? " · int8 head" : ""
+        }` : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
     // With device "auto", a package with WebGPU says why it stayed on WASM.
     const gpuError = (engine?.load as { gpuError?: { message: string } } | undefined)?.gpuError;
