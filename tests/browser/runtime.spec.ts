@@ -303,7 +303,13 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
         const run = async (opts: object) => {
           const engine = await CreateEngine({ model: url, cache: false, ...opts });
           const reply = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
-          const out = { backend: engine.load.backend, threads: engine.load.threads, text: reply.choices[0].message.content };
+          const stats = await engine.stats();
+          const out = {
+            backend: engine.load.backend,
+            threads: engine.load.threads,
+            text: reply.choices[0].message.content,
+            memoryOk: stats.wasmMemoryBytes > engine.load.bytes,
+          };
           await engine.unload();
           return out;
         };
@@ -318,9 +324,9 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
       { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT },
     );
     expect(r.isolated).toBe(true);
-    expect(r.threaded).toMatchObject({ backend: "wasm-relaxed-threads", threads: 2 });
+    expect(r.threaded).toMatchObject({ backend: "wasm-relaxed-threads", threads: 2, memoryOk: true });
     expect(r.relaxedThreads).toMatchObject({ backend: "wasm-relaxed-threads", threads: 3 });
-    expect(r.simdThreads).toMatchObject({ backend: "wasm-simd128-threads", threads: 2 });
+    expect(r.simdThreads).toMatchObject({ backend: "wasm-simd128-threads", threads: 2, memoryOk: true });
     expect(r.single).toMatchObject({ backend: "wasm-relaxed", threads: 1 });
     // Same greedy reply on every build and thread count.
     for (const x of [r.threaded, r.relaxedThreads, r.simdThreads]) expect(x.text).toBe(r.single.text);

@@ -109,7 +109,7 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   expect(new Set(sizes.filter((n) => n > 0)).size).toBeGreaterThan(3);
   const reply = page.locator("#messages .msg-assistant").last();
   await expect(reply.locator(".msg-meta")).toContainText(/600 tokens · \d+(\.\d+)? tok\/s/);
-  await expect(page.locator("#engine-stats")).toContainText(/Memory \d.* context \d+ of 2048 tokens/);
+  await expect(page.locator("#engine-stats")).toContainText(/Memory [1-9][\d.]* MB .* context \d+ of 2048 tokens/);
   await expect(page.locator("#messages .msg-user .msg-body")).toHaveText(["Write a haiku about ternary weights."]);
   await screenshot(page, "chatting");
 });

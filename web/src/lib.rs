@@ -485,15 +485,12 @@ impl Engine {
     }
 
     pub fn stats(&self) -> JsValue {
-        let memory = wasm_bindgen::memory()
-            .dyn_into::<js_sys::WebAssembly::Memory>()
-            .map(|m| {
-                m.buffer()
-                    .dyn_into::<js_sys::ArrayBuffer>()
-                    .map(|b| b.byte_length() as f64)
-                    .unwrap_or(0.0)
-            })
-            .unwrap_or(0.0);
+        // Asked of the module itself: in the threads builds the buffer is a
+        // SharedArrayBuffer, and this stays right whichever it is.
+        #[cfg(target_arch = "wasm32")]
+        let memory = (core::arch::wasm32::memory_size::<0>() * 65536) as f64;
+        #[cfg(not(target_arch = "wasm32"))]
+        let memory = 0.0;
         let live = self.live.try_borrow().ok();
         let live = live.as_ref().and_then(|l| l.as_ref());
         to_js(&Stats {
