@@ -11,6 +11,12 @@ struct Step {
     _pad: u32,
 }
 
+// Per token of int8 activations (written by norm_quant, read by the int8 matmuls).
+struct ActMeta {
+    inv_scale: f32, // max|h| / 127
+    sum: i32,       // Σq: codes are t+1, so Σ t·q = Σ code·q − Σq
+}
+
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_i: array<i32, WG>;
 var<workgroup> red_out_f: f32;

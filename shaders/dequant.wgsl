@@ -1,6 +1,5 @@
 // The int8 activations as floats (q · max/127): what a float linear layer sees in int8 mode.
 
-struct ActMeta { inv_scale: f32, sum: i32 }
 struct DequantParams { cols: u32, _a: u32, _b: u32, _c: u32 }
 
 @group(0) @binding(0) var<uniform> step: Step;

@@ -11,7 +11,6 @@ struct Int8Params {
     _b: u32,
     _c: u32,
 }
-struct ActMeta { inv_scale: f32, sum: i32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Int8Params;

@@ -9,11 +9,6 @@ struct NormParams {
     last_only: u32, // 1: normalize only the batch's last row (the LM head of Logits::Last)
 }
 
-struct ActMeta {
-    inv_scale: f32, // max|h| / 127
-    sum: i32,       // Σq: codes are t+1, so Σ t·q = Σ code·q − Σq
-}
-
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: NormParams;
 @group(0) @binding(2) var<storage, read> x: array<f32>;

@@ -9,7 +9,6 @@ struct TernaryParams {
     per_block: u32, // 0: scales[0] for the whole tensor; 1: one scale per 128 values
     out_at_p0: u32, // 1: output row t lands at row p0 + t (K and V straight into the cache)
 }
-struct ActMeta { inv_scale: f32, sum: i32 }
 
 const TT: u32 = 8u;      // tokens per workgroup
 const BLK: u32 = 128u;   // values per staged block

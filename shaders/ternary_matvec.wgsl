@@ -8,7 +8,6 @@ struct TernaryParams {
     per_block: u32, // 0: scales[0] for the whole tensor; 1: one scale per 128 values
     out_at_p0: u32, // 1: output row t lands at row p0 + t (K and V straight into the cache)
 }
-struct ActMeta { inv_scale: f32, sum: i32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: TernaryParams;
