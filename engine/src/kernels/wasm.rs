@@ -55,16 +55,13 @@ impl Kernels for Simd128 {
         if n_tok == 1 {
             // One token: rows go two at a time, for two independent dependency chains
             // and one activation load serving both rows.
-            let q = [qs[0]];
-            let mut r = rows.start;
-            while r + 1 < rows.end {
-                let [[d0], [d1]] = code_dot_tile(w.row_codes(r), w.row_codes(r + 1), q);
+            for (r, pair) in row_pairs(rows) {
+                let second = if pair { w.row_codes(r + 1) } else { &[] };
+                let [[d0], [d1]] = code_dot_tile(w.row_codes(r), second, [qs[0]]);
                 put(r, 0, d0);
-                put(r + 1, 0, d1);
-                r += 2;
-            }
-            if r < rows.end {
-                put(r, 0, code_dot_tile(w.row_codes(r), &[], q)[0][0]);
+                if pair {
+                    put(r + 1, 0, d1);
+                }
             }
             return;
         }
@@ -93,9 +90,7 @@ impl Kernels for Simd128 {
         };
         // Rows two at a time (one activation load serves both), tokens two at a time
         // (one weight load serves both).
-        let mut r = rows.start;
-        while r < rows.end {
-            let pair = r + 1 < rows.end;
+        for (r, pair) in row_pairs(rows) {
             let w0 = w.row_bytes(r);
             let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
             let mut t = 0;
@@ -119,7 +114,6 @@ impl Kernels for Simd128 {
                 };
                 t += n;
             }
-            r += if pair { 2 } else { 1 };
         }
     }
 
@@ -141,10 +135,8 @@ impl Kernels for Simd128 {
         let scaled: Option<Vec<f32>> =
             (max < 32768.0).then(|| x.iter().map(|v| v * TWO_POW_112).collect());
         let first = rows.start;
-        let mut r = rows.start;
         // Rows two at a time: one activation load serves both.
-        while r < rows.end {
-            let pair = r + 1 < rows.end;
+        for (r, pair) in row_pairs(rows) {
             let w0 = w.row_bytes(r);
             let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
             for t in 0..n_tok {
@@ -161,16 +153,15 @@ impl Kernels for Simd128 {
                     out[(r + 1 - first) * n_tok + t] = dots[1];
                 }
             }
-            r += if pair { 2 } else { 1 };
         }
     }
 }
 
-#[inline(always)]
-fn load(p: &[u8], at: usize) -> v128 {
-    // SAFETY: callers pass `at + 16 <= p.len()`; v128_load has no alignment requirement.
-    debug_assert!(at + 16 <= p.len());
-    unsafe { v128_load(p.as_ptr().add(at).cast()) }
+/// Rows two at a time, then an odd one: each first row, and whether its successor
+/// comes with it.
+fn row_pairs(rows: Range<usize>) -> impl Iterator<Item = (usize, bool)> {
+    let end = rows.end;
+    rows.step_by(2).map(move |r| (r, r + 1 < end))
 }
 
 /// Loads 16 bytes of `T`s at element `at`.
@@ -215,7 +206,7 @@ fn code_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> [[i
                 if r == 1 && !two {
                     break;
                 }
-                let w = load(codes, b * i2s::BLOCK_BYTES + 16 * h);
+                let w = load_at(codes, b * i2s::BLOCK_BYTES + 16 * h);
                 let g0 = v128_and(u16x8_shr(w, 6), m1);
                 let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
                 for t in 0..N {
@@ -286,7 +277,7 @@ fn code_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], q16: [&[i16]; N]) -> 
                     if r == 1 && !two {
                         break;
                     }
-                    let w = u16x8_shr(load(codes, b * i2s::BLOCK_BYTES + 16 * h), 4 * j as u32);
+                    let w = u16x8_shr(load_at(codes, b * i2s::BLOCK_BYTES + 16 * h), 4 * j as u32);
                     let (c1, c4) = (v128_and(w, m1), v128_and(w, m4));
                     for t in 0..N {
                         let a = &mut acc[r][t];
@@ -353,7 +344,7 @@ fn int8_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], x: [&Int8Acts; N]) ->
             }
             #[cfg(target_feature = "relaxed-simd")]
             {
-                let wv = load(rows[r], j);
+                let wv = load_at(rows[r], j);
                 for t in 0..N {
                     let a = &mut acc[r][t];
                     a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][0], a[set]);
@@ -475,7 +466,7 @@ fn dot_f16_pair(w0: &[u8], w1: &[u8], xs: &[f32], x: &[f32]) -> [f32; 2] {
             if r == 1 && !two {
                 break;
             }
-            let h = load(rows[r], i * 2);
+            let h = load_at(rows[r], i * 2);
             mag_max[r] = u16x8_max(mag_max[r], v128_and(h, abs));
             let (lo, hi) = f16x8_to_f32_scaled(h, keep);
             acc[r][0] = madd(lo, xv[0], acc[r][0]);
@@ -508,7 +499,7 @@ fn dot_f16_exact(w: &[u8], x: &[f32]) -> f32 {
     let mut i = 0;
     while i + 16 <= n {
         for k in 0..2 {
-            let (lo, hi) = f16x8_to_f32(load(w, (i + 8 * k) * 2));
+            let (lo, hi) = f16x8_to_f32(load_at(w, (i + 8 * k) * 2));
             // SAFETY: i + 8k + 8 <= n.
             let (x0, x1) = unsafe {
                 (
