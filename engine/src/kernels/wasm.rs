@@ -55,7 +55,7 @@ impl Kernels for Simd128 {
         if n_tok == 1 {
             // One token: rows go two at a time, for two independent dependency chains
             // and one activation load serving both rows.
-            for (r, pair) in row_pairs(rows) {
+            for (r, pair) in row_pairs(rows, &w.codes, w.cols / 4) {
                 let second = if pair { w.row_codes(r + 1) } else { &[] };
                 let [[d0], [d1]] = code_dot_tile(w.row_codes(r), second, [qs[0]]);
                 put(r, 0, d0);
@@ -90,7 +90,7 @@ impl Kernels for Simd128 {
         };
         // Rows two at a time (one activation load serves both), tokens two at a time
         // (one weight load serves both).
-        for (r, pair) in row_pairs(rows) {
+        for (r, pair) in row_pairs(rows, &w.data, w.cols) {
             let w0 = w.row_bytes(r);
             let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
             let mut t = 0;
@@ -136,7 +136,7 @@ impl Kernels for Simd128 {
             (max < 32768.0).then(|| x.iter().map(|v| v * TWO_POW_112).collect());
         let first = rows.start;
         // Rows two at a time: one activation load serves both.
-        for (r, pair) in row_pairs(rows) {
+        for (r, pair) in row_pairs(rows, &w.data, 2 * cols) {
             let w0 = w.row_bytes(r);
             let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
             for t in 0..n_tok {
@@ -158,10 +158,39 @@ impl Kernels for Simd128 {
 }
 
 /// Rows two at a time, then an odd one: each first row, and whether its successor
-/// comes with it.
-fn row_pairs(rows: Range<usize>) -> impl Iterator<Item = (usize, bool)> {
+/// comes with it. On the way it touches the rows a few pairs ahead in `data` (rows of
+/// `row_bytes`, stored one after another), see [`touch`].
+fn row_pairs(
+    rows: Range<usize>,
+    data: &[u8],
+    row_bytes: usize,
+) -> impl Iterator<Item = (usize, bool)> + '_ {
     let end = rows.end;
-    rows.step_by(2).map(move |r| (r, r + 1 < end))
+    let ahead = (4 * row_bytes).max(TOUCH_AHEAD_MIN);
+    rows.step_by(2).map(move |r| {
+        touch(data, r * row_bytes + ahead, 2 * row_bytes);
+        (r, r + 1 < end)
+    })
+}
+
+/// The least distance, in bytes, at which [`row_pairs`] touches weights ahead.
+const TOUCH_AHEAD_MIN: usize = 4096;
+
+/// Reads one byte of each 64-byte line of `data[from..from + len]` (as far as `data`
+/// goes). Wasm has no prefetch instruction, and the hardware prefetcher stops at each
+/// 4 KiB page, so the kernels used to stall on the first loads of every page; an early
+/// load starts that cache miss and page walk while the kernel still works on earlier
+/// rows. The sum goes through `black_box` so that neither LLVM nor V8 drops the loads.
+#[inline(always)]
+fn touch(data: &[u8], from: usize, len: usize) {
+    let end = (from + len).min(data.len());
+    let mut sum = 0u8;
+    let mut i = from;
+    while i < end {
+        sum = sum.wrapping_add(data[i]);
+        i += 64;
+    }
+    core::hint::black_box(sum);
 }
 
 /// Loads 16 bytes of `T`s at element `at`.
