@@ -2,7 +2,8 @@
 //!
 //! [`scalar`] is the reference for every op and the source of truth; the SIMD
 //! modules implement the hot ops (ternary × int8 matmul, activation quantization,
-//! the dense LM head) and are property-tested against it. [`Cpu`] picks the best
+//! the dense LM head; in wasm also RMSNorm, RoPE and attention) and are
+//! property-tested against it. [`Cpu`] picks the best
 //! kernels the running CPU supports and splits rows across threads.
 
 pub mod scalar;
@@ -79,6 +80,22 @@ pub trait Kernels: Send + Sync {
     /// int8 rows (`DenseType::I8`) × int8 activations: the small LM head.
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
         scalar::int8_rows(w, a, rows, out)
+    }
+    /// See [`scalar::rmsnorm`].
+    fn rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        scalar::rmsnorm(x, weight, eps, out)
+    }
+    /// See [`scalar::rope_apply`].
+    fn rope(&self, head: &mut [f32], cos: &[f64], sin: &[f64]) {
+        scalar::rope_apply(head, cos, sin)
+    }
+    /// See [`scalar::attn_scores`].
+    fn attn_scores(&self, q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+        scalar::attn_scores(q, keys, stride, scale, out)
+    }
+    /// See [`scalar::attn_mix`].
+    fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+        scalar::attn_mix(probs, values, stride, out)
     }
 }
 

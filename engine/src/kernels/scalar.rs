@@ -170,13 +170,63 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// NeoX rotary embedding on one head vector: pairs (i, i + n_rot/2).
 pub fn rope_neox(head: &mut [f32], pos: usize, n_rot: usize, theta_base: f32) {
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    rope_angles(pos, n_rot, theta_base, &mut cos, &mut sin);
+    rope_apply(head, &cos, &sin);
+}
+
+/// The cosines and sines of NeoX RoPE's angles pos·θ^(−2i/n_rot), one per pair i:
+/// the same for every head at one position, so computed once per position.
+pub fn rope_angles(
+    pos: usize,
+    n_rot: usize,
+    theta_base: f32,
+    cos: &mut Vec<f64>,
+    sin: &mut Vec<f64>,
+) {
     let half = n_rot / 2;
+    cos.clear();
+    sin.clear();
     for i in 0..half {
         let freq = (theta_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
-        let (sin, cos) = (pos as f64 * freq).sin_cos();
+        let (s, c) = (pos as f64 * freq).sin_cos();
+        cos.push(c);
+        sin.push(s);
+    }
+}
+
+/// Rotates the pairs (i, i + cos.len()) of one head by [`rope_angles`]' angles.
+pub fn rope_apply(head: &mut [f32], cos: &[f64], sin: &[f64]) {
+    rope_apply_from(head, cos, sin, 0)
+}
+
+/// [`rope_apply`] for the pairs from `first` on (a SIMD kernel's tail).
+pub fn rope_apply_from(head: &mut [f32], cos: &[f64], sin: &[f64], first: usize) {
+    let half = cos.len();
+    for i in first..half {
         let (a, b) = (head[i] as f64, head[i + half] as f64);
-        head[i] = (a * cos - b * sin) as f32;
-        head[i + half] = (a * sin + b * cos) as f32;
+        head[i] = (a * cos[i] - b * sin[i]) as f32;
+        head[i + half] = (a * sin[i] + b * cos[i]) as f32;
+    }
+}
+
+/// Attention scores of one query head: `out[j] = q · k_j · scale`, key j being
+/// `keys[j * stride..][..q.len()]` (a head's slice of the KV cache).
+pub fn attn_scores(q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot(q, &keys[j * stride..j * stride + q.len()]) * scale;
+    }
+}
+
+/// The attention-weighted sum `out = Σ_j probs[j] · v_j`, value j being
+/// `values[j * stride..][..out.len()]`.
+pub fn attn_mix(probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &p) in probs.iter().enumerate() {
+        let v = &values[j * stride..j * stride + out.len()];
+        for (o, &vv) in out.iter_mut().zip(v) {
+            *o += p * vv;
+        }
     }
 }
 

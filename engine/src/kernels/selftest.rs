@@ -143,6 +143,8 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
             |i, w| tol * mag[i].max(1.0 + w.abs()),
         )?;
 
+        check_attention_ops(k, &mut rng, case, spread)?;
+
         if case % 8 == 4 {
             // An infinite weight makes the int8 copy meaningless.
             continue;
@@ -160,6 +162,71 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
             &want,
             1e-6,
         )?;
+    }
+    Ok(())
+}
+
+/// RMSNorm, RoPE and one head's attention on a random head size (the usual 64 and
+/// 128, or anything) over a random number of cached positions.
+fn check_attention_ops(
+    k: &dyn Kernels,
+    rng: &mut ChaCha8Rng,
+    case: usize,
+    spread: f32,
+) -> Result<(), String> {
+    let d = [64, 128, rng.random_range(1..200usize)][case % 3];
+    let n_keys = rng.random_range(1..40usize);
+    // Other heads sit between one position's values and the next.
+    let stride = d + 16 * rng.random_range(0..3usize);
+    let mut random =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-spread..=spread)).collect() };
+    let cache = random(n_keys * stride);
+    let q = random(d);
+    let weight = random(d);
+    let what = |op: &str| format!("case {case}: {op}, {n_keys} positions of {d}");
+
+    let (mut got, mut want) = (vec![0f32; n_keys * d], vec![0f32; n_keys * d]);
+    k.rmsnorm(&cache[..n_keys * d], &weight, 1e-5, &mut got);
+    scalar::rmsnorm(&cache[..n_keys * d], &weight, 1e-5, &mut want);
+    close(&what("rmsnorm"), &got, &want, 1e-6)?;
+
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    scalar::rope_angles(
+        rng.random_range(0..5000),
+        d / 2 * 2,
+        10000.0,
+        &mut cos,
+        &mut sin,
+    );
+    let (mut got, mut want) = (q.clone(), q.clone());
+    k.rope(&mut got, &cos, &sin);
+    scalar::rope_apply(&mut want, &cos, &sin);
+    if got != want {
+        return Err(what("rope differs"));
+    }
+
+    let scale = 1.0 / (d as f32).sqrt();
+    let (mut got, mut want) = (vec![0f32; n_keys], vec![0f32; n_keys]);
+    k.attn_scores(&q, &cache, stride, scale, &mut got);
+    scalar::attn_scores(&q, &cache, stride, scale, &mut want);
+    // As for dense rows: the rounding error scales with Σ|q·k|.
+    let mag: Vec<f32> = (0..n_keys)
+        .map(|j| {
+            let key = &cache[j * stride..j * stride + d];
+            q.iter().zip(key).map(|(a, b)| (a * b).abs()).sum::<f32>() * scale
+        })
+        .collect();
+    let tol = 1e-5 * (d as f32).sqrt();
+    close_within(&what("attention scores"), &got, &want, |i, w| {
+        tol * mag[i].max(1.0 + w.abs())
+    })?;
+
+    let probs: Vec<f32> = (0..n_keys).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let (mut got, mut want) = (vec![1f32; d], vec![0f32; d]);
+    k.attn_mix(&probs, &cache, stride, &mut got);
+    scalar::attn_mix(&probs, &cache, stride, &mut want);
+    if got != want {
+        return Err(what("attention-weighted sum differs"));
     }
     Ok(())
 }

@@ -65,18 +65,23 @@ impl Kernels for Simd128 {
             }
             return;
         }
-        // A prompt: tokens go two at a time, each code vector cut out once serving both.
-        for r in rows {
-            let codes = w.row_codes(r);
-            let mut t = 0;
-            while t + 1 < n_tok {
-                let [[d0, d1], _] = code_dot_tile(codes, &[], [qs[t], qs[t + 1]]);
-                put(r, t, d0);
-                put(r, t + 1, d1);
-                t += 2;
-            }
-            if t < n_tok {
-                put(r, t, code_dot_tile(codes, &[], [qs[t]])[0][0]);
+        // A prompt: tokens go two at a time, each code vector cut out once serving both;
+        // a block of tokens meets every row before the next block starts, so that the
+        // block's activations stay in the L1 cache (a long prompt's do not fit).
+        for block in (0..n_tok).step_by(PROMPT_TOKEN_BLOCK) {
+            let end = (block + PROMPT_TOKEN_BLOCK).min(n_tok);
+            for r in rows.clone() {
+                let codes = w.row_codes(r);
+                let mut t = block;
+                while t + 1 < end {
+                    let [[d0, d1], _] = code_dot_tile(codes, &[], [qs[t], qs[t + 1]]);
+                    put(r, t, d0);
+                    put(r, t + 1, d1);
+                    t += 2;
+                }
+                if t < end {
+                    put(r, t, code_dot_tile(codes, &[], [qs[t]])[0][0]);
+                }
             }
         }
     }
@@ -155,7 +160,110 @@ impl Kernels for Simd128 {
             }
         }
     }
+
+    fn rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        let n = weight.len();
+        let body = n / 4 * 4;
+        for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            // Squares of f32 are exact in f64, as in the reference; only the order of
+            // the f64 additions differs.
+            let mut acc = [f64x2_splat(0.0); 2];
+            for i in (0..body).step_by(4) {
+                let v = load_at(xr, i);
+                let (lo, hi) = (
+                    f64x2_promote_low_f32x4(v),
+                    f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 0, 1>(v, v)),
+                );
+                acc[0] = f64x2_add(acc[0], f64x2_mul(lo, lo));
+                acc[1] = f64x2_add(acc[1], f64x2_mul(hi, hi));
+            }
+            let a = f64x2_add(acc[0], acc[1]);
+            let tail: f64 = xr[body..].iter().map(|&v| v as f64 * v as f64).sum();
+            let ms = (f64x2_extract_lane::<0>(a) + f64x2_extract_lane::<1>(a) + tail) / n as f64;
+            let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+            let vi = f32x4_splat(inv);
+            for i in (0..body).step_by(4) {
+                let o = f32x4_mul(f32x4_mul(load_at(xr, i), vi), load_at(weight, i));
+                // SAFETY: i + 4 <= body <= n = or.len().
+                unsafe { v128_store(or.as_mut_ptr().add(i).cast(), o) };
+            }
+            for i in body..n {
+                or[i] = xr[i] * inv * weight[i];
+            }
+        }
+    }
+
+    fn rope(&self, head: &mut [f32], cos: &[f64], sin: &[f64]) {
+        let half = cos.len();
+        let body = half / 2 * 2;
+        // Two pairs at a time in f64, the reference's precision and order of operations.
+        for i in (0..body).step_by(2) {
+            // SAFETY: i + 2 <= half, and i + half + 2 <= 2 * half <= head.len().
+            unsafe {
+                let pa = head.as_mut_ptr().add(i);
+                let pb = head.as_mut_ptr().add(i + half);
+                let a = f64x2_promote_low_f32x4(v128_load64_zero(pa.cast()));
+                let b = f64x2_promote_low_f32x4(v128_load64_zero(pb.cast()));
+                let (c, s) = (load_at(cos, i), load_at(sin, i));
+                let ra = f64x2_sub(f64x2_mul(a, c), f64x2_mul(b, s));
+                let rb = f64x2_add(f64x2_mul(a, s), f64x2_mul(b, c));
+                v128_store64_lane::<0>(f32x4_demote_f64x2_zero(ra), pa.cast());
+                v128_store64_lane::<0>(f32x4_demote_f64x2_zero(rb), pb.cast());
+            }
+        }
+        scalar::rope_apply_from(head, cos, sin, body);
+    }
+
+    fn attn_scores(&self, q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+        let d = q.len();
+        let body = d / 16 * 16;
+        for (j, o) in out.iter_mut().enumerate() {
+            let k = &keys[j * stride..j * stride + d];
+            let mut acc = [f32x4_splat(0.0); 4];
+            for i in (0..body).step_by(16) {
+                for (u, a) in acc.iter_mut().enumerate() {
+                    *a = f32x4_add(*a, f32x4_mul(load_at(q, i + 4 * u), load_at(k, i + 4 * u)));
+                }
+            }
+            let tail: f32 = (body..d).map(|i| q[i] * k[i]).sum();
+            *o = (hsum_f32(f32x4_add(
+                f32x4_add(acc[0], acc[1]),
+                f32x4_add(acc[2], acc[3]),
+            )) + tail)
+                * scale;
+        }
+    }
+
+    fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+        let d = out.len();
+        let body = d / 16 * 16;
+        // Sixteen outputs stay in registers over all the values; each output still sums
+        // its products in the reference's order, so the result is the same to the bit.
+        for c in (0..body).step_by(16) {
+            let mut acc = [f32x4_splat(0.0); 4];
+            for (j, &p) in probs.iter().enumerate() {
+                let (pv, v) = (f32x4_splat(p), &values[j * stride + c..j * stride + c + 16]);
+                for (u, a) in acc.iter_mut().enumerate() {
+                    *a = f32x4_add(*a, f32x4_mul(pv, load_at(v, 4 * u)));
+                }
+            }
+            for (u, a) in acc.into_iter().enumerate() {
+                // SAFETY: c + 16 <= body <= d = out.len().
+                unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
+            }
+        }
+        for c in body..d {
+            out[c] = 0.0;
+            for (j, &p) in probs.iter().enumerate() {
+                out[c] += p * values[j * stride + c];
+            }
+        }
+    }
 }
+
+/// Tokens per block in a prompt's ternary matmul: eight tokens' activations of a
+/// 2560-wide layer take 40 KiB as i16 (the plain build's form).
+const PROMPT_TOKEN_BLOCK: usize = 8;
 
 /// Rows two at a time, then an odd one: each first row, and whether its successor
 /// comes with it. On the way it touches the rows a few pairs ahead in `data` (rows of
@@ -423,6 +531,14 @@ fn int8_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], x: [&Int8Acts; N]) ->
         }
     }
     dots
+}
+
+#[inline(always)]
+fn hsum_f32(v: v128) -> f32 {
+    f32x4_extract_lane::<0>(v)
+        + f32x4_extract_lane::<1>(v)
+        + f32x4_extract_lane::<2>(v)
+        + f32x4_extract_lane::<3>(v)
 }
 
 #[inline(always)]

@@ -52,6 +52,9 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     scores: Vec<f32>,
+    /// One position's RoPE angles (see [`scalar::rope_angles`]).
+    rope_cos: Vec<f64>,
+    rope_sin: Vec<f64>,
     tile: Vec<f32>,
     acts: QuantActs,
     deq: Vec<f32>,
@@ -130,7 +133,7 @@ impl CpuBackend {
         deq: &mut Vec<f32>,
         readers: &[&Linear],
     ) {
-        scalar::rmsnorm(x, weight, eps, out);
+        cpu.kernels.rmsnorm(x, weight, eps, out);
         if act == ActMode::Int8 {
             cpu.quantize(out, weight.len(), acts);
             if readers.iter().any(|l| matches!(l, Linear::Dense { .. })) {
@@ -194,11 +197,16 @@ impl CpuBackend {
         );
         for i in 0..n {
             let pos = p0 + i;
-            for h in s.q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
-                scalar::rope_neox(h, pos, cfg.n_rot, cfg.rope_theta);
-            }
-            for h in s.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd) {
-                scalar::rope_neox(h, pos, cfg.n_rot, cfg.rope_theta);
+            scalar::rope_angles(
+                pos,
+                cfg.n_rot,
+                cfg.rope_theta,
+                &mut s.rope_cos,
+                &mut s.rope_sin,
+            );
+            let heads = s.q[i * e..(i + 1) * e].chunks_exact_mut(hd);
+            for h in heads.chain(s.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd)) {
+                cpu.kernels.rope(h, &s.rope_cos, &s.rope_sin);
             }
             let at = (li * self.n_ctx + pos) * kvd;
             self.k_cache[at..at + kvd].copy_from_slice(&s.k[i * kvd..(i + 1) * kvd]);
@@ -211,23 +219,15 @@ impl CpuBackend {
         let layer_v = &self.v_cache[li * self.n_ctx * kvd..];
         for i in 0..n {
             let len = p0 + i + 1;
+            s.scores.resize(len, 0.0);
             for h in 0..cfg.n_head {
                 let kvh = h / group;
                 let q = &s.q[i * e + h * hd..i * e + (h + 1) * hd];
-                s.scores.resize(len, 0.0);
-                for (j, sc) in s.scores.iter_mut().enumerate() {
-                    let k = &layer_k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                    *sc = scalar::dot(q, k) * scale;
-                }
+                let (keys, values) = (&layer_k[kvh * hd..], &layer_v[kvh * hd..]);
+                cpu.kernels.attn_scores(q, keys, kvd, scale, &mut s.scores);
                 scalar::softmax(&mut s.scores);
                 let out = &mut s.att[i * e + h * hd..i * e + (h + 1) * hd];
-                out.fill(0.0);
-                for (j, &p) in s.scores.iter().enumerate() {
-                    let v = &layer_v[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                    for (o, &vv) in out.iter_mut().zip(v) {
-                        *o += p * vv;
-                    }
-                }
+                cpu.kernels.attn_mix(&s.scores, values, kvd, out);
             }
         }
         Self::norm_input(
@@ -371,7 +371,7 @@ impl Backend for CpuBackend {
         let nr = rows.len();
         let s = &mut self.s;
         s.h.resize(nr * e, 0.0);
-        scalar::rmsnorm(
+        self.cpu.kernels.rmsnorm(
             &s.x[rows.start * e..rows.end * e],
             &model.weights.output_norm,
             cfg.rms_eps,
