@@ -622,11 +622,7 @@ fn dot_f16_pair(w0: &[u8], w1: &[u8], xs: &[f32], x: &[f32]) -> [f32; 2] {
     for r in 0..if two { 2 } else { 1 } {
         let w = rows[r];
         dots[r] = if u16x8_all_true(u16x8_lt(mag_max[r], u16x8_splat(0x7c00))) {
-            let s = f32x4_add(acc[r][0], acc[r][1]);
-            let mut sum = f32x4_extract_lane::<0>(s)
-                + f32x4_extract_lane::<1>(s)
-                + f32x4_extract_lane::<2>(s)
-                + f32x4_extract_lane::<3>(s);
+            let mut sum = hsum_f32(f32x4_add(acc[r][0], acc[r][1]));
             for i in body..n {
                 sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
             }
@@ -657,11 +653,10 @@ fn dot_f16_exact(w: &[u8], x: &[f32]) -> f32 {
         }
         i += 16;
     }
-    let s = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
-    let mut sum = f32x4_extract_lane::<0>(s)
-        + f32x4_extract_lane::<1>(s)
-        + f32x4_extract_lane::<2>(s)
-        + f32x4_extract_lane::<3>(s);
+    let mut sum = hsum_f32(f32x4_add(
+        f32x4_add(acc[0], acc[1]),
+        f32x4_add(acc[2], acc[3]),
+    ));
     while i < n {
         sum += half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() * x[i];
         i += 1;
@@ -724,10 +719,7 @@ fn quantize(x: &[f32], cols: usize, out: &mut QuantActs) {
             // SAFETY: b + 16 <= cols.
             unsafe { v128_store(q.as_mut_ptr().add(b).cast(), packed) };
         }
-        let mut sum = i32x4_extract_lane::<0>(vsum)
-            + i32x4_extract_lane::<1>(vsum)
-            + i32x4_extract_lane::<2>(vsum)
-            + i32x4_extract_lane::<3>(vsum);
+        let mut sum = hsum_i32(vsum);
         for k in chunks * 16..cols {
             q[k] = scalar::quantize_one(row[k], s);
             sum += q[k] as i32;
