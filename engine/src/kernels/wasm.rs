@@ -165,21 +165,10 @@ impl Kernels for Simd128 {
         let n = weight.len();
         let body = n / 4 * 4;
         for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            // Squares of f32 are exact in f64, as in the reference; only the order of
-            // the f64 additions differs.
-            let mut acc = [f64x2_splat(0.0); 2];
-            for i in (0..body).step_by(4) {
-                let v = load_at(xr, i);
-                let (lo, hi) = (
-                    f64x2_promote_low_f32x4(v),
-                    f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 0, 1>(v, v)),
-                );
-                acc[0] = f64x2_add(acc[0], f64x2_mul(lo, lo));
-                acc[1] = f64x2_add(acc[1], f64x2_mul(hi, hi));
-            }
-            let a = f64x2_add(acc[0], acc[1]);
-            let tail: f64 = xr[body..].iter().map(|&v| v as f64 * v as f64).sum();
-            let ms = (f64x2_extract_lane::<0>(a) + f64x2_extract_lane::<1>(a) + tail) / n as f64;
+            // The sum of squares stays the reference's sequential f64 sum (a different
+            // order could move the scale by an ulp, and with it a greedy token); the
+            // scaling is vectorized, in the reference's order of operations.
+            let ms = xr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / n as f64;
             let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
             let vi = f32x4_splat(inv);
             for i in (0..body).step_by(4) {
@@ -215,23 +204,42 @@ impl Kernels for Simd128 {
     }
 
     fn attn_scores(&self, q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+        // One lane per key, eight keys per pass: each lane sums its products in the
+        // reference's order, so scores (and the greedy tokens after them) match the
+        // scalar build and the GPU's to the bit; the keys' elements arrive in lanes
+        // through 4×4 transposes.
         let d = q.len();
-        let body = d / 16 * 16;
-        for (j, o) in out.iter_mut().enumerate() {
-            let k = &keys[j * stride..j * stride + d];
-            let mut acc = [f32x4_splat(0.0); 4];
-            for i in (0..body).step_by(16) {
-                for (u, a) in acc.iter_mut().enumerate() {
-                    *a = f32x4_add(*a, f32x4_mul(load_at(q, i + 4 * u), load_at(k, i + 4 * u)));
+        let body = d / 4 * 4;
+        let n = out.len();
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut acc = [f32x4_splat(0.0); 2];
+            for i in (0..body).step_by(4) {
+                let qv = [0, 1, 2, 3].map(|c| f32x4_splat(q[i + c]));
+                for (g, a) in acc.iter_mut().enumerate() {
+                    let rows = [0, 1, 2, 3].map(|r| load_at(keys, (j + 4 * g + r) * stride + i));
+                    for (c, col) in transpose4(rows).into_iter().enumerate() {
+                        *a = f32x4_add(*a, f32x4_mul(qv[c], col));
+                    }
                 }
             }
-            let tail: f32 = (body..d).map(|i| q[i] * k[i]).sum();
-            *o = (hsum_f32(f32x4_add(
-                f32x4_add(acc[0], acc[1]),
-                f32x4_add(acc[2], acc[3]),
-            )) + tail)
-                * scale;
+            let sums: [f32; 8] = core::array::from_fn(|l| {
+                let lane = match l % 4 {
+                    0 => f32x4_extract_lane::<0>(acc[l / 4]),
+                    1 => f32x4_extract_lane::<1>(acc[l / 4]),
+                    2 => f32x4_extract_lane::<2>(acc[l / 4]),
+                    _ => f32x4_extract_lane::<3>(acc[l / 4]),
+                };
+                let k = &keys[(j + l) * stride..(j + l) * stride + d];
+                (body..d).fold(lane, |s, i| s + q[i] * k[i])
+            });
+            for (o, sum) in out[j..j + 8].iter_mut().zip(sums) {
+                *o = sum * scale;
+            }
+            j += 8;
         }
+        let rest = &keys[(j * stride).min(keys.len())..];
+        scalar::attn_scores(q, rest, stride, scale, &mut out[j..]);
     }
 
     fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
@@ -531,6 +539,25 @@ fn int8_dot_tile<const N: usize>(row0: &[u8], row1: &[u8], x: [&Int8Acts; N]) ->
         }
     }
     dots
+}
+
+/// Rows of a 4×4 block of f32 → its columns.
+#[inline(always)]
+fn transpose4([r0, r1, r2, r3]: [v128; 4]) -> [v128; 4] {
+    let (t0, t1) = (
+        i32x4_shuffle::<0, 4, 1, 5>(r0, r1),
+        i32x4_shuffle::<2, 6, 3, 7>(r0, r1),
+    );
+    let (t2, t3) = (
+        i32x4_shuffle::<0, 4, 1, 5>(r2, r3),
+        i32x4_shuffle::<2, 6, 3, 7>(r2, r3),
+    );
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+        i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+        i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+        i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+    ]
 }
 
 #[inline(always)]
