@@ -1,8 +1,7 @@
 // One wasm variant on one model under Node (called by bench.mjs):
-//   node scripts/bench-wasm.mjs <scalar|simd128|relaxed> FILE.gguf PROMPT GEN RUNS
+//   node scripts/bench-wasm.mjs <VARIANT> FILE.gguf PROMPT GEN RUNS [HEAD file|int8]
+//     [THREADS, for the *-threads builds]
 import { openSync, readSync, fstatSync, readFileSync, closeSync } from 'node:fs';
-
-//   [HEAD file|int8] [THREADS, for the *-threads builds]
 import { Worker } from 'node:worker_threads';
 
 const [variant, model, p, g, runs, head = 'file', threadArg = '1'] = process.argv.slice(2);

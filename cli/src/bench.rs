@@ -67,7 +67,10 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     let load_start = Instant::now();
     let m = LoadedModel::from_gguf_with(
         bitnet_engine::gguf::GgufFile::from_path(&a.model)?,
-        a.head.mode(),
+        &bitnet_engine::session::LoadSettings {
+            head: a.head.mode(),
+            ..Default::default()
+        },
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
     let n_ctx = a.prompt_tokens + a.gen_tokens + 1;

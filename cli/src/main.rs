@@ -1,13 +1,15 @@
 //! `bitnet`: run BitNet b1.58 GGUF models from the terminal.
 
-use bitnet_engine::chat::ChatMessage;
+use bitnet_engine::chat::{ChatFormat, ChatMessage};
 use bitnet_engine::gguf::{GgmlType, GgufFile};
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits, Model};
 use bitnet_engine::sampler::SamplerConfig;
-use bitnet_engine::session::{Event, Flow, GenerateOptions, LoadedModel, Session};
+use bitnet_engine::session::{
+    chat_parts, chat_prompt_ids, Event, Flow, GenerateOptions, LoadSettings, LoadedModel, Session,
+};
 use bitnet_engine::synth::{self, SynthShape};
-use bitnet_engine::tokenizer::{Tokenizer, VocabSpec};
+use bitnet_engine::tokenizer::PreTokenizerChoice;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -131,6 +133,39 @@ impl RunOpts {
     }
 }
 
+/// How text becomes tokens and a conversation a prompt.
+#[derive(clap::Args, Clone)]
+struct TextOpts {
+    /// Chat format: `auto` (the file's template, except that bitnet.cpp's converter
+    /// template is replaced by the 2B4T format the model was trained with), `gguf` (the
+    /// file's template as written), `bitnet` (the 2B4T format), or a Jinja file.
+    #[arg(long, default_value = "auto")]
+    chat_format: String,
+    /// Pre-tokenizer: `auto` (the file's; Llama-3's for a Llama-3 vocabulary when the
+    /// file names none), or a llama.cpp name such as `default` (what bitnet.cpp uses for
+    /// the 2B4T file) or `llama-bpe`.
+    #[arg(long = "pre", default_value = "auto")]
+    pre: String,
+}
+
+impl TextOpts {
+    fn settings(&self, head: HeadMode) -> bitnet_engine::Result<LoadSettings> {
+        let chat_format = match self.chat_format.as_str() {
+            f @ ("auto" | "gguf" | "bitnet") => ChatFormat::parse(f),
+            path => ChatFormat::Jinja(std::fs::read_to_string(path).map_err(|e| {
+                bitnet_engine::Error::InvalidArgument(format!(
+                    "--chat-format {path}: expected auto, gguf, bitnet or a Jinja file ({e})"
+                ))
+            })?),
+        };
+        Ok(LoadSettings {
+            head,
+            chat_format,
+            pre_tokenizer: PreTokenizerChoice::parse(&self.pre),
+        })
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct SampleOpts {
     /// Sampling temperature (0 = greedy).
@@ -184,10 +219,13 @@ impl SampleOpts {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Architecture, shapes, tensor types and sizes.
+    /// Architecture, shapes, tensor types and sizes; the tokenizer's special tokens,
+    /// stop set and pre-tokenizer; the chat format and why it was chosen.
     Info {
         #[arg(long)]
         model: PathBuf,
+        #[command(flatten)]
+        text: TextOpts,
     },
     /// Token ids of a text, as a JSON array.
     Tokenize {
@@ -200,6 +238,19 @@ enum Cmd {
         special: bool,
         #[arg(long)]
         no_bos: bool,
+        #[command(flatten)]
+        opts: TextOpts,
+    },
+    /// The prompt a chat request feeds the model, as JSON: the chat format, the
+    /// rendered text and its token ids (to compare with another runtime).
+    ChatPrompt {
+        #[arg(long)]
+        model: PathBuf,
+        /// A JSON array of {"role", "content"} messages.
+        #[arg(long)]
+        messages: PathBuf,
+        #[command(flatten)]
+        text: TextOpts,
     },
     /// Logits after every token, as float32 .npy of shape [n_tokens, n_vocab].
     Logits {
@@ -224,13 +275,18 @@ enum Cmd {
         /// Wrap the prompt in the model's chat template.
         #[arg(long)]
         chat: bool,
-        /// Print JSON with the text, ids and timings.
+        /// With --chat: a system message before the prompt.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        /// Print JSON with the text, ids (prompt_ids: every token fed) and timings.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         run: RunOpts,
         #[command(flatten)]
         sample: SampleOpts,
+        #[command(flatten)]
+        text: TextOpts,
     },
     /// Interactive multi-turn chat in the terminal.
     Chat {
@@ -244,6 +300,8 @@ enum Cmd {
         run: RunOpts,
         #[command(flatten)]
         sample: SampleOpts,
+        #[command(flatten)]
+        text: TextOpts,
     },
     /// Split a model into parts like llama.cpp's gguf-split (OUT-00001-of-0000N.gguf, ...).
     Split {
@@ -265,6 +323,15 @@ enum Cmd {
         wtype: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// `synthetic` (this project's small vocabulary), or `official`: the official
+        /// 2B4T file's exact header (its keys, order, tensor order and chat template)
+        /// with the vocabulary of --vocab; I2_S only.
+        #[arg(long, value_enum, default_value = "synthetic")]
+        layout: Layout,
+        /// A GGUF whose tokens, types and merges the official layout takes (e.g.
+        /// tests/fixtures/llama3-vocab.gguf); its size sets the vocabulary size.
+        #[arg(long, required_if_eq("layout", "official"))]
+        vocab: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -280,8 +347,14 @@ fn main() {
     }
 }
 
-fn load(path: &PathBuf, run: &RunOpts) -> bitnet_engine::Result<LoadedModel> {
-    LoadedModel::from_gguf_with(GgufFile::from_path(path)?, run.head.mode())
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Layout {
+    Synthetic,
+    Official,
+}
+
+fn load(path: &PathBuf, run: &RunOpts, text: &TextOpts) -> bitnet_engine::Result<LoadedModel> {
+    LoadedModel::from_gguf_with(GgufFile::from_path(path)?, &text.settings(run.head.mode())?)
 }
 
 fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {
@@ -295,18 +368,42 @@ fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {
 
 fn run(cli: Cli) -> bitnet_engine::Result<()> {
     match cli.cmd {
-        Cmd::Info { model } => info(&model),
+        Cmd::Info { model, text } => info(&model, &text),
         Cmd::Tokenize {
             model,
             text,
             special,
             no_bos,
+            opts,
         } => {
             // Only the vocabulary is needed: vocabulary-only GGUFs work too.
             let file = GgufFile::from_path(&model)?;
-            let tokenizer = Tokenizer::from_spec(&VocabSpec::from_metadata(&file.metadata)?)?;
+            let (tokenizer, _) = chat_parts(&file, &opts.settings(HeadMode::File)?)?;
             let ids = tokenizer.encode(&text, !no_bos && tokenizer.add_bos_default(), special)?;
             println!("{}", serde_json::to_string(&ids).unwrap());
+            Ok(())
+        }
+        Cmd::ChatPrompt {
+            model,
+            messages,
+            text,
+        } => {
+            let file = GgufFile::from_path(&model)?;
+            let (tokenizer, template) = chat_parts(&file, &text.settings(HeadMode::File)?)?;
+            let raw = std::fs::read_to_string(&messages)?;
+            let messages: Vec<ChatMessage> = serde_json::from_str(&raw).map_err(|e| {
+                bitnet_engine::Error::InvalidArgument(format!(
+                    "{}: not a JSON array of {{\"role\", \"content\"}} messages ({e})",
+                    messages.display()
+                ))
+            })?;
+            let ids = chat_prompt_ids(&tokenizer, &template, &messages)?;
+            let out = serde_json::json!({
+                "chat_format": template.info(),
+                "text": template.render(&messages, true)?,
+                "ids": ids,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap());
             Ok(())
         }
         Cmd::Logits {
@@ -344,11 +441,13 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             prompt,
             n,
             chat,
+            system,
             json,
             run,
             sample,
+            text,
         } => {
-            let m = load(&model, &run)?;
+            let m = load(&model, &run, &text)?;
             let mut s = session(&m, &run)?;
             let opts = sample.options(n, true);
             let mut out = std::io::stdout();
@@ -360,7 +459,10 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
                 Flow::Continue
             };
             let c = if chat {
-                s.chat(&[ChatMessage::user(prompt)], &opts, &mut stream)?
+                let mut messages: Vec<ChatMessage> =
+                    system.into_iter().map(ChatMessage::system).collect();
+                messages.push(ChatMessage::user(prompt));
+                s.chat(&messages, &opts, &mut stream)?
             } else {
                 s.complete(&prompt, &opts, &mut stream)?
             };
@@ -377,7 +479,8 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             n,
             run,
             sample,
-        } => chat(&model, system, n, &run, &sample),
+            text,
+        } => chat(&model, system, n, &run, &sample, &text),
         Cmd::Split { model, parts, out } => {
             let file = GgufFile::from_path(&model)?;
             for (i, w) in bitnet_engine::gguf::split_writers(&file, parts)?
@@ -396,6 +499,8 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             shape,
             wtype,
             seed,
+            layout,
+            vocab,
             out,
         } => {
             let shape = SynthShape::parse(&shape)?;
@@ -404,8 +509,24 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
                     "--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32"
                 ))
             })?;
+            let vocab = match (layout, vocab) {
+                (Layout::Official, _) if ty != GgmlType::I2S => {
+                    return Err(bitnet_engine::Error::InvalidArgument(format!(
+                        "--layout official writes I2_S, like the official file (not {ty})"
+                    )))
+                }
+                (Layout::Official, Some(path)) => Some(
+                    bitnet_engine::tokenizer::VocabSpec::from_metadata(
+                        &GgufFile::from_path(&path)?.metadata,
+                    )?,
+                ),
+                _ => None,
+            };
             let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
-            synth::write_model(shape, ty, seed, &mut f)?;
+            match &vocab {
+                Some(v) => synth::write_official(shape, v, seed, &mut f)?,
+                None => synth::write_model(shape, ty, seed, &mut f)?,
+            }
             f.flush()?;
             eprintln!(
                 "wrote {} ({} bytes)",
@@ -418,8 +539,12 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
     }
 }
 
-fn info(path: &PathBuf) -> bitnet_engine::Result<()> {
+fn info(path: &PathBuf, text: &TextOpts) -> bitnet_engine::Result<()> {
     let file = GgufFile::from_path(path)?;
+    let (tokenizer, template) = chat_parts(&file, &text.settings(HeadMode::File)?)?;
+    let named = |id: Option<u32>| {
+        id.map(|i| serde_json::json!({"id": i, "text": String::from_utf8_lossy(tokenizer.token_bytes(i))}))
+    };
     let md = &file.metadata;
     let mut tensors = serde_json::Map::new();
     let mut by_type: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
@@ -447,6 +572,17 @@ fn info(path: &PathBuf) -> bitnet_engine::Result<()> {
         "tied_embeddings": file.tensor("output.weight").is_none(),
         "tensor_types": by_type.iter().map(|(k, (n, b))| (k.clone(), serde_json::json!({"count": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
         "tensor_bytes": file.tensors.iter().map(|t| t.info.nbytes).sum::<u64>(),
+        "tokenizer": {
+            "n_vocab": tokenizer.n_vocab(),
+            "bos": named(tokenizer.bos()),
+            "eos": named(tokenizer.eos()),
+            "eot": named(tokenizer.eot()),
+            "stop_tokens": tokenizer.stop_tokens().iter().map(|&i| named(Some(i))).collect::<Vec<_>>(),
+            "pre_tokenizer": tokenizer.pre_tokenizer(),
+        },
+        "chat_format": template.info(),
+        "metadata": md.entries().iter().map(|(k, v)| serde_json::json!({"key": k, "type": v.type_name()})).collect::<Vec<_>>(),
+        "tensor_order": file.tensors.iter().map(|t| t.info.name.as_str()).collect::<Vec<_>>(),
         "tensors": tensors,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
@@ -472,8 +608,9 @@ fn chat(
     n: usize,
     run: &RunOpts,
     sample: &SampleOpts,
+    text: &TextOpts,
 ) -> bitnet_engine::Result<()> {
-    let m = load(path, run)?;
+    let m = load(path, run, text)?;
     let mut s = session(&m, run)?;
     let opts = sample.options(n, false);
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();

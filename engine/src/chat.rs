@@ -9,8 +9,14 @@
 //! <|begin_of_text|>System: ...<|eot_id|>User: ...<|eot_id|>Assistant: ...<|eot_id|>Assistant:
 //! ```
 //!
-//! The rendered text already holds the BOS text, so the caller tokenizes it with
-//! `add_bos = false, parse_special = true`.
+//! Which one is used is a [`ChatFormat`] choice; `auto` replaces the templates that
+//! bitnet.cpp's converters write (see [`ChatTemplate::choose`]), because rendered as
+//! written they do not give the format the model was trained with.
+//!
+//! The rendered text already holds the BOS text. [`RenderedPrompt::plain`] marks where
+//! message contents sit in it, so the caller can tokenize the template's own markers as
+//! special tokens and the contents as plain text (`Tokenizer::encode_chat`): a message
+//! that holds the text `<|eot_id|>` does not end its turn.
 //!
 //! ## Prefix stability (multi-turn KV-cache reuse)
 //! The built-in template renders every message on its own, so
@@ -22,6 +28,8 @@
 //! the date in the prompt. [`ChatTemplate::render_continuation`] checks the prefix
 //! property on every call and fails with [`Error::Template`] when it does not hold, so
 //! the caller can fall back to a full re-prefill.
+
+use std::ops::Range;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
@@ -61,6 +69,57 @@ const BUILTIN_EOT: &str = "<|eot_id|>";
 /// token carries its own leading space).
 const BUILTIN_GEN_PROMPT: &str = "Assistant:";
 
+/// Text that only bitnet.cpp's converter template holds (`utils/convert-ms-to-gguf-bitnet.py`,
+/// the official 2B4T file and its older `bitnet-25` upload): `Human: …\n\nBITNETAssistant: `
+/// followed by the end-of-text token, no system turn.
+const CONVERTER_TEMPLATE_MARKS: &[&str] = &["BITNETAssistant"];
+
+/// How a conversation becomes prompt text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ChatFormat {
+    /// The file's template, except that a known converter template (which does not
+    /// render the format the model was trained with) is replaced by the 2B4T format,
+    /// and a file without one gets the 2B4T format.
+    #[default]
+    Auto,
+    /// The file's `tokenizer.chat_template`, rendered as written.
+    Gguf,
+    /// The built-in BitNet b1.58 2B4T format.
+    Bitnet,
+    /// This Jinja source.
+    Jinja(String),
+}
+
+impl ChatFormat {
+    /// `auto`, `gguf`, `bitnet`, or else the text is Jinja source.
+    pub fn parse(s: &str) -> ChatFormat {
+        match s {
+            "" | "auto" => ChatFormat::Auto,
+            "gguf" => ChatFormat::Gguf,
+            "bitnet" => ChatFormat::Bitnet,
+            src => ChatFormat::Jinja(src.to_string()),
+        }
+    }
+}
+
+/// Which chat format is in use and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatFormatInfo {
+    /// `bitnet-2b4t`, `gguf` (the file's template) or `jinja` (given by the caller).
+    pub format: String,
+    pub reason: String,
+}
+
+/// A rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPrompt {
+    pub text: String,
+    /// Byte ranges of `text` that came from message contents (and, in the built-in
+    /// format, roles), to tokenize as plain text. `None` when the template changes the
+    /// contents in a way that loses track of them (then no range is known).
+    pub plain: Option<Vec<Range<usize>>>,
+}
+
 enum Kind {
     Builtin,
     Jinja(Box<Environment<'static>>),
@@ -71,6 +130,7 @@ pub struct ChatTemplate {
     kind: Kind,
     bos_token: String,
     eos_token: String,
+    info: ChatFormatInfo,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -99,15 +159,87 @@ impl ChatTemplate {
     /// else the BitNet b1.58 2B4T built-in template. A Jinja syntax error is
     /// [`Error::Template`].
     pub fn new(jinja: Option<&str>, bos_token: &str, eos_token: &str) -> Result<Self> {
-        let kind = match jinja {
-            Some(src) if !src.trim().is_empty() => Kind::Jinja(Box::new(Self::environment(src)?)),
-            _ => Kind::Builtin,
-        };
-        Ok(ChatTemplate {
-            kind,
+        match jinja {
+            Some(src) if !src.trim().is_empty() => {
+                Self::jinja(src, bos_token, eos_token, "jinja", "given as Jinja source")
+            }
+            _ => Ok(Self::builtin(bos_token, eos_token, "no template given")),
+        }
+    }
+
+    /// The template for a model whose file holds `file_template`, as `choice` asks.
+    pub fn choose(
+        file_template: Option<&str>,
+        choice: &ChatFormat,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Self> {
+        let file_template = file_template.filter(|t| !t.trim().is_empty());
+        match (choice, file_template) {
+            (ChatFormat::Bitnet, _) => Ok(Self::builtin(bos_token, eos_token, "chosen by the caller")),
+            (ChatFormat::Jinja(src), _) => {
+                Self::jinja(src, bos_token, eos_token, "jinja", "a template given by the caller")
+            }
+            (ChatFormat::Gguf, Some(src)) => Self::jinja(
+                src,
+                bos_token,
+                eos_token,
+                "gguf",
+                "the file's tokenizer.chat_template, as written (chosen by the caller)",
+            ),
+            (ChatFormat::Gguf, None) => Err(Error::InvalidArgument(
+                "chat format 'gguf': the file has no tokenizer.chat_template".into(),
+            )),
+            (ChatFormat::Auto, None) => Ok(Self::builtin(
+                bos_token,
+                eos_token,
+                "the file has no chat template",
+            )),
+            (ChatFormat::Auto, Some(src)) if is_converter_template(src) => Ok(Self::builtin(
+                bos_token,
+                eos_token,
+                "the file's template is bitnet.cpp's converter template ('Human: … \
+                 BITNETAssistant: ' + end-of-text), which drops system messages and ends \
+                 every prompt with the end-of-text token; the model was trained on the \
+                 2B4T format",
+            )),
+            (ChatFormat::Auto, Some(src)) => Self::jinja(
+                src,
+                bos_token,
+                eos_token,
+                "gguf",
+                "the file's tokenizer.chat_template",
+            ),
+        }
+    }
+
+    fn builtin(bos_token: &str, eos_token: &str, reason: &str) -> Self {
+        ChatTemplate {
+            kind: Kind::Builtin,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            info: ChatFormatInfo {
+                format: "bitnet-2b4t".into(),
+                reason: reason.into(),
+            },
+        }
+    }
+
+    fn jinja(src: &str, bos_token: &str, eos_token: &str, format: &str, reason: &str) -> Result<Self> {
+        Ok(ChatTemplate {
+            kind: Kind::Jinja(Box::new(Self::environment(src)?)),
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+            info: ChatFormatInfo {
+                format: format.into(),
+                reason: reason.into(),
+            },
         })
+    }
+
+    /// Which format this is and why it was chosen.
+    pub fn info(&self) -> &ChatFormatInfo {
+        &self.info
     }
 
     fn environment(src: &str) -> Result<Environment<'static>> {
@@ -146,36 +278,80 @@ impl ChatTemplate {
     /// The prompt text for `messages`, followed by the assistant's generation prompt
     /// when `add_generation_prompt`.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        Ok(self.render_prompt(messages, add_generation_prompt)?.text)
+    }
+
+    /// [`render`](Self::render), with the ranges of the message contents.
+    pub fn render_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<RenderedPrompt> {
         match &self.kind {
             Kind::Builtin => {
-                let mut out = self.bos_token.clone();
+                let mut out = RenderedPrompt {
+                    text: self.bos_token.clone(),
+                    plain: Some(Vec::new()),
+                };
                 Self::builtin_turns(messages, add_generation_prompt, &mut out);
                 Ok(out)
             }
             Kind::Jinja(env) => {
-                let tmpl = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
-                tmpl.render(minijinja::context! {
-                    messages => messages,
-                    add_generation_prompt => add_generation_prompt,
-                    bos_token => &self.bos_token,
-                    eos_token => &self.eos_token,
-                    tools => Value::from(()),
-                    documents => Value::from(()),
-                })
-                .map_err(template_error)
+                let plain = self.render_jinja(env, messages, add_generation_prompt)?;
+                let Some(marks) = content_marks(messages) else {
+                    return Ok(RenderedPrompt { text: plain, plain: None });
+                };
+                let marked: Vec<ChatMessage> = messages
+                    .iter()
+                    .map(|m| ChatMessage::new(m.role.clone(), marks.wrap(&m.content)))
+                    .collect();
+                let ranges = self
+                    .render_jinja(env, &marked, add_generation_prompt)
+                    .ok()
+                    .and_then(|t| marks.strip(&t))
+                    .filter(|(text, _)| *text == plain)
+                    .map(|(_, ranges)| ranges);
+                Ok(RenderedPrompt { text: plain, plain: ranges })
             }
         }
     }
 
-    fn builtin_turns(messages: &[ChatMessage], add_generation_prompt: bool, out: &mut String) {
+    fn render_jinja(
+        &self,
+        env: &Environment<'static>,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let tmpl = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+            tools => Value::from(()),
+            documents => Value::from(()),
+        })
+        .map_err(template_error)
+    }
+
+    fn builtin_turns(messages: &[ChatMessage], add_generation_prompt: bool, out: &mut RenderedPrompt) {
+        let push_plain = |out: &mut RenderedPrompt, s: &str| {
+            let start = out.text.len();
+            out.text.push_str(s);
+            if let Some(p) = out.plain.as_mut() {
+                if !s.is_empty() {
+                    p.push(start..out.text.len());
+                }
+            }
+        };
         for m in messages {
-            out.push_str(&capitalize(&m.role));
-            out.push_str(": ");
-            out.push_str(m.content.trim());
-            out.push_str(BUILTIN_EOT);
+            push_plain(out, &capitalize(&m.role));
+            out.text.push_str(": ");
+            push_plain(out, m.content.trim());
+            out.text.push_str(BUILTIN_EOT);
         }
         if add_generation_prompt {
-            out.push_str(BUILTIN_GEN_PROMPT);
+            out.text.push_str(BUILTIN_GEN_PROMPT);
         }
     }
 
@@ -197,12 +373,28 @@ impl ChatTemplate {
         new: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        Ok(self
+            .render_continuation_prompt(history, new, add_generation_prompt)?
+            .text)
+    }
+
+    /// [`render_continuation`](Self::render_continuation), with the ranges of the
+    /// message contents in the continuation.
+    pub fn render_continuation_prompt(
+        &self,
+        history: &[ChatMessage],
+        new: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<RenderedPrompt> {
         match &self.kind {
             Kind::Builtin => {
-                let mut out = if history.is_empty() {
-                    self.bos_token.clone()
-                } else {
-                    String::new()
+                let mut out = RenderedPrompt {
+                    text: if history.is_empty() {
+                        self.bos_token.clone()
+                    } else {
+                        String::new()
+                    },
+                    plain: Some(Vec::new()),
                 };
                 Self::builtin_turns(new, add_generation_prompt, &mut out);
                 Ok(out)
@@ -211,13 +403,25 @@ impl ChatTemplate {
                 let mut all = Vec::with_capacity(history.len() + new.len());
                 all.extend_from_slice(history);
                 all.extend_from_slice(new);
-                let full = self.render(&all, add_generation_prompt)?;
+                let full = self.render_prompt(&all, add_generation_prompt)?;
                 if history.is_empty() {
                     return Ok(full);
                 }
                 let prefix = self.render(history, false)?;
-                match full.strip_prefix(prefix.as_str()) {
-                    Some(rest) => Ok(rest.to_string()),
+                match full.text.strip_prefix(prefix.as_str()) {
+                    Some(rest) => {
+                        let cut = prefix.len();
+                        Ok(RenderedPrompt {
+                            text: rest.to_string(),
+                            plain: full.plain.map(|ranges| {
+                                ranges
+                                    .into_iter()
+                                    .filter(|r| r.end > cut)
+                                    .map(|r| r.start.max(cut) - cut..r.end - cut)
+                                    .collect()
+                            }),
+                        })
+                    }
                     None => Err(Error::Template(
                         "the chat template is not prefix-stable for this conversation \
                          (rendering the history is not a prefix of rendering the whole \
@@ -227,6 +431,61 @@ impl ChatTemplate {
                 }
             }
         }
+    }
+}
+
+fn is_converter_template(src: &str) -> bool {
+    CONVERTER_TEMPLATE_MARKS.iter().any(|m| src.contains(m))
+}
+
+/// Two characters that no message holds, put around each message's content (inside its
+/// leading and trailing whitespace, so that `trim` still trims) to find the contents in
+/// the rendered text.
+struct ContentMarks {
+    open: char,
+    close: char,
+}
+
+fn content_marks(messages: &[ChatMessage]) -> Option<ContentMarks> {
+    let used = |c: char| messages.iter().any(|m| m.content.contains(c) || m.role.contains(c));
+    // Private-use characters: no template has a reason to produce them.
+    let mut free = (0xE000u32..0xF900).filter_map(char::from_u32).filter(|&c| !used(c));
+    Some(ContentMarks {
+        open: free.next()?,
+        close: free.next()?,
+    })
+}
+
+impl ContentMarks {
+    fn wrap(&self, content: &str) -> String {
+        let core = content.trim();
+        if core.is_empty() {
+            return content.to_string();
+        }
+        let lead = &content[..content.len() - content.trim_start().len()];
+        let trail = &content[content.trim_end().len()..];
+        format!("{lead}{}{core}{}{trail}", self.open, self.close)
+    }
+
+    /// The text without the marks and the ranges they enclosed; `None` when the marks
+    /// do not pair up (the template cut or reordered a content).
+    fn strip(&self, marked: &str) -> Option<(String, Vec<Range<usize>>)> {
+        let mut text = String::with_capacity(marked.len());
+        let mut ranges = Vec::new();
+        let mut open_at = None;
+        for c in marked.chars() {
+            if c == self.open {
+                if open_at.is_some() {
+                    return None;
+                }
+                open_at = Some(text.len());
+            } else if c == self.close {
+                ranges.push(open_at.take()?..text.len());
+            } else {
+                text.push(c);
+            }
+        }
+        open_at.is_none().then_some((text, ranges))
     }
 }
 

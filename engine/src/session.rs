@@ -5,12 +5,12 @@
 //! chunks, so a long prompt can be aborted). Multi-turn chat therefore re-reads
 //! nothing, and regenerate / edit-and-resend rewind to the first changed token.
 
-use crate::chat::{ChatMessage, ChatTemplate};
+use crate::chat::{ChatFormat, ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::model::{Backend, HeadMode, Logits, Model};
 use crate::sampler::{LoopGuard, Sampler, SamplerConfig};
-use crate::tokenizer::{StreamDecoder, Tokenizer, VocabSpec};
+use crate::tokenizer::{PreTokenizerChoice, StreamDecoder, Tokenizer, VocabSpec};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use web_time::Instant;
@@ -22,25 +22,23 @@ pub struct LoadedModel {
     pub template: Arc<ChatTemplate>,
 }
 
+/// What a caller may choose when loading a model; the defaults follow the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSettings {
+    pub head: HeadMode,
+    pub chat_format: ChatFormat,
+    pub pre_tokenizer: PreTokenizerChoice,
+}
+
 impl LoadedModel {
     pub fn from_gguf(file: GgufFile) -> Result<LoadedModel> {
-        LoadedModel::from_gguf_with(file, HeadMode::File)
+        LoadedModel::from_gguf_with(file, &LoadSettings::default())
     }
 
-    pub fn from_gguf_with(mut file: GgufFile, head: HeadMode) -> Result<LoadedModel> {
-        let spec = VocabSpec::from_metadata(&file.metadata)?;
-        let tokenizer = Tokenizer::from_spec(&spec)?;
-        let token_text = |id: Option<u32>| {
-            id.map(|i| String::from_utf8_lossy(tokenizer.token_bytes(i)).into_owned())
-                .unwrap_or_default()
-        };
-        let template = ChatTemplate::new(
-            spec.chat_template.as_deref(),
-            &token_text(tokenizer.bos()),
-            &token_text(tokenizer.eos()),
-        )?;
+    pub fn from_gguf_with(mut file: GgufFile, settings: &LoadSettings) -> Result<LoadedModel> {
+        let (tokenizer, template) = chat_parts(&file, settings)?;
         let mut model = Model::from_gguf(&mut file)?;
-        model.set_head(head);
+        model.set_head(settings.head);
         if tokenizer.n_vocab() > model.config.n_vocab {
             return Err(Error::Model(format!(
                 "the tokenizer has {} tokens but the model only {} embeddings",
@@ -57,6 +55,75 @@ impl LoadedModel {
 
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<LoadedModel> {
         LoadedModel::from_gguf(GgufFile::from_path(path)?)
+    }
+}
+
+/// The tokenizer and chat template of `file` (its metadata only: vocabulary-only
+/// files work too).
+pub fn chat_parts(file: &GgufFile, settings: &LoadSettings) -> Result<(Tokenizer, ChatTemplate)> {
+    let spec = VocabSpec::from_metadata(&file.metadata)?;
+    let tokenizer = Tokenizer::from_spec_with(&spec, &settings.pre_tokenizer)?;
+    let token_text = |id: Option<u32>| {
+        id.map(|i| String::from_utf8_lossy(tokenizer.token_bytes(i)).into_owned())
+            .unwrap_or_default()
+    };
+    let template = ChatTemplate::choose(
+        spec.chat_template.as_deref(),
+        &settings.chat_format,
+        &token_text(tokenizer.bos()),
+        &token_text(tokenizer.eos()),
+    )?;
+    Ok((tokenizer, template))
+}
+
+/// The prompt tokens of a whole conversation: the template's markers as special tokens,
+/// message contents and roles as plain text (a message holding `<|eot_id|>` does not end
+/// its turn).
+pub fn chat_prompt_ids(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+) -> Result<Vec<u32>> {
+    check_roles(tokenizer, messages)?;
+    encode_rendered(tokenizer, &template.render_prompt(messages, true)?, messages)
+}
+
+/// A role is compared by the template, never tokenized on its own, so it may not hold
+/// special-token text (it could not be kept plain inside a Jinja template's output).
+fn check_roles(tokenizer: &Tokenizer, messages: &[ChatMessage]) -> Result<()> {
+    for m in messages {
+        if let Some(t) = tokenizer.special_text_in(&m.role) {
+            return Err(Error::InvalidArgument(format!(
+                "the message role '{}' holds the special token text '{t}'",
+                m.role
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn encode_rendered(
+    tokenizer: &Tokenizer,
+    rendered: &crate::chat::RenderedPrompt,
+    messages: &[ChatMessage],
+) -> Result<Vec<u32>> {
+    match &rendered.plain {
+        Some(ranges) => tokenizer.encode_chat(&rendered.text, ranges),
+        None => {
+            // The template rewrote the contents beyond recognition: only safe when no
+            // content holds special-token text to begin with.
+            if let Some(t) = messages
+                .iter()
+                .find_map(|m| tokenizer.special_text_in(&m.content))
+            {
+                return Err(Error::Template(format!(
+                    "a message holds the special token text '{t}', and this chat template \
+                     changes message contents so that they cannot be kept apart from its \
+                     own markers"
+                )));
+            }
+            tokenizer.encode(&rendered.text, false, true)
+        }
     }
 }
 
@@ -118,6 +185,9 @@ pub struct Usage {
 pub struct Completion {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// Every token of the request's prompt, as fed to the model (the cached ones too).
+    #[serde(default)]
+    pub prompt_ids: Vec<u32>,
     pub finish_reason: FinishReason,
     pub usage: Usage,
 }
@@ -314,21 +384,24 @@ impl Session {
         let extends = !self.history.is_empty()
             && messages.len() > self.history.len()
             && messages[..self.history.len()] == self.history[..];
+        check_roles(&self.tokenizer, messages)?;
         if extends {
             let new = &messages[self.history.len()..];
-            if let Ok(text) = self.template.render_continuation(&self.history, new, true) {
+            if let Ok(r) = self
+                .template
+                .render_continuation_prompt(&self.history, new, true)
+            {
                 let mut tokens = self.cached.clone();
                 // The reply's end-of-turn: sampled but not fed, or (after a length or
                 // loop stop) never produced; either way the template expects it here.
                 if let Some(eot) = self.unfed.or(self.tokenizer.eot()).or(self.tokenizer.eos()) {
                     tokens.push(eot)
                 }
-                tokens.extend(self.tokenizer.encode(&text, false, true)?);
+                tokens.extend(encode_rendered(&self.tokenizer, &r, new)?);
                 return Ok(tokens);
             }
         }
-        let text = self.template.render(messages, true)?;
-        self.tokenizer.encode(&text, false, true)
+        chat_prompt_ids(&self.tokenizer, &self.template, messages)
     }
 
     /// The callback-driven loop over [`step`](Self::step).
@@ -545,7 +618,7 @@ impl Session {
             std::mem::take(&mut g.text),
             std::mem::take(&mut g.generated),
             reason,
-            g.tokens.len(),
+            g.tokens.clone(),
             g.common,
             g.start,
             prefill_end,
@@ -574,7 +647,7 @@ impl Session {
         text: String,
         tokens: Vec<u32>,
         finish_reason: FinishReason,
-        prompt_tokens: usize,
+        prompt_ids: Vec<u32>,
         cached: usize,
         start: Instant,
         prefill_end: Option<Instant>,
@@ -584,6 +657,7 @@ impl Session {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         let prefill_ms = prefill_end.map_or(0.0, |p| ms(start, p));
         let decode_ms = prefill_end.map_or(0.0, |p| ms(p, now));
+        let prompt_tokens = prompt_ids.len();
         let prefilled = prompt_tokens - cached;
         // Decode speed counts forward passes after the first sampled token.
         let decoded = tokens.len().saturating_sub(1);
@@ -608,6 +682,7 @@ impl Session {
             },
             text,
             tokens,
+            prompt_ids,
             finish_reason,
         }
     }

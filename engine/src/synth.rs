@@ -202,28 +202,16 @@ fn encode_linear(ty: GgmlType, codes: &[u8], scale: f32) -> Result<Vec<u8>> {
     })
 }
 
-/// Writes a random model to `out`. I2_S files use the `bitnet-b1.58` architecture
-/// (like the official 2B4T file), the others llama.cpp's `bitnet` with relu².
-pub fn write_model(
-    shape: SynthShape,
-    wtype: GgmlType,
-    seed: u64,
-    out: &mut impl std::io::Write,
-) -> Result<()> {
-    shape.validate()?;
-    let arch = if wtype == GgmlType::I2S {
-        "bitnet-b1.58"
-    } else {
-        "bitnet"
-    };
-    let (tokens, types, merges) = vocabulary(shape.n_vocab);
-    let n_vocab = tokens.len();
+/// One tensor's name, type, dims and bytes.
+type Payload = (String, GgmlType, Vec<u64>, Vec<u8>);
+
+/// The random tensors of a model: the F16 embedding, the F32 norms and the ternary
+/// linear layers in `wtype`, each deterministic by (seed, name).
+fn payloads(shape: SynthShape, wtype: GgmlType, seed: u64, n_vocab: usize) -> Result<Vec<Payload>> {
     let head_dim = shape.n_embd / shape.n_head;
     let kv = shape.n_head_kv * head_dim;
     let (e, f) = (shape.n_embd, shape.n_ff);
-
-    // Tensor payloads first (the writer borrows them).
-    let mut payloads: Vec<(String, GgmlType, Vec<u64>, Vec<u8>)> = Vec::new();
+    let mut payloads: Vec<Payload> = Vec::new();
     let mut rng = seeded(seed, "token_embd.weight");
     payloads.push((
         "token_embd.weight".into(),
@@ -272,6 +260,28 @@ pub fn write_model(
             ));
         }
     }
+    Ok(payloads)
+}
+
+/// Writes a random model to `out`. I2_S files use the `bitnet-b1.58` architecture
+/// (like the official 2B4T file), the others llama.cpp's `bitnet` with relu².
+pub fn write_model(
+    shape: SynthShape,
+    wtype: GgmlType,
+    seed: u64,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    shape.validate()?;
+    let arch = if wtype == GgmlType::I2S {
+        "bitnet-b1.58"
+    } else {
+        "bitnet"
+    };
+    let (tokens, types, merges) = vocabulary(shape.n_vocab);
+    let n_vocab = tokens.len();
+    let head_dim = shape.n_embd / shape.n_head;
+    let (e, f) = (shape.n_embd, shape.n_ff);
+    let payloads = payloads(shape, wtype, seed, n_vocab)?;
 
     let mut w = GgufWriter::default();
     let k = |s: &str| format!("{arch}.{s}");
@@ -318,6 +328,119 @@ pub fn write_model(
         )
         .kv("tokenizer.ggml.add_bos_token", Value::Bool(true));
     for (name, ty, dims, data) in &payloads {
+        w.tensor(name, *ty, dims, data);
+    }
+    w.write_to(out)?;
+    Ok(())
+}
+
+/// The chat template that bitnet.cpp's converter (`utils/convert-ms-to-gguf-bitnet.py`)
+/// writes into the official 2B4T file. The `\n` are escapes inside a Jinja string
+/// literal, as in the file.
+pub const CONVERTER_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}{% if message['role'] == 'user' %}{{ 'Human: ' + message['content'] + '\\n\\nBITNETAssistant: ' + eos_token }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
+
+/// Within a block, the official file lists tensors in the alphabetical order of their
+/// Hugging Face names (input_layernorm, mlp.down_proj, mlp.ffn_layernorm, …).
+const OFFICIAL_BLOCK_ORDER: [&str; 11] = [
+    "attn_norm",
+    "ffn_down",
+    "ffn_sub_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_norm",
+    "attn_sub_norm",
+    "attn_k",
+    "attn_output",
+    "attn_q",
+    "attn_v",
+];
+
+/// Writes a random I2_S model with the official 2B4T file's exact header: its 24
+/// metadata keys in its order and types (no `tokenizer.ggml.pre`, no `eot_token_id`,
+/// no `general.alignment`; scores all 0; `vocab`'s tokens, types and merges; the
+/// converter's chat template), its tensor order (embedding first, blocks in string order
+/// 0, 1, 10, …, `output_norm` last) and alignment 32. At [`SynthShape::B2B4T`] with the
+/// Llama-3 vocabulary it is as long as the real file, 1,187,801,280 bytes. The vocabulary
+/// sets the shape's vocabulary size.
+pub fn write_official(
+    shape: SynthShape,
+    vocab: &crate::tokenizer::VocabSpec,
+    seed: u64,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let n_vocab = vocab.tokens.len();
+    let shape = SynthShape { n_vocab, ..shape };
+    shape.validate()?;
+    let (Some(bos), Some(eos)) = (vocab.bos, vocab.eos) else {
+        return Err(Error::InvalidArgument(
+            "the official layout needs a vocabulary with bos and eos ids".into(),
+        ));
+    };
+    let token_types = if vocab.token_types.is_empty() {
+        vec![1; n_vocab]
+    } else {
+        vocab.token_types.clone()
+    };
+    let mut by_name: std::collections::HashMap<String, Payload> =
+        payloads(shape, GgmlType::I2S, seed, n_vocab)?
+            .into_iter()
+            .map(|p| (p.0.clone(), p))
+            .collect();
+    let mut blocks: Vec<String> = (0..shape.n_layer).map(|l| l.to_string()).collect();
+    blocks.sort();
+    let mut order = vec!["token_embd.weight".to_string()];
+    for b in &blocks {
+        for t in OFFICIAL_BLOCK_ORDER {
+            order.push(format!("blk.{b}.{t}.weight"));
+        }
+    }
+    order.push("output_norm.weight".into());
+    let ordered: Vec<Payload> = order
+        .iter()
+        .map(|n| by_name.remove(n).expect("every tensor is synthesized"))
+        .collect();
+
+    let arch = "bitnet-b1.58";
+    let k = |s: &str| format!("{arch}.{s}");
+    let u32_of = |v: usize| Value::U32(v as u32);
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", Value::String(arch.into()))
+        .kv("general.name", Value::String("bitnet2b".into()))
+        .kv(&k("vocab_size"), u32_of(n_vocab))
+        .kv(&k("context_length"), Value::U32(4096))
+        .kv(&k("embedding_length"), u32_of(shape.n_embd))
+        .kv(&k("block_count"), u32_of(shape.n_layer))
+        .kv(&k("feed_forward_length"), u32_of(shape.n_ff))
+        .kv(&k("rope.dimension_count"), u32_of(shape.n_embd / shape.n_head))
+        .kv(&k("attention.head_count"), u32_of(shape.n_head))
+        .kv(&k("attention.head_count_kv"), u32_of(shape.n_head_kv))
+        .kv("tokenizer.ggml.add_bos_token", Value::Bool(true))
+        .kv(&k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
+        .kv(&k("rope.freq_base"), Value::F32(500000.0))
+        .kv("general.file_type", Value::U32(40))
+        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::String(vocab.tokens.clone())),
+        )
+        .kv(
+            "tokenizer.ggml.scores",
+            Value::Array(Array::F32(vec![0.0; n_vocab])),
+        )
+        .kv("tokenizer.ggml.token_type", Value::Array(Array::I32(token_types)))
+        .kv(
+            "tokenizer.ggml.merges",
+            Value::Array(Array::String(vocab.merges.clone())),
+        )
+        .kv("tokenizer.ggml.bos_token_id", Value::U32(bos))
+        .kv("tokenizer.ggml.eos_token_id", Value::U32(eos))
+        .kv("tokenizer.ggml.padding_token_id", Value::U32(eos))
+        .kv(
+            "tokenizer.chat_template",
+            Value::String(CONVERTER_CHAT_TEMPLATE.into()),
+        )
+        .kv("general.quantization_version", Value::U32(2));
+    for (name, ty, dims, data) in &ordered {
         w.tensor(name, *ty, dims, data);
     }
     w.write_to(out)?;

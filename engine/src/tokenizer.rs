@@ -15,6 +15,7 @@
 //! machinery so that one `tokenizers` instance serves both `parse_special` modes, and so
 //! that the cut follows llama.cpp's longest-first rule exactly.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
@@ -73,8 +74,8 @@ const RE_DEFAULT: &[&str] = &[
 ];
 
 /// Regexes and `ignore_merges` for a `tokenizer.ggml.pre` value (llama.cpp's table).
-fn pre_config(pre: Option<&str>) -> Result<(Vec<&'static str>, bool)> {
-    Ok(match pre.unwrap_or("default") {
+fn pre_config(pre: &str) -> Result<(Vec<&'static str>, bool)> {
+    Ok(match pre {
         "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral" => {
             (vec![RE_LLAMA3], true)
         }
@@ -90,6 +91,88 @@ fn pre_config(pre: Option<&str>) -> Result<(Vec<&'static str>, bool)> {
         }
     })
 }
+
+/// Which pre-tokenizer splits the text before BPE.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PreTokenizerChoice {
+    /// The file's `tokenizer.ggml.pre`; when it names none, Llama-3's for a Llama-3
+    /// vocabulary (what the model's own `tokenizer.json` does), else llama.cpp's `default`.
+    #[default]
+    Auto,
+    /// A `tokenizer.ggml.pre` name, e.g. `default` (what bitnet.cpp uses for the 2B4T
+    /// file, which names none) or `llama-bpe`.
+    Named(String),
+}
+
+impl PreTokenizerChoice {
+    /// `auto`, or a pre-tokenizer name.
+    pub fn parse(s: &str) -> PreTokenizerChoice {
+        match s {
+            "" | "auto" => PreTokenizerChoice::Auto,
+            name => PreTokenizerChoice::Named(name.to_string()),
+        }
+    }
+}
+
+/// The pre-tokenizer in use and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreTokenizerInfo {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Whether `tokens` is Meta's Llama-3 vocabulary: its special tokens where Llama-3 has
+/// them, and a few ordinary tokens at Llama-3's ids.
+pub fn is_llama3_vocab(tokens: &[String]) -> bool {
+    const PROBES: [(usize, &str); 7] = [
+        (220, "Ġ"),
+        (791, "The"),
+        (9822, "ĠFrance"),
+        (15339, "hello"),
+        (128000, "<|begin_of_text|>"),
+        (128001, "<|end_of_text|>"),
+        (128009, "<|eot_id|>"),
+    ];
+    PROBES
+        .iter()
+        .all(|&(i, t)| tokens.get(i).is_some_and(|s| s == t))
+}
+
+fn choose_pre(spec: &VocabSpec, choice: &PreTokenizerChoice) -> PreTokenizerInfo {
+    let (name, reason) = match (choice, spec.pre.as_deref()) {
+        (PreTokenizerChoice::Named(n), _) => (n.clone(), "chosen by the caller".to_string()),
+        (PreTokenizerChoice::Auto, Some(p)) => {
+            (p.to_string(), "the file's tokenizer.ggml.pre".to_string())
+        }
+        (PreTokenizerChoice::Auto, None) if is_llama3_vocab(&spec.tokens) => (
+            "llama3".to_string(),
+            "the file names no pre-tokenizer and its vocabulary is Llama-3's: split as the \
+             model's tokenizer.json does (bitnet.cpp falls back to llama.cpp's 'default')"
+                .to_string(),
+        ),
+        (PreTokenizerChoice::Auto, None) => (
+            "default".to_string(),
+            "the file names no pre-tokenizer: llama.cpp's 'default'".to_string(),
+        ),
+    };
+    PreTokenizerInfo { name, reason }
+}
+
+/// End-of-turn token texts, in llama.cpp's order of preference (`llama-vocab.cpp`): the
+/// EOT token of a vocabulary whose metadata names none is the first of these it has.
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<EOT>",
+    "_<EOT>",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+/// Further texts that end a generation in llama.cpp (its `special_eog_ids`).
+const EOG_TEXTS: &[&str] = &["<|eom_id|>", "<|end_of_text|>", "<|return|>", "<|call|>"];
 
 /// GPT-2's byte → printable-unicode table (`bytes_to_unicode`).
 fn byte_to_char() -> &'static [char; 256] {
@@ -191,6 +274,10 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
+    /// Every token that ends a generation: EOS, EOT, and llama.cpp's end-of-generation
+    /// texts found in the vocabulary (ascending ids).
+    eog: Vec<u32>,
+    pre: PreTokenizerInfo,
     add_bos: bool,
 }
 
@@ -213,7 +300,12 @@ enum Fragment {
 }
 
 impl Tokenizer {
+    /// The tokenizer of `spec`, with the pre-tokenizer picked by [`PreTokenizerChoice::Auto`].
     pub fn from_spec(spec: &VocabSpec) -> Result<Tokenizer> {
+        Tokenizer::from_spec_with(spec, &PreTokenizerChoice::Auto)
+    }
+
+    pub fn from_spec_with(spec: &VocabSpec, pre_choice: &PreTokenizerChoice) -> Result<Tokenizer> {
         if spec.model != "gpt2" {
             return Err(Error::Tokenizer(format!(
                 "unsupported tokenizer model '{}' (only byte-level BPE, 'gpt2', is supported)",
@@ -243,7 +335,8 @@ impl Tokenizer {
                 }
             }
         }
-        let (regexes, ignore_merges) = pre_config(spec.pre.as_deref())?;
+        let pre_info = choose_pre(spec, pre_choice);
+        let (regexes, ignore_merges) = pre_config(&pre_info.name)?;
 
         let vocab = bpe_vocab(spec);
         let byte_chars = byte_to_char();
@@ -320,6 +413,18 @@ impl Tokenizer {
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
+        let id_of = |text: &str| spec.tokens.iter().position(|t| t == text).map(|i| i as u32);
+        let eot = spec
+            .eot
+            .or_else(|| EOT_TEXTS.iter().find_map(|t| id_of(t)));
+        let mut eog: Vec<u32> = [spec.eos, eot]
+            .into_iter()
+            .flatten()
+            .chain(EOT_TEXTS.iter().chain(EOG_TEXTS).filter_map(|t| id_of(t)))
+            .collect();
+        eog.sort_unstable();
+        eog.dedup();
+
         Ok(Tokenizer {
             hf,
             types,
@@ -328,7 +433,9 @@ impl Tokenizer {
             specials,
             bos: spec.bos,
             eos: spec.eos,
-            eot: spec.eot,
+            eot,
+            eog,
+            pre: pre_info,
             add_bos: spec.add_bos,
         })
     }
@@ -337,13 +444,32 @@ impl Tokenizer {
     /// `parse_special` makes CONTROL-token text such as `<|eot_id|>` become that token
     /// (llama.cpp's `parse_special`). USER_DEFINED tokens are matched either way.
     pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<u32>> {
+        self.encode_parts(text, add_bos, parse_special, &[])
+    }
+
+    /// Ids for a rendered chat prompt: CONTROL-token text becomes that token except
+    /// inside the `plain` byte ranges (message contents), which are tokenized as text.
+    /// The cut at special tokens is the only difference from [`encode`](Self::encode)
+    /// with `parse_special`: plain ranges and the text around them go through BPE
+    /// together, so a prompt without special text in its contents tokenizes the same.
+    pub fn encode_chat(&self, text: &str, plain: &[Range<usize>]) -> Result<Vec<u32>> {
+        self.encode_parts(text, false, true, plain)
+    }
+
+    fn encode_parts(
+        &self,
+        text: &str,
+        add_bos: bool,
+        parse_special: bool,
+        plain: &[Range<usize>],
+    ) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_bos {
             if let Some(bos) = self.bos {
                 out.push(bos);
             }
         }
-        for frag in self.partition(text, parse_special) {
+        for frag in self.partition(text, parse_special, plain) {
             match frag {
                 Fragment::Token(id) => out.push(id),
                 Fragment::Text(a, b) => {
@@ -359,8 +485,9 @@ impl Tokenizer {
     }
 
     /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first,
-    /// cut every occurrence out of the text fragments that remain.
-    fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+    /// cut every occurrence out of the text fragments that remain. CONTROL and UNKNOWN
+    /// occurrences that overlap a `plain` range stay text.
+    fn partition(&self, text: &str, parse_special: bool, plain: &[Range<usize>]) -> Vec<Fragment> {
         if text.is_empty() {
             return Vec::new();
         }
@@ -372,6 +499,10 @@ impl Tokenizer {
             if !text.contains(tok.as_str()) {
                 continue;
             }
+            let kept_as_text = |at: usize| {
+                *ty != token_type::USER_DEFINED
+                    && plain.iter().any(|r| at < r.end && r.start < at + tok.len())
+            };
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 let (mut a, b) = match f {
@@ -381,12 +512,20 @@ impl Tokenizer {
                         continue;
                     }
                 };
-                while let Some(p) = text[a..b].find(tok.as_str()) {
-                    if p > 0 {
-                        next.push(Fragment::Text(a, a + p));
+                let mut from = a;
+                while let Some(p) = text[from..b].find(tok.as_str()) {
+                    let at = from + p;
+                    if kept_as_text(at) {
+                        // Search on after this occurrence's first character.
+                        from = at + text[at..].chars().next().map_or(1, char::len_utf8);
+                        continue;
+                    }
+                    if at > a {
+                        next.push(Fragment::Text(a, at));
                     }
                     next.push(Fragment::Token(*id));
-                    a += p + tok.len();
+                    a = at + tok.len();
+                    from = a;
                 }
                 if a < b {
                     next.push(Fragment::Text(a, b));
@@ -454,15 +593,25 @@ impl Tokenizer {
         self.types.get(id as usize).copied()
     }
 
-    /// Tokens that end generation: EOS and EOT (deduplicated, in that order).
-    pub fn stop_tokens(&self) -> Vec<u32> {
-        let mut v = Vec::with_capacity(2);
-        for id in [self.eos, self.eot].into_iter().flatten() {
-            if !v.contains(&id) {
-                v.push(id);
-            }
-        }
-        v
+    /// Tokens that end generation, like llama.cpp's end-of-generation set: EOS, EOT
+    /// (from the metadata, or found by its text), and every other end-of-turn text of
+    /// llama.cpp's list that the vocabulary has (ascending ids).
+    pub fn stop_tokens(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// The first CONTROL or UNKNOWN token text that occurs in `text` (what
+    /// `parse_special` would turn into a token), if any.
+    pub fn special_text_in(&self, text: &str) -> Option<&str> {
+        self.specials
+            .iter()
+            .find(|(t, _, ty)| *ty != token_type::USER_DEFINED && text.contains(t.as_str()))
+            .map(|(t, _, _)| t.as_str())
+    }
+
+    /// The pre-tokenizer in use and why.
+    pub fn pre_tokenizer(&self) -> &PreTokenizerInfo {
+        &self.pre
     }
 
     /// The id of the vocabulary entry spelled exactly `text` (byte-level form for

@@ -10,6 +10,8 @@ import type { AddressInfo } from "node:net";
 import { dirname, extname, join, normalize, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
+// The headers the chat app's server sends for cross-origin isolation.
+import { ISOLATION } from "../../www/scripts/serve.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const FIXTURES = join(ROOT, "tests/fixtures");
@@ -27,11 +29,6 @@ const TYPES: Record<string, string> = {
   ".svg": "image/svg+xml",
   ".png": "image/png",
   ".webmanifest": "application/manifest+json",
-};
-
-export const ISOLATION = {
-  "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Embedder-Policy": "credentialless",
 };
 
 export interface RequestLog {

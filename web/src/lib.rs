@@ -4,13 +4,14 @@
 //! machine-readable `kind`; panics are printed to the console (and the call
 //! throws `RuntimeError: unreachable`), never a silent hang.
 
-use bitnet_engine::chat::ChatMessage;
+use bitnet_engine::chat::{ChatFormat, ChatMessage};
 use bitnet_engine::gguf::{merge_split, GgufFile, GgufLoader, LoadOptions, LoadPhase};
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits};
 use bitnet_engine::session::{
-    Event, Flow, GenerateOptions, Generation, LoadedModel, Session, Step, Usage,
+    Event, Flow, GenerateOptions, Generation, LoadSettings, LoadedModel, Session, Step, Usage,
 };
+use bitnet_engine::tokenizer::PreTokenizerChoice;
 use serde::{Deserialize, Serialize};
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
@@ -104,6 +105,10 @@ struct EngineOptions {
     /// Threads for the matrix kernels (the `threads` build, after `buildThreadPool`):
     /// default all of the pool's.
     threads: Option<usize>,
+    /// "auto" (default), "gguf", "bitnet", or Jinja source.
+    chat_template: Option<String>,
+    /// "auto" (default) or a llama.cpp pre-tokenizer name such as "default".
+    pre_tokenizer: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -127,6 +132,15 @@ struct ModelInfo {
     kernels: String,
     /// "file" or "int8": the LM head in use.
     head: String,
+    /// The chat format in use (`bitnet-2b4t`, `gguf`, `jinja`) and why.
+    chat_format: bitnet_engine::chat::ChatFormatInfo,
+    /// The pre-tokenizer in use and why.
+    pre_tokenizer: bitnet_engine::tokenizer::PreTokenizerInfo,
+    bos_token: Option<u32>,
+    eos_token: Option<u32>,
+    eot_token: Option<u32>,
+    /// Every token that ends a reply.
+    stop_tokens: Vec<u32>,
 }
 
 #[derive(Serialize)]
@@ -278,7 +292,14 @@ impl Engine {
                 ))))
             }
         };
-        let loaded = LoadedModel::from_gguf_with(file, head).map_err(js_error)?;
+        let settings = LoadSettings {
+            head,
+            chat_format: ChatFormat::parse(self.opts.chat_template.as_deref().unwrap_or("auto")),
+            pre_tokenizer: PreTokenizerChoice::parse(
+                self.opts.pre_tokenizer.as_deref().unwrap_or("auto"),
+            ),
+        };
+        let loaded = LoadedModel::from_gguf_with(file, &settings).map_err(js_error)?;
         let cfg = &loaded.model.config;
         let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
         let backend = CpuBackend::new(Arc::clone(&loaded.model), self.cpu_options(Some(n_ctx)));
@@ -293,6 +314,12 @@ impl Engine {
             kv_cache_bytes: backend.kv_cache_bytes(),
             kernels: self.kernels.clone(),
             head: self.opts.head.clone().unwrap_or_else(|| "file".into()),
+            chat_format: loaded.template.info().clone(),
+            pre_tokenizer: loaded.tokenizer.pre_tokenizer().clone(),
+            bos_token: loaded.tokenizer.bos(),
+            eos_token: loaded.tokenizer.eos(),
+            eot_token: loaded.tokenizer.eot(),
+            stop_tokens: loaded.tokenizer.stop_tokens().to_vec(),
         };
         *self.live.borrow_mut() = Some(Live {
             session: Session::new(

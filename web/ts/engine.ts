@@ -193,6 +193,7 @@ export class Engine {
       model: this.modelName,
       choices: [{ index: 0, message: { role: "assistant", content: c.text }, finish_reason: FINISH[c.finish_reason] }],
       usage: usageOf(c.usage),
+      prompt_ids: c.prompt_ids,
     };
   }
 
@@ -319,6 +320,8 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
       parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
       nCtx: opts.nCtx,
       head: opts.head,
+      chatTemplate: opts.chatTemplate,
+      preTokenizer: opts.preTokenizer,
       cache: opts.cache ?? true,
       sha256: parts.map((_, i) => sha[i]),
       rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,

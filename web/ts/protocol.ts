@@ -7,6 +7,8 @@ export interface LoadRequest {
   parts: ModelPart[];
   nCtx?: number;
   head?: "file" | "int8";
+  chatTemplate?: string;
+  preTokenizer?: string;
   cache: boolean;
   sha256: (string | undefined)[];
   rangeChunkBytes: number;
@@ -46,6 +48,7 @@ export type Request = { id: number } & (
 export interface EngineCompletion {
   text: string;
   tokens: number[];
+  prompt_ids: number[];
   finish_reason: "stop" | "length" | "context_full" | "loop" | "aborted";
   usage: {
     prompt_tokens: number;

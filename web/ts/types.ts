@@ -33,6 +33,16 @@ export interface CreateEngineOptions {
   threads?: number;
   /** Tokens per prefill step; smaller reacts faster to abort (default 32). */
   prefillChunk?: number;
+  /** How a conversation becomes the prompt: `auto` (default: the file's template, except
+   * that bitnet.cpp's converter template, which drops system messages and ends every
+   * prompt with the end-of-text token, is replaced by the 2B4T format the model was
+   * trained with), `gguf` (the file's template as written), `bitnet` (the 2B4T format),
+   * or Jinja source. `LoadResult.info.chatFormat` says what was chosen and why. */
+  chatTemplate?: "auto" | "gguf" | "bitnet" | (string & {});
+  /** `auto` (default: the file's; Llama-3's for a Llama-3 vocabulary when the file names
+   * none, as the official 2B4T file does), or a llama.cpp pre-tokenizer name: `default`
+   * tokenizes as bitnet.cpp does with that file. */
+  preTokenizer?: "auto" | "default" | "llama-bpe" | (string & {});
   signal?: AbortSignal;
 }
 
@@ -110,6 +120,9 @@ export interface ChatCompletion {
   model: string;
   choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: FinishReason }[];
   usage: Usage;
+  /** Every prompt token the model was fed for this request (cached ones too): the
+   * rendered chat template, tokenized. */
+  prompt_ids: number[];
 }
 
 export interface ChatCompletionChunk {
@@ -137,6 +150,15 @@ export interface ModelInfo {
   kernels: string;
   /** The LM head in use: the file's, or the int8 copy (`head: "int8"`). */
   head: "file" | "int8";
+  /** The chat format in use and why it was chosen. */
+  chatFormat: { format: "bitnet-2b4t" | "gguf" | "jinja"; reason: string };
+  /** The pre-tokenizer in use and why. */
+  preTokenizer: { name: string; reason: string };
+  bosToken: number | null;
+  eosToken: number | null;
+  eotToken: number | null;
+  /** Every token that ends a reply (EOS, EOT and llama.cpp's other end-of-generation tokens). */
+  stopTokens: number[];
 }
 
 export interface LoadResult {

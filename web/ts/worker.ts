@@ -247,7 +247,13 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
       req.parts,
       {
         begin(part, bytes) {
-          if (part === 0) e = new glue.Engine({ nCtx: req.nCtx, expectedBytes: bytes ?? undefined, head: req.head });
+          if (part === 0) e = new glue.Engine({
+              nCtx: req.nCtx,
+              expectedBytes: bytes ?? undefined,
+              head: req.head,
+              chatTemplate: req.chatTemplate,
+              preTokenizer: req.preTokenizer,
+            });
           else e!.nextPart(bytes ?? undefined);
         },
         push(chunk) {

@@ -160,12 +160,18 @@ pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, 
 pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
     for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let ms = xr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / n as f64;
-        let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        let inv = rms_inv(xr, eps);
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(weight) {
             *o = v * inv * g;
         }
     }
+}
+
+/// `1 / sqrt(mean(x²) + eps)` of one row: squares summed in order in f64 (SIMD
+/// kernels call this too, so that every build scales by the same float).
+pub fn rms_inv(x: &[f32], eps: f32) -> f32 {
+    let ms = x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / x.len() as f64;
+    (1.0 / (ms + eps as f64).sqrt()) as f32
 }
 
 /// NeoX rotary embedding on one head vector: pairs (i, i + n_rot/2).

@@ -168,8 +168,7 @@ impl Kernels for Simd128 {
             // The sum of squares stays the reference's sequential f64 sum (a different
             // order could move the scale by an ulp, and with it a greedy token); the
             // scaling is vectorized, in the reference's order of operations.
-            let ms = xr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / n as f64;
-            let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+            let inv = scalar::rms_inv(xr, eps);
             let vi = f32x4_splat(inv);
             for i in (0..body).step_by(4) {
                 let o = f32x4_mul(f32x4_mul(load_at(xr, i), vi), load_at(weight, i));
@@ -260,12 +259,7 @@ impl Kernels for Simd128 {
                 unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
             }
         }
-        for c in body..d {
-            out[c] = 0.0;
-            for (j, &p) in probs.iter().enumerate() {
-                out[c] += p * values[j * stride + c];
-            }
-        }
+        scalar::attn_mix(probs, &values[body..], stride, &mut out[body..]);
     }
 }
 
