@@ -41,6 +41,7 @@ echo "== chat app (www/): type check and Vite build"
 # per-platform packages, so the lock file cannot list them and npm ci refuses it.
 (cd www && npm install --no-audit --no-fund && npm run build)
 echo "== Playwright in headless Chromium: the package, then the chat app"
-# The tests compare with `cargo run -p bitnet-cli`: build it first, outside their timeouts.
-cargo build --locked -p bitnet-cli
+# The tests compare with `cargo run --profile test -p bitnet-cli`: build it first, outside
+# their timeouts (the test profile reuses the dependencies `cargo test` compiled).
+cargo build --locked --profile test -p bitnet-cli
 npx playwright test -c tests/browser/playwright.config.ts

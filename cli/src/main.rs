@@ -515,11 +515,11 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
                         "--layout official writes I2_S, like the official file (not {ty})"
                     )))
                 }
-                (Layout::Official, Some(path)) => Some(
-                    bitnet_engine::tokenizer::VocabSpec::from_metadata(
+                (Layout::Official, Some(path)) => {
+                    Some(bitnet_engine::tokenizer::VocabSpec::from_metadata(
                         &GgufFile::from_path(&path)?.metadata,
-                    )?,
-                ),
+                    )?)
+                }
                 _ => None,
             };
             let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);

@@ -319,3 +319,153 @@ fn gpu_backend_logits_generate_and_bench() {
     ]);
     assert!(!ok && err.contains("error [invalid-argument]"), "{err}");
 }
+
+/// The small stand-in of the official 2B4T file (its exact header and vocabulary).
+fn official_stand_in() -> PathBuf {
+    let model = tmp("official-tiny.gguf");
+    if !model.exists() {
+        let (ok, _, err) = bitnet(&[
+            "synth",
+            "--shape",
+            "tiny",
+            "--wtype",
+            "I2_S",
+            "--layout",
+            "official",
+            "--vocab",
+            &fixture("llama3-vocab.gguf"),
+            "--out",
+            model.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+    }
+    model
+}
+
+#[test]
+fn info_names_the_chat_format_stops_and_pre_tokenizer_of_the_official_file() {
+    let model = official_stand_in();
+    let (ok, out, err) = bitnet(&["info", "--model", model.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert_eq!(v["metadata"].as_array().unwrap().len(), 24);
+    assert_eq!(v["metadata"][22]["key"], "tokenizer.chat_template");
+    assert_eq!(v["tensor_order"][0], "token_embd.weight");
+    assert_eq!(v["chat_format"]["format"], "bitnet-2b4t");
+    assert!(v["chat_format"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("converter"));
+    let t = &v["tokenizer"];
+    assert_eq!(t["bos"]["id"], 128000);
+    assert_eq!(t["eos"]["text"], "<|end_of_text|>");
+    assert_eq!(t["eot"]["text"], "<|eot_id|>");
+    let stops: Vec<u64> = t["stop_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stops, [128001, 128009]);
+    assert_eq!(t["pre_tokenizer"]["name"], "llama3");
+
+    let (ok, out, _) = bitnet(&[
+        "info",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat-format",
+        "gguf",
+        "--pre",
+        "default",
+    ]);
+    assert!(ok);
+    let v = json(&out);
+    assert_eq!(v["chat_format"]["format"], "gguf");
+    assert_eq!(v["tokenizer"]["pre_tokenizer"]["name"], "default");
+}
+
+#[test]
+fn chat_prompt_and_generate_show_the_same_prompt_ids() {
+    let model = official_stand_in();
+    let messages = tmp("messages.json");
+    std::fs::write(
+        &messages,
+        r#"[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <|eot_id|> there"}]"#,
+    )
+    .unwrap();
+    let (ok, out, err) = bitnet(&[
+        "chat-prompt",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let p = json(&out);
+    assert_eq!(
+        p["text"],
+        "<|begin_of_text|>System: Be brief.<|eot_id|>User: Hi <|eot_id|> there<|eot_id|>Assistant:"
+    );
+    // The user's "<|eot_id|>" stays text: only the template's two end-of-turn tokens.
+    let ids: Vec<u64> = p["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.iter().filter(|&&i| i == 128009).count(), 2);
+
+    let (ok, out, err) = bitnet(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        "--system",
+        "Be brief.",
+        "--prompt",
+        "Hi <|eot_id|> there",
+        "-n",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["prompt_ids"], p["ids"]);
+
+    // A Jinja file as the chat format.
+    let jinja = tmp("format.jinja");
+    std::fs::write(
+        &jinja,
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}",
+    )
+    .unwrap();
+    let (ok, out, err) = bitnet(&[
+        "chat-prompt",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+        "--chat-format",
+        jinja.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert_eq!(v["chat_format"]["format"], "jinja");
+    assert_eq!(
+        v["text"],
+        "<|begin_of_text|>[system] Be brief.\n[user] Hi <|eot_id|> there\n"
+    );
+    let (ok, _, err) = bitnet(&[
+        "chat-prompt",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+        "--chat-format",
+        "no-such-file.jinja",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("expected auto, gguf, bitnet or a Jinja file"),
+        "{err}"
+    );
+}

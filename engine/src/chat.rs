@@ -176,10 +176,16 @@ impl ChatTemplate {
     ) -> Result<Self> {
         let file_template = file_template.filter(|t| !t.trim().is_empty());
         match (choice, file_template) {
-            (ChatFormat::Bitnet, _) => Ok(Self::builtin(bos_token, eos_token, "chosen by the caller")),
-            (ChatFormat::Jinja(src), _) => {
-                Self::jinja(src, bos_token, eos_token, "jinja", "a template given by the caller")
+            (ChatFormat::Bitnet, _) => {
+                Ok(Self::builtin(bos_token, eos_token, "chosen by the caller"))
             }
+            (ChatFormat::Jinja(src), _) => Self::jinja(
+                src,
+                bos_token,
+                eos_token,
+                "jinja",
+                "a template given by the caller",
+            ),
             (ChatFormat::Gguf, Some(src)) => Self::jinja(
                 src,
                 bos_token,
@@ -225,7 +231,13 @@ impl ChatTemplate {
         }
     }
 
-    fn jinja(src: &str, bos_token: &str, eos_token: &str, format: &str, reason: &str) -> Result<Self> {
+    fn jinja(
+        src: &str,
+        bos_token: &str,
+        eos_token: &str,
+        format: &str,
+        reason: &str,
+    ) -> Result<Self> {
         Ok(ChatTemplate {
             kind: Kind::Jinja(Box::new(Self::environment(src)?)),
             bos_token: bos_token.to_string(),
@@ -299,7 +311,10 @@ impl ChatTemplate {
             Kind::Jinja(env) => {
                 let plain = self.render_jinja(env, messages, add_generation_prompt)?;
                 let Some(marks) = content_marks(messages) else {
-                    return Ok(RenderedPrompt { text: plain, plain: None });
+                    return Ok(RenderedPrompt {
+                        text: plain,
+                        plain: None,
+                    });
                 };
                 let marked: Vec<ChatMessage> = messages
                     .iter()
@@ -311,7 +326,10 @@ impl ChatTemplate {
                     .and_then(|t| marks.strip(&t))
                     .filter(|(text, _)| *text == plain)
                     .map(|(_, ranges)| ranges);
-                Ok(RenderedPrompt { text: plain, plain: ranges })
+                Ok(RenderedPrompt {
+                    text: plain,
+                    plain: ranges,
+                })
             }
         }
     }
@@ -334,7 +352,11 @@ impl ChatTemplate {
         .map_err(template_error)
     }
 
-    fn builtin_turns(messages: &[ChatMessage], add_generation_prompt: bool, out: &mut RenderedPrompt) {
+    fn builtin_turns(
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        out: &mut RenderedPrompt,
+    ) {
         let push_plain = |out: &mut RenderedPrompt, s: &str| {
             let start = out.text.len();
             out.text.push_str(s);
@@ -447,9 +469,23 @@ struct ContentMarks {
 }
 
 fn content_marks(messages: &[ChatMessage]) -> Option<ContentMarks> {
-    let used = |c: char| messages.iter().any(|m| m.content.contains(c) || m.role.contains(c));
     // Private-use characters: no template has a reason to produce them.
-    let mut free = (0xE000u32..0xF900).filter_map(char::from_u32).filter(|&c| !used(c));
+    const FIRST: u32 = 0xE000;
+    let mut used = vec![false; 0x1900];
+    for c in messages
+        .iter()
+        .flat_map(|m| m.content.chars().chain(m.role.chars()))
+    {
+        if let Some(u) = (c as u32)
+            .checked_sub(FIRST)
+            .and_then(|i| used.get_mut(i as usize))
+        {
+            *u = true;
+        }
+    }
+    let mut free = (0..used.len())
+        .filter(|&i| !used[i])
+        .filter_map(|i| char::from_u32(FIRST + i as u32));
     Some(ContentMarks {
         open: free.next()?,
         close: free.next()?,
@@ -743,6 +779,91 @@ mod tests {
         let t = ChatTemplate::new(Some(src), BOS, EOS).unwrap();
         let s = t.render(&[ChatMessage::user("  hi  ")], false).unwrap();
         assert_eq!(s, "USER=hi\nno tools|4");
+    }
+
+    #[test]
+    fn rendered_prompts_mark_the_message_contents() {
+        let c = [
+            ChatMessage::system("  Be brief.  "),
+            ChatMessage::user("x<|eot_id|>y"),
+        ];
+        // The built-in format: roles and trimmed contents.
+        let b = ChatTemplate::new(None, BOS, EOS).unwrap();
+        let r = b.render_prompt(&c, true).unwrap();
+        let spans: Vec<&str> = r
+            .plain
+            .unwrap()
+            .iter()
+            .map(|s| &r.text[s.clone()])
+            .collect();
+        assert_eq!(spans, ["System", "Be brief.", "User", "x<|eot_id|>y"]);
+        // A Jinja template that trims: the marks sit inside the whitespace.
+        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
+        let r = hf.render_prompt(&c, true).unwrap();
+        assert_eq!(r.text, b.render(&c, true).unwrap() + " ");
+        let spans: Vec<&str> = r
+            .plain
+            .unwrap()
+            .iter()
+            .map(|s| &r.text[s.clone()])
+            .collect();
+        assert_eq!(spans, ["Be brief.", "x<|eot_id|>y"]);
+        // Contents that hold private-use characters get other marks.
+        let pua = [ChatMessage::user("\u{E000}\u{E001} ok")];
+        let r = hf.render_prompt(&pua, false).unwrap();
+        let spans: Vec<&str> = r
+            .plain
+            .unwrap()
+            .iter()
+            .map(|s| &r.text[s.clone()])
+            .collect();
+        assert_eq!(spans, ["\u{E000}\u{E001} ok"]);
+        // A template that cuts contents loses track of them: no ranges, same text.
+        let cut = ChatTemplate::new(
+            Some("{% for m in messages %}{{ m.content[:3] }}|{% endfor %}"),
+            BOS,
+            EOS,
+        )
+        .unwrap();
+        let r = cut.render_prompt(&c, false).unwrap();
+        assert_eq!(r.text, "  B|x<||");
+        assert_eq!(r.plain, None);
+        // Continuations carry the ranges of the new messages only.
+        let r = hf
+            .render_continuation_prompt(&c[..1], &c[1..], true)
+            .unwrap();
+        let spans: Vec<&str> = r
+            .plain
+            .unwrap()
+            .iter()
+            .map(|s| &r.text[s.clone()])
+            .collect();
+        assert_eq!(spans, ["x<|eot_id|>y"]);
+    }
+
+    #[test]
+    fn auto_replaces_only_the_converter_template() {
+        let converter = crate::synth::CONVERTER_CHAT_TEMPLATE;
+        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Auto, BOS, EOS).unwrap();
+        assert_eq!(t.info().format, "bitnet-2b4t");
+        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Gguf, BOS, EOS).unwrap();
+        assert_eq!(t.info().format, "gguf");
+        assert_eq!(
+            t.render(&[ChatMessage::system("s"), ChatMessage::user("u")], true)
+                .unwrap(),
+            "<|begin_of_text|>Human: u\n\nBITNETAssistant: <|end_of_text|>"
+        );
+        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Auto, BOS, EOS).unwrap();
+        assert_eq!(t.info().format, "gguf");
+        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS).unwrap();
+        assert_eq!(t.info().format, "bitnet-2b4t");
+        assert!(ChatTemplate::choose(None, &ChatFormat::Gguf, BOS, EOS).is_err());
+        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Bitnet, BOS, EOS).unwrap();
+        assert_eq!(t.info().format, "bitnet-2b4t");
+        assert_eq!(
+            ChatFormat::parse("{{ x }}"),
+            ChatFormat::Jinja("{{ x }}".into())
+        );
     }
 
     #[test]

@@ -85,7 +85,11 @@ pub fn chat_prompt_ids(
     messages: &[ChatMessage],
 ) -> Result<Vec<u32>> {
     check_roles(tokenizer, messages)?;
-    encode_rendered(tokenizer, &template.render_prompt(messages, true)?, messages)
+    encode_rendered(
+        tokenizer,
+        &template.render_prompt(messages, true)?,
+        messages,
+    )
 }
 
 /// A role is compared by the template, never tokenized on its own, so it may not hold

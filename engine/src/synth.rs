@@ -411,7 +411,10 @@ pub fn write_official(
         .kv(&k("embedding_length"), u32_of(shape.n_embd))
         .kv(&k("block_count"), u32_of(shape.n_layer))
         .kv(&k("feed_forward_length"), u32_of(shape.n_ff))
-        .kv(&k("rope.dimension_count"), u32_of(shape.n_embd / shape.n_head))
+        .kv(
+            &k("rope.dimension_count"),
+            u32_of(shape.n_embd / shape.n_head),
+        )
         .kv(&k("attention.head_count"), u32_of(shape.n_head))
         .kv(&k("attention.head_count_kv"), u32_of(shape.n_head_kv))
         .kv("tokenizer.ggml.add_bos_token", Value::Bool(true))
@@ -427,7 +430,10 @@ pub fn write_official(
             "tokenizer.ggml.scores",
             Value::Array(Array::F32(vec![0.0; n_vocab])),
         )
-        .kv("tokenizer.ggml.token_type", Value::Array(Array::I32(token_types)))
+        .kv(
+            "tokenizer.ggml.token_type",
+            Value::Array(Array::I32(token_types)),
+        )
         .kv(
             "tokenizer.ggml.merges",
             Value::Array(Array::String(vocab.merges.clone())),

@@ -414,9 +414,7 @@ impl Tokenizer {
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
         let id_of = |text: &str| spec.tokens.iter().position(|t| t == text).map(|i| i as u32);
-        let eot = spec
-            .eot
-            .or_else(|| EOT_TEXTS.iter().find_map(|t| id_of(t)));
+        let eot = spec.eot.or_else(|| EOT_TEXTS.iter().find_map(|t| id_of(t)));
         let mut eog: Vec<u32> = [spec.eos, eot]
             .into_iter()
             .flatten()

@@ -6,9 +6,11 @@ import { ROOT, type TestServer } from "./server.js";
 
 export const MODEL = "tiny-b158-I2_S.gguf";
 
-/** The `bitnet` CLI from this checkout (built on first use). */
+/** The `bitnet` CLI from this checkout (built on first use), in the optimized `test`
+ * profile: `cargo test` has compiled its dependencies already, and synthesizing the
+ * full-size stand-in takes seconds instead of minutes. */
 export function cli(...args: string[]): string {
-  return execFileSync("cargo", ["run", "--locked", "-q", "-p", "bitnet-cli", "--", ...args], {
+  return execFileSync("cargo", ["run", "--locked", "-q", "--profile", "test", "-p", "bitnet-cli", "--", ...args], {
     cwd: ROOT,
     encoding: "utf8",
   });
