@@ -320,26 +320,30 @@ fn gpu_backend_logits_generate_and_bench() {
     assert!(!ok && err.contains("error [invalid-argument]"), "{err}");
 }
 
-/// The small stand-in of the official 2B4T file (its exact header and vocabulary).
+/// The small stand-in of the official 2B4T file (its exact header and vocabulary),
+/// written once for all tests.
 fn official_stand_in() -> PathBuf {
-    let model = tmp("official-tiny.gguf");
-    if !model.exists() {
-        let (ok, _, err) = bitnet(&[
-            "synth",
-            "--shape",
-            "tiny",
-            "--wtype",
-            "I2_S",
-            "--layout",
-            "official",
-            "--vocab",
-            &fixture("llama3-vocab.gguf"),
-            "--out",
-            model.to_str().unwrap(),
-        ]);
-        assert!(ok, "{err}");
-    }
-    model
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let model = tmp("official-tiny.gguf");
+            let (ok, _, err) = bitnet(&[
+                "synth",
+                "--shape",
+                "tiny",
+                "--wtype",
+                "I2_S",
+                "--layout",
+                "official",
+                "--vocab",
+                &fixture("llama3-vocab.gguf"),
+                "--out",
+                model.to_str().unwrap(),
+            ]);
+            assert!(ok, "{err}");
+            model
+        })
+        .clone()
 }
 
 #[test]
@@ -384,6 +388,23 @@ fn info_names_the_chat_format_stops_and_pre_tokenizer_of_the_official_file() {
     assert_eq!(v["tokenizer"]["pre_tokenizer"]["name"], "default");
 }
 
+/// `bitnet chat-prompt` on `model` and a messages file, with `extra` arguments.
+fn chat_prompt(
+    model: &std::path::Path,
+    messages: &std::path::Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "chat-prompt",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    bitnet(&args)
+}
+
 #[test]
 fn chat_prompt_and_generate_show_the_same_prompt_ids() {
     let model = official_stand_in();
@@ -393,13 +414,7 @@ fn chat_prompt_and_generate_show_the_same_prompt_ids() {
         r#"[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <|eot_id|> there"}]"#,
     )
     .unwrap();
-    let (ok, out, err) = bitnet(&[
-        "chat-prompt",
-        "--model",
-        model.to_str().unwrap(),
-        "--messages",
-        messages.to_str().unwrap(),
-    ]);
+    let (ok, out, err) = chat_prompt(&model, &messages, &[]);
     assert!(ok, "{err}");
     let p = json(&out);
     assert_eq!(
@@ -438,15 +453,11 @@ fn chat_prompt_and_generate_show_the_same_prompt_ids() {
         "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}",
     )
     .unwrap();
-    let (ok, out, err) = bitnet(&[
-        "chat-prompt",
-        "--model",
-        model.to_str().unwrap(),
-        "--messages",
-        messages.to_str().unwrap(),
-        "--chat-format",
-        jinja.to_str().unwrap(),
-    ]);
+    let (ok, out, err) = chat_prompt(
+        &model,
+        &messages,
+        &["--chat-format", jinja.to_str().unwrap()],
+    );
     assert!(ok, "{err}");
     let v = json(&out);
     assert_eq!(v["chat_format"]["format"], "jinja");
@@ -454,15 +465,7 @@ fn chat_prompt_and_generate_show_the_same_prompt_ids() {
         v["text"],
         "<|begin_of_text|>[system] Be brief.\n[user] Hi <|eot_id|> there\n"
     );
-    let (ok, _, err) = bitnet(&[
-        "chat-prompt",
-        "--model",
-        model.to_str().unwrap(),
-        "--messages",
-        messages.to_str().unwrap(),
-        "--chat-format",
-        "no-such-file.jinja",
-    ]);
+    let (ok, _, err) = chat_prompt(&model, &messages, &["--chat-format", "no-such-file.jinja"]);
     assert!(!ok);
     assert!(
         err.contains("expected auto, gguf, bitnet or a Jinja file"),

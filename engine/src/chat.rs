@@ -781,6 +781,16 @@ mod tests {
         assert_eq!(s, "USER=hi\nno tools|4");
     }
 
+    /// The texts of a rendered prompt's plain ranges.
+    fn plain_spans(r: &RenderedPrompt) -> Vec<&str> {
+        r.plain
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| &r.text[s.clone()])
+            .collect()
+    }
+
     #[test]
     fn rendered_prompts_mark_the_message_contents() {
         let c = [
@@ -790,33 +800,18 @@ mod tests {
         // The built-in format: roles and trimmed contents.
         let b = ChatTemplate::new(None, BOS, EOS).unwrap();
         let r = b.render_prompt(&c, true).unwrap();
-        let spans: Vec<&str> = r
-            .plain
-            .unwrap()
-            .iter()
-            .map(|s| &r.text[s.clone()])
-            .collect();
+        let spans = plain_spans(&r);
         assert_eq!(spans, ["System", "Be brief.", "User", "x<|eot_id|>y"]);
         // A Jinja template that trims: the marks sit inside the whitespace.
         let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
         let r = hf.render_prompt(&c, true).unwrap();
         assert_eq!(r.text, b.render(&c, true).unwrap() + " ");
-        let spans: Vec<&str> = r
-            .plain
-            .unwrap()
-            .iter()
-            .map(|s| &r.text[s.clone()])
-            .collect();
+        let spans = plain_spans(&r);
         assert_eq!(spans, ["Be brief.", "x<|eot_id|>y"]);
         // Contents that hold private-use characters get other marks.
         let pua = [ChatMessage::user("\u{E000}\u{E001} ok")];
         let r = hf.render_prompt(&pua, false).unwrap();
-        let spans: Vec<&str> = r
-            .plain
-            .unwrap()
-            .iter()
-            .map(|s| &r.text[s.clone()])
-            .collect();
+        let spans = plain_spans(&r);
         assert_eq!(spans, ["\u{E000}\u{E001} ok"]);
         // A template that cuts contents loses track of them: no ranges, same text.
         let cut = ChatTemplate::new(
@@ -832,12 +827,7 @@ mod tests {
         let r = hf
             .render_continuation_prompt(&c[..1], &c[1..], true)
             .unwrap();
-        let spans: Vec<&str> = r
-            .plain
-            .unwrap()
-            .iter()
-            .map(|s| &r.text[s.clone()])
-            .collect();
+        let spans = plain_spans(&r);
         assert_eq!(spans, ["x<|eot_id|>y"]);
     }
 
