@@ -63,6 +63,12 @@ impl ChatMessage {
 }
 
 const TEMPLATE_NAME: &str = "chat_template";
+/// Instructions one rendering may run. A chat template is code from whoever made the
+/// file; the real ones run a few hundred instructions per message, so this leaves room
+/// for conversations of thousands of turns and stops a runaway loop within a second.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+/// Bytes one rendering may write: far more than any context holds as text.
+pub const TEMPLATE_OUTPUT_LIMIT: usize = 8 << 20;
 /// End of every turn in the built-in template.
 const BUILTIN_EOT: &str = "<|eot_id|>";
 /// Generation prompt of the built-in template (no trailing space: the model's first
@@ -256,6 +262,7 @@ impl ChatTemplate {
 
     fn environment(src: &str) -> Result<Environment<'static>> {
         let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
         // Hugging Face renders chat templates with these jinja2 settings.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -341,15 +348,30 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<String> {
         let tmpl = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
-        tmpl.render(minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-            tools => Value::from(()),
-            documents => Value::from(()),
-        })
-        .map_err(template_error)
+        let mut out = LimitedOutput::default();
+        let rendered = tmpl.render_captured_to(
+            minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+                tools => Value::from(()),
+                documents => Value::from(()),
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.bytes)
+                .map_err(|_| Error::Template("the chat template wrote invalid UTF-8".into())),
+            Err(_) if out.overflowed => Err(Error::Template(format!(
+                "the chat template's output passed the limit of {TEMPLATE_OUTPUT_LIMIT} bytes"
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(Error::Template(format!(
+                "the chat template ran past its budget of {TEMPLATE_FUEL} instructions \
+                 (a runaway loop?)"
+            ))),
+            Err(e) => Err(template_error(e)),
+        }
     }
 
     fn builtin_turns(
@@ -453,6 +475,27 @@ impl ChatTemplate {
                 }
             }
         }
+    }
+}
+
+/// A rendering's output, refused past [`TEMPLATE_OUTPUT_LIMIT`] bytes.
+#[derive(Default)]
+struct LimitedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for LimitedOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + b.len() > TEMPLATE_OUTPUT_LIMIT {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output limit"));
+        }
+        self.bytes.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -854,6 +897,46 @@ mod tests {
             ChatFormat::parse("{{ x }}"),
             ChatFormat::Jinja("{{ x }}".into())
         );
+    }
+
+    #[test]
+    fn runaway_templates_stop_with_a_clear_error() {
+        let user = [ChatMessage::user("hi")];
+        let loops = ChatTemplate::new(
+            Some(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            ),
+            BOS,
+            EOS,
+        )
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        match loops.render(&user, true) {
+            Err(Error::Template(m)) => assert!(m.contains("5000000 instructions"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        eprintln!("runaway loop stopped after {:?}", t0.elapsed());
+        let bomb = ChatTemplate::new(
+            Some("{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"),
+            BOS,
+            EOS,
+        )
+        .unwrap();
+        match bomb.render(&user, true) {
+            Err(Error::Template(m)) => assert!(m.contains("limit of 8388608 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A long real conversation stays well inside both limits.
+        let long: Vec<ChatMessage> = (0..2000)
+            .map(|i| {
+                ChatMessage::new(
+                    if i % 2 == 0 { "user" } else { "assistant" },
+                    "some words here",
+                )
+            })
+            .collect();
+        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
+        assert!(hf.render(&long, true).unwrap().len() > 40_000);
     }
 
     #[test]
