@@ -11,6 +11,7 @@ import { cli, openPage } from "./helpers.js";
 import { ROOT, startServer, type TestServer } from "./server.js";
 
 const FILE = "official-2b4t-I2_S.gguf";
+const SMALL = "official-tiny-I2_S.gguf";
 const SIZE = 1_187_801_280;
 const DIR = join(ROOT, "target/browser-fixtures");
 const MESSAGES = [
@@ -32,6 +33,8 @@ test.beforeAll(async () => {
     cli("synth", "--shape", "2b4t", "--wtype", "I2_S", "--layout", "official", "--vocab", "tests/fixtures/llama3-vocab.gguf", "--out", path);
   }
   expect(statSync(path).size).toBe(SIZE);
+  cli("synth", "--shape", "tiny", "--wtype", "I2_S", "--layout", "official", "--vocab", "tests/fixtures/llama3-vocab.gguf", "--out", join(DIR, SMALL));
+  writeFileSync(join(DIR, "official-messages.json"), JSON.stringify(MESSAGES));
   server = await startServer();
 });
 test.afterAll(async () => {
@@ -41,7 +44,6 @@ test.afterAll(async () => {
 test("the full-size official stand-in loads and its chat prompt ids equal the CLI's", async ({ page }) => {
   test.setTimeout(600_000);
   const messagesFile = join(DIR, "official-messages.json");
-  writeFileSync(messagesFile, JSON.stringify(MESSAGES));
   const expected = JSON.parse(cli("chat-prompt", "--model", join(DIR, FILE), "--messages", messagesFile));
   expect(expected.chat_format.format).toBe("bitnet-2b4t");
 
@@ -71,4 +73,37 @@ test("the full-size official stand-in loads and its chat prompt ids equal the CL
   expect(r.reply.prompt_ids).toEqual(expected.ids);
   expect(r.reply.prompt_ids.filter((id: number) => id === 128009).length).toBe(2);
   expect(r.reply.usage.completion_tokens).toBeGreaterThan(0);
+});
+
+test("chatTemplate and preTokenizer give bitnet.cpp's prompt and ids, or a template of one's own", async ({ page }) => {
+  const messagesFile = join(DIR, "official-messages.json");
+  const asWritten = JSON.parse(cli("chat-prompt", "--model", join(DIR, SMALL), "--messages", messagesFile, "--chat-format", "gguf"));
+  expect(asWritten.text).toBe("<|begin_of_text|>Human: What is 1 + 1? Answer <|eot_id|> briefly.\n\nBITNETAssistant: <|end_of_text|>");
+  await openPage(page, server);
+  const r = await page.evaluate(
+    async ({ url, messages }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const run = async (opts: object) => {
+        const engine = await CreateEngine({ model: url, cache: false, nCtx: 128, ...opts });
+        const reply = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 1 });
+        const ids = await engine.tokenize("1 + 1 =");
+        await engine.unload();
+        return { info: engine.load.info, prompt: reply.prompt_ids, ids };
+      };
+      return {
+        gguf: await run({ chatTemplate: "gguf", preTokenizer: "default" }),
+        own: await run({ chatTemplate: "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}" }),
+      };
+    },
+    { url: `${server.url}/models/${SMALL}`, messages: MESSAGES },
+  );
+  expect(r.gguf.info.chatFormat.format).toBe("gguf");
+  expect(r.gguf.info.preTokenizer.name).toBe("default");
+  // bitnet.cpp's ids for this text on the real file (its DEFAULT pre-tokenizer).
+  expect(r.gguf.ids).toEqual([128000, 16, 220, 10, 220, 16, 220, 28]);
+  expect(r.gguf.prompt.at(-1)).toBe(128001);
+  expect(r.own.info.chatFormat.format).toBe("jinja");
+  expect(r.own.info.preTokenizer.name).toBe("llama3");
+  expect(r.own.ids).toEqual([128000, 16, 489, 220, 16, 284]);
+  expect(r.own.prompt.filter((id: number) => id === 128009)).toEqual([]);
 });
