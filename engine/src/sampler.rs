@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SamplerConfig {
-    /// ≤ 0 means greedy.
+    /// 0 means greedy (negative values are refused by `GenerateOptions::validate`).
     pub temperature: f32,
     /// 0 disables.
     pub top_k: usize,

@@ -156,6 +156,52 @@ impl Default for GenerateOptions {
     }
 }
 
+impl GenerateOptions {
+    /// Refuses values no sampler can mean, naming the option as the package spells it.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.sampler;
+        let bad = |field: &str, want: &str, got: String| {
+            Err(Error::InvalidArgument(format!(
+                "{field} must be {want} (got {got})"
+            )))
+        };
+        if !(s.temperature.is_finite() && s.temperature >= 0.0) {
+            return bad(
+                "temperature",
+                "a number ≥ 0 (0 is greedy)",
+                s.temperature.to_string(),
+            );
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return bad("top_p", "in (0, 1] (1 turns it off)", s.top_p.to_string());
+        }
+        if !(0.0..=1.0).contains(&s.min_p) {
+            return bad("min_p", "in [0, 1] (0 turns it off)", s.min_p.to_string());
+        }
+        if !(s.repetition_penalty.is_finite() && s.repetition_penalty > 0.0) {
+            return bad(
+                "repetition_penalty",
+                "a number > 0 (1 turns it off)",
+                s.repetition_penalty.to_string(),
+            );
+        }
+        if self.max_tokens < 1 {
+            return bad("max_tokens", "at least 1", self.max_tokens.to_string());
+        }
+        if self.prefill_chunk < 1 {
+            return bad(
+                "prefill_chunk",
+                "at least 1",
+                self.prefill_chunk.to_string(),
+            );
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return bad("stop", "non-empty strings", format!("{:?}", self.stop));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
@@ -445,6 +491,7 @@ impl Session {
         opts: &GenerateOptions,
         messages: Option<Vec<ChatMessage>>,
     ) -> Result<Generation> {
+        opts.validate()?;
         let start = Instant::now();
         self.unfed = None;
         // Until the turn completes the cache runs ahead of the history, so the next

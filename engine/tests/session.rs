@@ -334,3 +334,38 @@ fn stepping_gives_the_same_reply_as_the_callback_and_abort_keeps_the_cache() {
     assert_eq!(again.usage.cached_tokens, again.usage.prompt_tokens - 1);
     assert!(fed > again.usage.prompt_tokens);
 }
+
+#[test]
+fn sampling_options_no_sampler_can_mean_are_refused_by_name() {
+    let (_m, mut s) = session(64);
+    let user = [ChatMessage::user("Hi")];
+    let with = |f: &dyn Fn(&mut GenerateOptions)| {
+        let mut o = greedy(4);
+        f(&mut o);
+        o
+    };
+    let cases: [(&str, GenerateOptions); 9] = [
+        ("temperature", with(&|o| o.sampler.temperature = f32::NAN)),
+        ("temperature", with(&|o| o.sampler.temperature = -0.5)),
+        ("top_p", with(&|o| o.sampler.top_p = 0.0)),
+        ("top_p", with(&|o| o.sampler.top_p = 1.5)),
+        ("min_p", with(&|o| o.sampler.min_p = -0.1)),
+        (
+            "repetition_penalty",
+            with(&|o| o.sampler.repetition_penalty = 0.0),
+        ),
+        ("max_tokens", with(&|o| o.max_tokens = 0)),
+        ("prefill_chunk", with(&|o| o.prefill_chunk = 0)),
+        ("stop", with(&|o| o.stop = vec![String::new()])),
+    ];
+    for (field, opts) in cases {
+        match s.chat(&user, &opts, &mut go) {
+            Err(Error::InvalidArgument(m)) => assert!(m.starts_with(field), "{field}: {m}"),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // Nothing was changed: the next valid request runs from an empty cache.
+    assert!(s.cached_tokens().is_empty());
+    let c = s.chat(&user, &greedy(4), &mut go).unwrap();
+    assert_eq!(c.tokens.len(), 4);
+}

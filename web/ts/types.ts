@@ -77,7 +77,9 @@ export interface ChatMessage {
 }
 
 export interface SamplingOptions {
-  /** ≤ 0 means greedy. */
+  /** 0 means greedy. Values no sampler can mean (a negative or NaN temperature, `top_p`
+   * outside (0, 1], `min_p` outside [0, 1], `repetition_penalty` ≤ 0, `max_tokens` < 1, an
+   * empty stop string) are `invalid-argument` errors that name the option. */
   temperature?: number;
   top_p?: number;
   top_k?: number;
