@@ -11,7 +11,7 @@ import { dirname, extname, join, normalize, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 // The headers the chat app's server sends for cross-origin isolation.
-import { ISOLATION } from "../../www/scripts/serve.mjs";
+import { decodePath, ISOLATION } from "../../www/scripts/serve.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const FIXTURES = join(ROOT, "tests/fixtures");
@@ -138,7 +138,8 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
   const server: TestServer = { url: "", crossUrl: "", log: [], drops: new Map(), close: async () => {} };
   const handle = (cors: boolean) => (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
-    const path = decodeURIComponent(url.pathname);
+    const path = decodePath(url.pathname);
+    if (path === null) return void res.writeHead(400).end("bad request: malformed %-escape");
     const model = /^\/(models|flaky|norange|corrupt)\/(.+)$/.exec(path);
     if (model) {
       const file = modelFile(model[2]);

@@ -38,6 +38,16 @@ export const ISOLATION = {
   "Cross-Origin-Embedder-Policy": "credentialless",
 };
 
+/** The request path with its %-escapes decoded, or null when they are not valid UTF-8
+ * (`/%E0%A4%A`): such a request gets a 400, never an exception that stops the server. */
+export function decodePath(pathname) {
+  try {
+    return decodeURIComponent(pathname);
+  } catch {
+    return null;
+  }
+}
+
 function cacheControl(path) {
   // Hashed file names never change; everything else is revalidated so updates show up.
   return path.includes(`${sep}assets${sep}`) ? "public, max-age=31536000, immutable" : "no-cache";
@@ -48,7 +58,12 @@ export function serve({ root, port = 8080, host = "127.0.0.1" }) {
   const base = resolve(root);
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
-    let path = join(base, normalize(decodeURIComponent(url.pathname)));
+    const decoded = decodePath(url.pathname);
+    if (decoded === null) {
+      res.writeHead(400, { "Content-Type": "text/plain" }).end("bad request: malformed %-escape");
+      return;
+    }
+    let path = join(base, normalize(decoded));
     if (path !== base && !path.startsWith(base + sep)) {
       res.writeHead(403).end();
       return;
