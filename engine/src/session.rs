@@ -635,9 +635,13 @@ impl Session {
         g: &mut Generation,
         reason: FinishReason,
     ) -> Result<Step> {
-        // The last sampled token goes into the cache so the reply is all there for the
-        // next turn (a context-full stop cannot take it).
-        if reason != FinishReason::ContextFull {
+        // A stop string cut the reply: the cache holds tokens of text the caller never
+        // saw, so the next request renders the visible conversation afresh (and keeps
+        // only the cached prefix that it shares).
+        let cut_by_stop_string = g.finish == Some(FinishReason::Stop);
+        // Otherwise the last sampled token goes into the cache so the reply is all there
+        // for the next turn (a context-full stop cannot take it).
+        if reason != FinishReason::ContextFull && !cut_by_stop_string {
             if let Some(id) = g.pending {
                 self.backend.forward_async(&[id], Logits::Last).await?;
                 self.cached.push(id);
@@ -653,8 +657,10 @@ impl Session {
         let prefill_end = g.prefill_end;
         let completion = self.completion(g, reason, prefill_end);
         if let Some(mut messages) = g.messages.take() {
-            messages.push(ChatMessage::assistant(completion.text.clone()));
-            self.history = messages;
+            if !cut_by_stop_string {
+                messages.push(ChatMessage::assistant(completion.text.clone()));
+                self.history = messages;
+            }
         }
         Ok(Step::Done { text, completion })
     }

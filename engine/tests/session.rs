@@ -369,3 +369,37 @@ fn sampling_options_no_sampler_can_mean_are_refused_by_name() {
     let c = s.chat(&user, &greedy(4), &mut go).unwrap();
     assert_eq!(c.tokens.len(), 4);
 }
+
+#[test]
+fn after_a_stop_string_the_next_turn_equals_a_fresh_session_on_the_visible_conversation() {
+    let (_, mut probe) = session(512);
+    let mut conv = vec![
+        ChatMessage::system("Be brief."),
+        ChatMessage::user("Hello there"),
+    ];
+    let full = probe.chat(&conv, &greedy(16), &mut go).unwrap();
+    // A stop string from the middle of what greedy decoding says.
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let opts = GenerateOptions {
+        stop: vec![stop],
+        ..greedy(16)
+    };
+    let (_, mut resumed) = session(512);
+    let first = resumed.chat(&conv, &opts, &mut go).unwrap();
+    assert_eq!(first.finish_reason, FinishReason::Stop);
+    assert!(first.text.len() < full.text.len());
+    conv.push(ChatMessage::assistant(first.text.clone()));
+    conv.push(ChatMessage::user("And then?"));
+    let next = resumed.chat(&conv, &greedy(8), &mut go).unwrap();
+    let (_, mut fresh) = session(512);
+    let alone = fresh.chat(&conv, &greedy(8), &mut go).unwrap();
+    // The model sees only what the user saw, and answers as a fresh session does.
+    assert_eq!(next.prompt_ids, alone.prompt_ids);
+    assert_eq!(next.tokens, alone.tokens);
+    assert_eq!(next.text, alone.text);
+    assert!(
+        next.usage.cached_tokens > first.prompt_ids.len() / 2,
+        "the prompt is reused"
+    );
+}
