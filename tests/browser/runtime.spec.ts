@@ -346,3 +346,52 @@ test("without cross-origin isolation the engine falls back to one thread", async
   }, `${server.url}/models/${MODEL}`);
   expect(load).toEqual({ backend: "wasm-relaxed", threads: 1, isolated: false });
 });
+
+test("leaving a stream early, unloading mid-reply and an aborted signal all stop the work", async ({ page }) => {
+  // An already-aborted signal: rejected before any download starts.
+  const early = await page.evaluate(async (url) => {
+    const { CreateEngine } = (window as any).bitnet;
+    return CreateEngine({ model: url, signal: AbortSignal.abort() }).then(
+      () => "loaded",
+      (e: any) => e.kind,
+    );
+  }, `${server.url}/models/${MODEL}`);
+  expect(early).toBe("aborted");
+  expect(server.log).toEqual([]);
+
+  const r = await page.evaluate(async (url) => {
+    const { CreateEngine } = (window as any).bitnet;
+    const engine = await CreateEngine({ model: url, cache: false });
+    const messages = [{ role: "user", content: "Tell me a long story." }];
+    const opts = { messages, temperature: 0.8, seed: 12, max_tokens: 400, stream: true };
+    let whole = 0;
+    for await (const c of await engine.chat.completions.create(opts)) if (c.choices[0].delta.content) whole++;
+    const wholeTokens = (await engine.stats()).lastUsage.completion_tokens;
+    await engine.resetChat();
+    // Breaking out of the loop after three pieces aborts the generation.
+    let pieces = 0;
+    for await (const c of await engine.chat.completions.create(opts)) {
+      if (c.choices[0].delta.content && ++pieces === 3) break;
+    }
+    const broken = (await engine.stats()).lastUsage.completion_tokens;
+    const next = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 4 });
+    // unload() while a reply is being written: the reply ends as aborted.
+    await engine.resetChat();
+    const running = engine.chat.completions.create({ ...opts, stream: false });
+    await new Promise((ok) => setTimeout(ok, 50));
+    const t1 = performance.now();
+    await engine.unload();
+    const unloadMs = performance.now() - t1;
+    const unloaded = await running.then(
+      (c: any) => c.choices[0].finish_reason,
+      (e: any) => e.kind,
+    );
+    return { whole, wholeTokens, broken, next: next.usage.completion_tokens, unloaded, unloadMs };
+  }, `${server.url}/models/${MODEL}`);
+  console.log(JSON.stringify(r));
+  // The unbroken reply is long, so stopping it early is visible.
+  expect(r.wholeTokens).toBeGreaterThan(100);
+  expect(r.broken).toBeLessThan(r.wholeTokens / 2);
+  expect(r.next).toBe(4);
+  expect(["abort", "unloaded"]).toContain(r.unloaded);
+});

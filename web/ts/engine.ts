@@ -68,6 +68,11 @@ class WorkerRpc {
     this.worker.postMessage({ ...body, id: 0 } as Request);
   }
 
+  /** Ids of the requests not answered yet. */
+  inFlight(): number[] {
+    return [...this.pending.keys()];
+  }
+
   failAll(err: BitnetError) {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
@@ -217,7 +222,12 @@ export class Engine {
       wake?.();
       wake = null;
     };
-    this.start(r, (ev) => {
+    // Leaving the `for await` early (break, return, a throw) aborts the generation.
+    const stop = new AbortController();
+    const forward = () => stop.abort();
+    if (r.signal?.aborted) stop.abort();
+    r.signal?.addEventListener("abort", forward, { once: true });
+    this.start({ ...r, signal: stop.signal }, (ev) => {
       if (ev.kind === "token") {
         buffered.push(chunk({ content: ev.text }, null));
         notify();
@@ -233,17 +243,21 @@ export class Engine {
         ended = true;
         notify();
       },
-    );
+    ).finally(() => r.signal?.removeEventListener("abort", forward));
     return {
       async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (buffered.length) yield buffered.shift()!;
-          if (ended) {
-            if (failure) throw failure;
-            if (!buffered.length) return;
-            continue;
+        try {
+          for (;;) {
+            while (buffered.length) yield buffered.shift()!;
+            if (ended) {
+              if (failure) throw failure;
+              if (!buffered.length) return;
+              continue;
+            }
+            await new Promise<void>((res) => (wake = res));
           }
-          await new Promise<void>((res) => (wake = res));
+        } finally {
+          if (!ended) stop.abort();
         }
       },
     };
@@ -288,8 +302,10 @@ export class Engine {
     return this.rpc.call<boolean>({ op: "loseGpu" }).done;
   }
 
-  /** Frees the model and stops the worker; the engine cannot be used afterwards. */
+  /** Frees the model and stops the worker; the engine cannot be used afterwards. A
+   * generation still running (or queued) is aborted first. */
   async unload(): Promise<void> {
+    for (const target of this.rpc.inFlight()) this.rpc.send({ op: "abort", target });
     await this.rpc.call<void>({ op: "unload" }).done.catch(() => {});
     this.rpc.terminate();
   }
@@ -309,6 +325,7 @@ function nameOf(p: ModelPart): string {
 
 /** Starts a worker, streams the model into it, and resolves when it can answer. */
 export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
+  if (opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");
   const parts = partsOf(opts.model);
   const device = opts.device ?? "auto";
   const sha = opts.sha256 === undefined ? [] : Array.isArray(opts.sha256) ? opts.sha256 : [opts.sha256];
