@@ -69,7 +69,11 @@ pub fn make_backend(
     opts: CpuOptions,
 ) -> bitnet_engine::Result<Box<dyn Backend>> {
     match kind {
-        BackendKind::Cpu => Ok(Box::new(CpuBackend::new(Arc::clone(model), opts))),
+        BackendKind::Cpu => Ok(Box::new(CpuBackend::try_new(
+            Arc::clone(model),
+            opts,
+            None,
+        )?)),
         BackendKind::Gpu => gpu_backend(model, opts),
     }
 }

@@ -38,6 +38,12 @@ pub enum Error {
         "the model needs {needed} bytes, more than the {limit} bytes this runtime can address"
     )]
     TooLarge { needed: u64, limit: u64 },
+    #[error("{what} needs {needed} bytes, more than the {limit} bytes available for it")]
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("GPU: {0}")]
@@ -63,7 +69,7 @@ impl Error {
             Error::Tokenizer(_) => "tokenizer",
             Error::Template(_) => "template",
             Error::ContextFull { .. } => "context-full",
-            Error::TooLarge { .. } => "out-of-memory",
+            Error::TooLarge { .. } | Error::OutOfMemory { .. } => "out-of-memory",
             Error::InvalidArgument(_) => "invalid-argument",
             Error::Gpu(_) => "gpu",
             Error::Aborted => "aborted",

@@ -1251,3 +1251,41 @@ proptest! {
         }
     }
 }
+
+/// A KV cache sized by a file or an option: never an overflowed size or an allocator
+/// abort, but an out-of-memory error that names the cache.
+#[test]
+fn kv_cache_past_the_budget_or_the_address_space_is_out_of_memory() {
+    use bitnet_engine::model::{CpuBackend, CpuOptions};
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-b158-I2_S.gguf");
+    let mut file = GgufFile::from_path(path).unwrap();
+    let model = std::sync::Arc::new(Model::from_gguf(&mut file).unwrap());
+    let opts = |n_ctx: usize| CpuOptions {
+        n_ctx: Some(n_ctx),
+        ..Default::default()
+    };
+    // 2 layers × 4096 positions × 128 values × 2 (keys, values) × 4 bytes = 8 MiB.
+    let refused = |n_ctx: usize, budget: Option<u64>| match CpuBackend::try_new(
+        model.clone(),
+        opts(n_ctx),
+        budget,
+    ) {
+        Ok(_) => panic!("a KV cache of {n_ctx} positions was allocated"),
+        Err(e) => e,
+    };
+    let e = refused(4096, Some(1 << 20));
+    assert_eq!(e.kind(), "out-of-memory");
+    assert!(
+        e.to_string()
+            .starts_with("the KV cache (2 layers × 4096 positions"),
+        "{e}"
+    );
+    assert_variant!(e, Error::OutOfMemory { needed, limit, .. } if *needed == 8 << 20 && *limit == 1 << 20);
+    // Sizes whose element count or byte count overflows.
+    for n_ctx in [usize::MAX / 2, usize::MAX / 1024] {
+        let e = refused(n_ctx, None);
+        assert_eq!(e.kind(), "out-of-memory", "{n_ctx}: {e}");
+    }
+    assert!(CpuBackend::try_new(model, opts(4096), Some(8 << 20)).is_ok());
+}

@@ -100,7 +100,7 @@ impl Engine {
         let model = Arc::clone(&self.loaded()?.model);
         let mut l = self.live()?;
         let n_ctx = l.session.backend().n_ctx();
-        let cpu = CpuBackend::new(model, self.cpu_options(Some(n_ctx)));
+        let cpu = self.cpu_backend(&model, n_ctx)?;
         let name = cpu.kernels_name().to_string();
         l.gpu_device = None;
         l.session.replace_backend(Box::new(cpu)).map_err(js_error)?;

@@ -24,6 +24,20 @@ mod threads;
 
 /// wasm32 addresses 4 GiB; leave room for the KV cache, tokenizer and scratch.
 const MAX_MODEL_BYTES: u64 = (4 << 30) - (512 << 20);
+/// Room kept for the forward pass's scratch and the tokenizer when a KV cache is sized.
+const SCRATCH_RESERVE: u64 = 64 << 20;
+
+/// Bytes a new KV cache may take: what the 4 GiB address space leaves beside the memory
+/// already in use (the model) and the scratch reserve.
+fn kv_budget() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    let used = core::arch::wasm32::memory_size::<0>() as u64 * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    let used = 0;
+    (4u64 << 30)
+        .saturating_sub(used)
+        .saturating_sub(SCRATCH_RESERVE)
+}
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -302,7 +316,7 @@ impl Engine {
         let loaded = LoadedModel::from_gguf_with(file, &settings).map_err(js_error)?;
         let cfg = &loaded.model.config;
         let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
-        let backend = CpuBackend::new(Arc::clone(&loaded.model), self.cpu_options(Some(n_ctx)));
+        let backend = self.cpu_backend(&loaded.model, n_ctx)?;
         self.kernels = backend.kernels_name().to_string();
         let info = ModelInfo {
             architecture: cfg.arch.clone(),
@@ -334,6 +348,20 @@ impl Engine {
         });
         self.model = Some(loaded);
         Ok(to_js(&info))
+    }
+
+    /// A CPU backend with a KV cache of `n_ctx` positions, within the memory left.
+    fn cpu_backend(
+        &self,
+        model: &Arc<bitnet_engine::model::Model>,
+        n_ctx: usize,
+    ) -> Result<CpuBackend, JsValue> {
+        CpuBackend::try_new(
+            Arc::clone(model),
+            self.cpu_options(Some(n_ctx)),
+            Some(kv_budget()),
+        )
+        .map_err(js_error)
     }
 
     fn cpu_options(&self, n_ctx: Option<usize>) -> CpuOptions {
@@ -483,10 +511,7 @@ impl Engine {
     /// Logits after every token (fresh KV cache), row-major `[tokens.length × n_vocab]`.
     pub fn logits(&self, tokens: Vec<u32>) -> Result<Vec<f32>, JsValue> {
         let m = self.loaded()?;
-        let mut backend = CpuBackend::new(
-            Arc::clone(&m.model),
-            self.cpu_options(Some(tokens.len().max(1))),
-        );
+        let mut backend = self.cpu_backend(&m.model, tokens.len().max(1))?;
         backend.forward(&tokens, Logits::All).map_err(js_error)
     }
 
@@ -494,10 +519,8 @@ impl Engine {
     /// `{ prefill_tps, decode_tps }` (one run; the caller takes medians).
     pub fn benchmark(&self, prompt_tokens: usize, gen_tokens: usize) -> Result<JsValue, JsValue> {
         let m = self.loaded()?;
-        let mut backend = CpuBackend::new(
-            Arc::clone(&m.model),
-            self.cpu_options(Some(prompt_tokens + gen_tokens + 1)),
-        );
+        let n_ctx = prompt_tokens.saturating_add(gen_tokens).saturating_add(1);
+        let mut backend = self.cpu_backend(&m.model, n_ctx)?;
         let speed = bitnet_engine::bench::measure(&mut backend, prompt_tokens, gen_tokens)
             .map_err(js_error)?;
         Ok(to_js(&speed))

@@ -61,20 +61,62 @@ struct Scratch {
 }
 
 impl CpuBackend {
+    /// A backend with an empty KV cache of `opts.n_ctx` positions. Panics where
+    /// [`try_new`](Self::try_new) fails; for callers whose sizes are their own.
     pub fn new(model: Arc<Model>, opts: CpuOptions) -> CpuBackend {
+        CpuBackend::try_new(model, opts, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`new`](Self::new) for sizes that come from a file or a user: the KV cache's size
+    /// is computed without overflow and refused with [`Error::OutOfMemory`] past `budget`
+    /// bytes or when the allocator cannot give it.
+    pub fn try_new(model: Arc<Model>, opts: CpuOptions, budget: Option<u64>) -> Result<CpuBackend> {
         let cfg = &model.config;
         let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
-        let kv_len = cfg.n_layer * n_ctx * cfg.kv_dim();
-        CpuBackend {
+        let what = || {
+            format!(
+                "the KV cache ({} layers × {n_ctx} positions × {} values, keys and values in f32)",
+                cfg.n_layer,
+                cfg.kv_dim()
+            )
+        };
+        let kv_len = cfg
+            .n_layer
+            .checked_mul(n_ctx)
+            .and_then(|n| n.checked_mul(cfg.kv_dim()));
+        let bytes = kv_len.and_then(|n| (n as u64).checked_mul(8));
+        let limit = budget.unwrap_or(isize::MAX as u64);
+        let (Some(kv_len), Some(bytes)) = (kv_len, bytes) else {
+            return Err(Error::OutOfMemory {
+                what: what(),
+                needed: u64::MAX,
+                limit,
+            });
+        };
+        let too_big = || Error::OutOfMemory {
+            what: what(),
+            needed: bytes,
+            limit,
+        };
+        if bytes > limit {
+            return Err(too_big());
+        }
+        let zeroed = |n: usize| -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| too_big())?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        Ok(CpuBackend {
             cpu: Cpu::new(opts.kernels, opts.threads),
             act: opts.act,
             n_ctx,
             n_past: 0,
-            k_cache: vec![0.0; kv_len],
-            v_cache: vec![0.0; kv_len],
+            k_cache: zeroed(kv_len)?,
+            v_cache: zeroed(kv_len)?,
             s: Scratch::default(),
             model,
-        }
+        })
     }
 
     pub fn kernels_name(&self) -> &'static str {
