@@ -339,6 +339,28 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Perplexity of a text file, as JSON (llama.cpp's method: non-overlapping windows of
+    /// --ctx tokens, the second half of each scored), and with --ref-logits the KL
+    /// divergence and top-1 agreement against a reference run of the same windows.
+    Perplexity {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        /// Window size in tokens.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// Write the scored rows' logits as .npy [rows, n_vocab] f32, for --ref-logits.
+        #[arg(long)]
+        save_logits: Option<PathBuf>,
+        /// Logits saved by a reference run (exact settings) on the same file and --ctx.
+        #[arg(long)]
+        ref_logits: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOpts,
+        #[command(flatten)]
+        text: TextOpts,
+    },
     /// Prefill and decode speed (median of several runs) and peak memory, as JSON.
     Bench(bench::BenchArgs),
 }
@@ -539,6 +561,15 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             );
             Ok(())
         }
+        Cmd::Perplexity {
+            model,
+            file,
+            ctx,
+            save_logits,
+            ref_logits,
+            run,
+            text,
+        } => perplexity(&model, &file, ctx, save_logits, ref_logits, &run, &text),
         Cmd::Bench(args) => bench::run(args),
     }
 }
@@ -589,6 +620,89 @@ fn info(path: &PathBuf, text: &TextOpts) -> bitnet_engine::Result<()> {
         "tensor_order": file.tensors.iter().map(|t| t.info.name.as_str()).collect::<Vec<_>>(),
         "tensors": tensors,
     });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    Ok(())
+}
+
+fn perplexity(
+    path: &PathBuf,
+    file: &PathBuf,
+    ctx: usize,
+    save_logits: Option<PathBuf>,
+    ref_logits: Option<PathBuf>,
+    run: &RunOpts,
+    text: &TextOpts,
+) -> bitnet_engine::Result<()> {
+    use bitnet_engine::quality;
+    let m = load(path, run, text)?;
+    let body = std::fs::read_to_string(file)?;
+    let tokens = m
+        .tokenizer
+        .encode(&body, m.tokenizer.add_bos_default(), false)?;
+    let mut opts = run.cpu(&m.model);
+    opts.n_ctx = Some(ctx.max(1));
+    let mut backend = make_backend(run.backend, &m.model, opts)?;
+    let n_vocab = m.model.config.n_vocab;
+    let rows = (tokens.len() / ctx.max(1)) * quality::scored_per_window(ctx.max(4));
+    let mut saver = match &save_logits {
+        Some(p) => {
+            use npyz::WriterBuilder;
+            let f = std::io::BufWriter::new(std::fs::File::create(p)?);
+            Some(
+                npyz::WriteOptions::<f32>::new()
+                    .default_dtype()
+                    .shape(&[rows as u64, n_vocab as u64])
+                    .writer(f)
+                    .begin_nd()?,
+            )
+        }
+        None => None,
+    };
+    let reference = match &ref_logits {
+        Some(p) => {
+            let bytes = std::fs::read(p)?;
+            let npy = npyz::NpyFile::new(&bytes[..])?;
+            if npy.shape() != [rows as u64, n_vocab as u64] {
+                return Err(bitnet_engine::Error::InvalidArgument(format!(
+                    "--ref-logits {}: shape {:?}, but this run scores [{rows}, {n_vocab}] (same file and --ctx?)",
+                    p.display(),
+                    npy.shape()
+                )));
+            }
+            Some(npy.into_vec::<f32>()?)
+        }
+        None => None,
+    };
+    let mut compare = quality::Compare::default();
+    let mut at = 0;
+    let report = quality::perplexity(
+        backend.as_mut(),
+        &tokens,
+        ctx,
+        m.tokenizer.bos().filter(|_| m.tokenizer.add_bos_default()),
+        |scored, _| {
+            if let Some(w) = saver.as_mut() {
+                w.extend(scored.iter().copied())?;
+            }
+            if let Some(r) = &reference {
+                compare.add(scored, &r[at..at + scored.len()], n_vocab)?;
+            }
+            at += scored.len();
+            Ok(())
+        },
+    )?;
+    if let Some(w) = saver {
+        w.finish()?;
+    }
+    let mut out = serde_json::to_value(&report).unwrap();
+    out["ctx"] = ctx.into();
+    out["tokens"] = tokens.len().into();
+    if reference.is_some() {
+        let a = compare.result();
+        out["kl_divergence"] = a.kl_divergence.into();
+        out["kl_divergence_stderr"] = a.kl_divergence_stderr.into();
+        out["top1_agreement"] = a.top1_agreement.into();
+    }
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
     Ok(())
 }

@@ -472,3 +472,116 @@ fn chat_prompt_and_generate_show_the_same_prompt_ids() {
         "{err}"
     );
 }
+
+/// The rows of a float32 .npy file.
+fn npy_f32(path: &str) -> Vec<f32> {
+    npyz::NpyFile::new(&std::fs::read(path).unwrap()[..])
+        .unwrap()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn perplexity_matches_llamacpp_logits_and_compares_runs() {
+    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
+    let prompt: Vec<u64> = r["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let text = tmp("ppl.txt");
+    std::fs::write(&text, r["text"].as_str().unwrap()).unwrap();
+    // One window over the whole prompt: rows ctx/2 ..= ctx-2 are scored.
+    let ctx = prompt.len();
+    let (ok, out, err) = bitnet(&[
+        "perplexity",
+        "--model",
+        &fixture("tiny-relu2-fold-F16.gguf"),
+        "--file",
+        text.to_str().unwrap(),
+        "--ctx",
+        &ctx.to_string(),
+        "--act",
+        "f32",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&out);
+    assert_eq!(v["tokens"], ctx);
+    assert_eq!(v["windows"], 1);
+    let first = ctx / 2;
+    assert_eq!(v["scored_tokens"], (ctx - 1 - first) as u64);
+    // The same perplexity from llama.cpp's own logits, in f64.
+    let logits = npy_f32(&fixture("tiny-relu2-fold.llamacpp-f32.logits.npy"));
+    let n_vocab = 512;
+    let mut nll = 0.0f64;
+    for (j, &t) in prompt
+        .iter()
+        .enumerate()
+        .take(ctx - 1)
+        .skip(first)
+        .map(|(j, _)| (j, &prompt[j + 1]))
+    {
+        let row = &logits[j * n_vocab..(j + 1) * n_vocab];
+        let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let lse = row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
+        nll += lse - row[t as usize] as f64;
+    }
+    let want = (nll / (ctx - 1 - first) as f64).exp();
+    let got = v["ppl"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() / want < 1e-2,
+        "ppl {got} vs llama.cpp's {want}"
+    );
+    assert!(v["ppl_stderr"].as_f64().unwrap() > 0.0);
+
+    // A reference run (f32), then the int8 path against it, then the reference against itself.
+    let reference = tmp("ppl-ref.npy");
+    let run = |act: &str, extra: &[&str]| {
+        let mut args = vec![
+            "perplexity",
+            "--model",
+            fixture("tiny-relu2-fold-F16.gguf").leak(),
+            "--file",
+            text.to_str().unwrap(),
+            "--ctx",
+            "8",
+            "--act",
+        ];
+        args.push(act);
+        args.extend_from_slice(extra);
+        let (ok, out, err) = bitnet(&args);
+        assert!(ok, "{err}");
+        json(&out)
+    };
+    let base = run("f32", &["--save-logits", reference.to_str().unwrap()]);
+    assert_eq!(base["windows"], ctx / 8);
+    let int8 = run("int8", &["--ref-logits", reference.to_str().unwrap()]);
+    let kl = int8["kl_divergence"].as_f64().unwrap();
+    assert!(kl > 0.0 && kl < 0.05, "int8 vs f32 KL {kl}");
+    eprintln!("ppl {got} (llama.cpp's logits: {want}); int8 vs f32: {int8}");
+    assert!(int8["top1_agreement"].as_f64().unwrap() >= 0.8);
+    let same = run("f32", &["--ref-logits", reference.to_str().unwrap()]);
+    assert_eq!(same["kl_divergence"], 0.0);
+    assert_eq!(same["top1_agreement"], 1.0);
+    assert_eq!(same["ppl"], base["ppl"]);
+    // A reference of another shape is refused.
+    let (ok, _, err) = bitnet(&[
+        "perplexity",
+        "--model",
+        &fixture("tiny-relu2-fold-F16.gguf"),
+        "--file",
+        text.to_str().unwrap(),
+        "--ctx",
+        "10",
+        "--ref-logits",
+        reference.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("same file and --ctx"), "{err}");
+}

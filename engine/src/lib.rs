@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod quality;
 pub mod sampler;
 pub mod session;
 pub mod synth;
