@@ -222,6 +222,38 @@ test("offline: after the first visit the app and the downloaded model start with
   await context.setOffline(false);
 });
 
+/** Puts a conversation with one stored reply where the app keeps them, opens it, and
+ * reloads: the reply is rendered by the same code as a streamed one. */
+async function storeReply(page: Page, id: string, question: string, reply: string) {
+  await page.evaluate(
+    async ({ id, question, reply }) => {
+      const db = await new Promise<IDBDatabase>((ok, fail) => {
+        const req = indexedDB.open("bitnet-chat");
+        req.onsuccess = () => ok(req.result);
+        req.onerror = () => fail(req.error);
+      });
+      const tx = db.transaction(["conversations", "prefs"], "readwrite");
+      const now = Date.now();
+      tx.objectStore("conversations").put({
+        id,
+        title: question,
+        createdAt: now,
+        updatedAt: now,
+        messages: [
+          { id: "u1", role: "user", content: question },
+          { id: "a1", role: "assistant", content: reply, finish: "stop" },
+        ],
+      });
+      tx.objectStore("prefs").put(id, "activeConversation");
+      await new Promise((ok) => (tx.oncomplete = ok));
+      db.close();
+    },
+    { id, question, reply },
+  );
+  await page.reload();
+  await expect(page.locator("body")).toHaveAttribute("data-ready", "true");
+}
+
 const HOSTILE = [
   "Here you go:",
   '<img src=x onerror="window.__pwned = 1; alert(1)">',
@@ -234,6 +266,38 @@ const HOSTILE = [
   "```",
 ].join("\n");
 
+test("Markdown keeps list numbering, table alignment and task lists, and still no script URLs", async ({ page }) => {
+  await openApp(page, app.url);
+  const md = [
+    "3. three",
+    "4. four",
+    "",
+    "| left | centre | right |",
+    "|:-----|:------:|------:|",
+    "| a | b | c |",
+    "",
+    "- [x] done",
+    "- [ ] to do",
+    "",
+    "[js](javascript:window.__pwned=8) [data](data:text/html,hi) [web](https://example.com/a) [here](#top)",
+  ].join("\n");
+  await storeReply(page, "gfm", "Formatting", md);
+  const body = page.locator("#messages .msg-assistant .msg-body");
+  await expect(body.locator('ol[start="3"] li')).toHaveText(["three", "four"]);
+  await expect(body.locator('th[align="center"]')).toHaveText("centre");
+  await expect(body.locator('td[align="right"]')).toHaveText("c");
+  const boxes = body.locator("li input");
+  await expect(boxes).toHaveCount(2);
+  expect(await boxes.evaluateAll((bs) => bs.map((b) => [(b as HTMLInputElement).type, (b as HTMLInputElement).checked, (b as HTMLInputElement).disabled]))).toEqual([
+    ["checkbox", true, true],
+    ["checkbox", false, true],
+  ]);
+  const hrefs = await body.locator("a").evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+  expect(hrefs.filter((h) => h && /^(javascript|data):/i.test(h))).toEqual([]);
+  expect(hrefs).toContain("https://example.com/a");
+  expect(hrefs).toContain("#top");
+});
+
 test("hostile model output (stored reply, same renderer as streaming) shows as text and runs nothing", async ({ page }) => {
   const dialogs: string[] = [];
   page.on("dialog", (d) => {
@@ -241,31 +305,7 @@ test("hostile model output (stored reply, same renderer as streaming) shows as t
     void d.dismiss();
   });
   await openApp(page, app.url);
-  // A reply the model "wrote" earlier, put where the app keeps conversations.
-  await page.evaluate(async (hostile) => {
-    const db = await new Promise<IDBDatabase>((ok, fail) => {
-      const req = indexedDB.open("bitnet-chat");
-      req.onsuccess = () => ok(req.result);
-      req.onerror = () => fail(req.error);
-    });
-    const tx = db.transaction(["conversations", "prefs"], "readwrite");
-    const now = Date.now();
-    tx.objectStore("conversations").put({
-      id: "hostile",
-      title: "Show me HTML",
-      createdAt: now,
-      updatedAt: now,
-      messages: [
-        { id: "u1", role: "user", content: "Show me HTML" },
-        { id: "a1", role: "assistant", content: hostile, finish: "stop" },
-      ],
-    });
-    tx.objectStore("prefs").put("hostile", "activeConversation");
-    await new Promise((ok) => (tx.oncomplete = ok));
-    db.close();
-  }, HOSTILE);
-  await page.reload();
-  await expect(page.locator("body")).toHaveAttribute("data-ready", "true");
+  await storeReply(page, "hostile", "Show me HTML", HOSTILE);
 
   const body = page.locator("#messages .msg-assistant .msg-body");
   await expect(body).toContainText('<img src=x onerror="window.__pwned = 1; alert(1)">');

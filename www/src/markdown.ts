@@ -37,11 +37,26 @@ purify.addHook("uponSanitizeAttribute", (node, data) => {
   }
 });
 
+// Task-list items are the only inputs: marked writes them as disabled checkboxes, and
+// they stay disabled (a reply cannot ask for input).
+purify.addHook("uponSanitizeElement", (node, data) => {
+  if (data.tagName === "input" && (node as Element).getAttribute("type") !== "checkbox") node.parentNode?.removeChild(node);
+});
+purify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "INPUT") {
+    node.setAttribute("type", "checkbox");
+    node.setAttribute("disabled", "");
+  }
+});
+
 const POLICY = {
-  FORBID_TAGS: ["style", "img", "form", "input", "button", "textarea", "select", "iframe", "svg", "math"],
-  FORBID_ATTR: ["style", "id", "name"],
+  FORBID_TAGS: ["style", "img", "form", "button", "textarea", "select", "iframe", "svg", "math"],
+  FORBID_ATTR: ["style", "id", "name", "value", "src", "formaction"],
   ALLOW_DATA_ATTR: false,
-  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#)/i,
+  // DOMPurify tests every attribute that is not URI-safe against this (`start="3"`,
+  // `align="center"`, `type="checkbox"` too), so besides http(s), mailto and fragments it
+  // lets through what names no scheme at all; `javascript:`, `data:` and the like stay out.
+  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#|[^a-z]|[a-z+.-]+(?:[^a-z+.\-:]|$))/i,
 };
 
 export function renderMarkdown(text: string): string {
