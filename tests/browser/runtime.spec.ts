@@ -5,7 +5,9 @@
  */
 import { expect, test } from "@playwright/test";
 import { cli, MODEL, openPage, splitFixture } from "./helpers.js";
-import { startServer, type TestServer } from "./server.js";
+import { appendFileSync, copyFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, startServer, type TestServer } from "./server.js";
 
 let server: TestServer;
 test.beforeAll(async () => {
@@ -243,6 +245,27 @@ test("a local File and a split model load through the same path", async ({ page 
   expect(r.file).toBe(r.http);
   expect(r.split).toBe(r.http);
   expect(r.splitLoad.info.nLayer).toBeGreaterThan(0);
+});
+
+test("a picked file that changes on disk before it is read is an io error", async ({ page }) => {
+  const dir = join(ROOT, "target/browser-fixtures");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "picked-then-changed.gguf");
+  copyFileSync(join(ROOT, "tests/fixtures", MODEL), path);
+  await page.evaluate(() => document.body.insertAdjacentHTML("beforeend", '<input type="file" id="pick">'));
+  await page.setInputFiles("#pick", path);
+  // The user's file changes after it was picked (a download still being written, say).
+  appendFileSync(path, Buffer.alloc(4096));
+  const r = await page.evaluate(async () => {
+    const { CreateEngine } = (window as any).bitnet;
+    const file = (document.getElementById("pick") as HTMLInputElement).files![0];
+    return CreateEngine({ model: file }).then(
+      () => ({ kind: "loaded", message: "" }),
+      (e: any) => ({ kind: e.kind, message: e.message }),
+    );
+  });
+  expect(r.kind).toBe("io");
+  expect(r.message).toContain("reading the file failed");
 });
 
 test("bad input gets typed errors and the engine stays usable", async ({ page }) => {

@@ -134,12 +134,19 @@ async function fromLocal(
   sink.begin(part, blob.size);
   const magic = new MagicCheck(blob.type || null);
   const hash = opts.sha256[part] ? opts.newHasher() : null;
-  await pump(blob.stream(), opts.signal, (chunk) => {
-    magic.check(chunk);
-    sink.push(chunk);
-    hash?.update(chunk);
-    progress.add(chunk.byteLength, phase);
-  });
+  try {
+    await pump(blob.stream(), opts.signal, (chunk) => {
+      magic.check(chunk);
+      sink.push(chunk);
+      hash?.update(chunk);
+      progress.add(chunk.byteLength, phase);
+    });
+  } catch (e) {
+    // A local file or the offline copy that cannot be read (changed or removed on disk,
+    // a storage error): not a network drop to retry, and not the worker's fault.
+    if (e instanceof DropError) throw new BitnetError("io", `reading ${what} failed: ${e.message}`);
+    throw e;
+  }
   verifyHash(hash, opts.sha256[part], what);
 }
 
