@@ -22,21 +22,20 @@ use wasm_bindgen::prelude::*;
 mod gpu;
 mod threads;
 
-/// wasm32 addresses 4 GiB; leave room for the KV cache, tokenizer and scratch.
-const MAX_MODEL_BYTES: u64 = (4 << 30) - (512 << 20);
+/// What wasm32 addresses: the default memory limit.
+const ADDRESS_SPACE: u64 = 4 << 30;
+/// Of the memory limit, what the model's tensors may not take: room for the KV cache,
+/// the tokenizer and scratch.
+const MODEL_RESERVE: u64 = 512 << 20;
 /// Room kept for the forward pass's scratch and the tokenizer when a KV cache is sized.
 const SCRATCH_RESERVE: u64 = 64 << 20;
 
-/// Bytes a new KV cache may take: what the 4 GiB address space leaves beside the memory
-/// already in use (the model) and the scratch reserve.
-fn kv_budget() -> u64 {
+/// Wasm memory in use now (the model, once loaded).
+fn memory_in_use() -> u64 {
     #[cfg(target_arch = "wasm32")]
-    let used = core::arch::wasm32::memory_size::<0>() as u64 * 65536;
+    return core::arch::wasm32::memory_size::<0>() as u64 * 65536;
     #[cfg(not(target_arch = "wasm32"))]
-    let used = 0;
-    (4u64 << 30)
-        .saturating_sub(used)
-        .saturating_sub(SCRATCH_RESERVE)
+    0
 }
 
 #[wasm_bindgen(start)]
@@ -123,6 +122,10 @@ struct EngineOptions {
     chat_template: Option<String>,
     /// "auto" (default) or a llama.cpp pre-tokenizer name such as "default".
     pre_tokenizer: Option<String>,
+    /// Bytes the engine may use in all (default: the 4 GiB wasm32 addresses). The model's
+    /// tensors, over all parts of a split model, may take this less 512 MiB; a KV cache
+    /// what is left beside the memory in use.
+    memory_limit: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -217,23 +220,16 @@ impl Engine {
         } else {
             serde_wasm_bindgen::from_value(options).map_err(bad_options)?
         };
-        if let Some(n) = opts.expected_bytes {
-            if n as u64 > MAX_MODEL_BYTES {
-                return Err(js_error(bitnet_engine::Error::TooLarge {
-                    needed: n as u64,
-                    limit: MAX_MODEL_BYTES,
-                }));
-            }
-        }
-        let loader = part_loader(opts.expected_bytes);
-        Ok(Engine {
+        let mut engine = Engine {
             opts,
-            loader: Some(loader),
+            loader: None,
             parts: Vec::new(),
             model: None,
             live: Rc::new(RefCell::new(None)),
             kernels: String::new(),
-        })
+        };
+        engine.loader = Some(engine.part_loader(engine.opts.expected_bytes)?);
+        Ok(engine)
     }
 
     /// Feeds the next bytes of the GGUF file (any chunk size).
@@ -279,8 +275,49 @@ impl Engine {
         let loader = self.take_loader()?;
         let file = loader.finish().map_err(js_error)?;
         self.parts.push(file);
-        self.loader = Some(part_loader(expected_bytes));
+        self.loader = Some(self.part_loader(expected_bytes)?);
         Ok(())
+    }
+
+    fn memory_limit(&self) -> u64 {
+        self.opts
+            .memory_limit
+            .map_or(ADDRESS_SPACE, |b| (b.max(0.0) as u64).min(ADDRESS_SPACE))
+    }
+
+    /// A loader for the next part: its tensors may take what the model limit leaves
+    /// beside the parts already loaded (one budget for the whole model).
+    fn part_loader(&self, expected_bytes: Option<f64>) -> Result<GgufLoader, JsValue> {
+        let loaded: u64 = self
+            .parts
+            .iter()
+            .flat_map(|p| &p.tensors)
+            .map(|t| t.info.nbytes)
+            .sum();
+        let limit = self
+            .memory_limit()
+            .saturating_sub(MODEL_RESERVE)
+            .saturating_sub(loaded);
+        if let Some(n) = expected_bytes {
+            if n as u64 > limit {
+                return Err(js_error(bitnet_engine::Error::TooLarge {
+                    needed: loaded + n as u64,
+                    limit: loaded + limit,
+                }));
+            }
+        }
+        Ok(GgufLoader::new(LoadOptions {
+            expected_len: expected_bytes.map(|n| n as u64),
+            max_tensor_bytes: Some(limit),
+        }))
+    }
+
+    /// Bytes a new KV cache may take: what the memory limit leaves beside the memory in
+    /// use and the scratch reserve.
+    fn kv_budget(&self) -> u64 {
+        self.memory_limit()
+            .saturating_sub(memory_in_use())
+            .saturating_sub(SCRATCH_RESERVE)
     }
 
     fn take_loader(&mut self) -> Result<GgufLoader, JsValue> {
@@ -359,7 +396,7 @@ impl Engine {
         CpuBackend::try_new(
             Arc::clone(model),
             self.cpu_options(Some(n_ctx)),
-            Some(kv_budget()),
+            Some(self.kv_budget()),
         )
         .map_err(js_error)
     }
@@ -609,13 +646,6 @@ fn live_of(cell: &RefCell<Option<Live>>) -> Result<RefMut<'_, Live>, JsValue> {
         js_error(bitnet_engine::Error::InvalidArgument(
             "no model is loaded yet".into(),
         ))
-    })
-}
-
-fn part_loader(expected_bytes: Option<f64>) -> GgufLoader {
-    GgufLoader::new(LoadOptions {
-        expected_len: expected_bytes.map(|n| n as u64),
-        max_tensor_bytes: Some(MAX_MODEL_BYTES),
     })
 }
 

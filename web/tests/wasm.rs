@@ -160,3 +160,46 @@ fn errors_are_typed_js_errors() {
     );
     assert!(err.message().as_string().unwrap().contains("incomplete"));
 }
+
+/// One memory budget for the whole model: the parts of a split model share it.
+#[wasm_bindgen_test]
+fn split_model_parts_share_one_memory_budget() {
+    let file = GgufFile::from_bytes(I2S).unwrap();
+    let tensor_bytes: u64 = file.tensors.iter().map(|t| t.info.nbytes).sum();
+    let parts: Vec<Vec<u8>> = bitnet_engine::gguf::split_writers(&file, 2)
+        .unwrap()
+        .iter()
+        .map(|w| w.to_bytes())
+        .collect();
+    // 512 MiB stay for the KV cache and scratch; the model gets three quarters of its size.
+    let limit = (512u64 << 20) + tensor_bytes * 3 / 4;
+    let options = |limit: u64, bytes: usize| {
+        js_sys::JSON::parse(&format!(
+            r#"{{"memoryLimit": {limit}, "expectedBytes": {bytes}}}"#
+        ))
+        .unwrap()
+    };
+    let kind = |e: JsValue| {
+        let e: js_sys::Error = e.dyn_into().unwrap();
+        js_sys::Reflect::get(&e, &"kind".into()).unwrap()
+    };
+    // Each part alone fits, the two together do not.
+    let mut engine = Engine::new(options(limit, parts[0].len())).unwrap();
+    engine.push(&parts[0]).unwrap();
+    let refused = match engine.next_part(Some(parts[1].len() as f64)) {
+        Ok(()) => engine.push(&parts[1]).unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(kind(refused), "out-of-memory");
+    // So does the whole file.
+    assert_eq!(
+        kind(Engine::new(options(limit, I2S.len())).err().unwrap()),
+        "out-of-memory"
+    );
+    // With room for both, the split model loads.
+    let mut engine = Engine::new(options(limit + tensor_bytes, parts[0].len())).unwrap();
+    engine.push(&parts[0]).unwrap();
+    engine.next_part(Some(parts[1].len() as f64)).unwrap();
+    engine.push(&parts[1]).unwrap();
+    engine.finish().unwrap();
+}

@@ -339,6 +339,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
       head: opts.head,
       chatTemplate: opts.chatTemplate,
       preTokenizer: opts.preTokenizer,
+      memoryLimit: opts.memoryLimit,
       cache: opts.cache ?? true,
       sha256: parts.map((_, i) => sha[i]),
       rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,

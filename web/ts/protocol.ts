@@ -9,6 +9,7 @@ export interface LoadRequest {
   head?: "file" | "int8";
   chatTemplate?: string;
   preTokenizer?: string;
+  memoryLimit?: number;
   cache: boolean;
   sha256: (string | undefined)[];
   rangeChunkBytes: number;

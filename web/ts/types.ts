@@ -13,6 +13,11 @@ export interface CreateEngineOptions {
   onDeviceLost?: (e: DeviceLostEvent) => void;
   /** KV cache size in tokens (default 2048, at most the model's context length). */
   nCtx?: number;
+  /** Bytes the engine may use in all (default 4 GiB, what WebAssembly addresses). A
+   * model whose tensors (all parts together) need more than this less 512 MiB, or a KV
+   * cache that does not fit beside it, is refused up front with `out-of-memory` instead
+   * of crashing the tab; a phone app may set about 1.4e9 (iOS ends tabs near 1.5 GB). */
+  memoryLimit?: number;
   /** `int8`: an int8 copy of the LM head built at load time (faster, slightly different logits). */
   head?: "file" | "int8";
   /** Keep downloaded models in the origin's private file system (default true). */

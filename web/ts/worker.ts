@@ -253,6 +253,7 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
               head: req.head,
               chatTemplate: req.chatTemplate,
               preTokenizer: req.preTokenizer,
+              memoryLimit: req.memoryLimit,
             });
           else e!.nextPart(bytes ?? undefined);
         },
