@@ -80,15 +80,22 @@ fn tokenize_matches_llamacpp() {
     assert_eq!(json(&no_bos), serde_json::json!([9906]));
 }
 
-#[test]
-fn logits_npy_matches_the_reference() {
+/// llama.cpp's reference run on the tiny relu² fixture, and its prompt's ids.
+fn llamacpp_reference() -> (serde_json::Value, Vec<u64>) {
     let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
-    let ids: Vec<String> = r["prompt_tokens"]
+    let ids = r["prompt_tokens"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.to_string())
+        .map(|v| v.as_u64().unwrap())
         .collect();
+    (r, ids)
+}
+
+#[test]
+fn logits_npy_matches_the_reference() {
+    let (_, prompt) = llamacpp_reference();
+    let ids: Vec<String> = prompt.iter().map(u64::to_string).collect();
     let out = tmp("logits.npy");
     let (ok, _, err) = bitnet(&[
         "logits",
@@ -106,11 +113,7 @@ fn logits_npy_matches_the_reference() {
     let ours = npyz::NpyFile::new(&bytes[..]).unwrap();
     assert_eq!(ours.shape(), &[ids.len() as u64, 512]);
     let ours = ours.into_vec::<f32>().unwrap();
-    let reference =
-        npyz::NpyFile::new(&std::fs::read(fixture("tiny-relu2-fold.ref-exact.npy")).unwrap()[..])
-            .unwrap()
-            .into_vec::<f32>()
-            .unwrap();
+    let reference = npy_f32(&fixture("tiny-relu2-fold.ref-exact.npy"));
     let max = ours
         .iter()
         .zip(&reference)
@@ -483,28 +486,27 @@ fn npy_f32(path: &str) -> Vec<f32> {
 
 #[test]
 fn perplexity_matches_llamacpp_logits_and_compares_runs() {
-    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
-    let prompt: Vec<u64> = r["prompt_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let (r, prompt) = llamacpp_reference();
     let text = tmp("ppl.txt");
     std::fs::write(&text, r["text"].as_str().unwrap()).unwrap();
+    let model = fixture("tiny-relu2-fold-F16.gguf");
+    let perplexity = |ctx: usize, extra: &[&str]| {
+        let ctx = ctx.to_string();
+        let mut args = vec![
+            "perplexity",
+            "--model",
+            &model,
+            "--file",
+            text.to_str().unwrap(),
+            "--ctx",
+            &ctx,
+        ];
+        args.extend_from_slice(extra);
+        bitnet(&args)
+    };
     // One window over the whole prompt: rows ctx/2 ..= ctx-2 are scored.
     let ctx = prompt.len();
-    let (ok, out, err) = bitnet(&[
-        "perplexity",
-        "--model",
-        &fixture("tiny-relu2-fold-F16.gguf"),
-        "--file",
-        text.to_str().unwrap(),
-        "--ctx",
-        &ctx.to_string(),
-        "--act",
-        "f32",
-    ]);
+    let (ok, out, err) = perplexity(ctx, &["--act", "f32"]);
     assert!(ok, "{err}");
     let v = json(&out);
     assert_eq!(v["tokens"], ctx);
@@ -543,19 +545,9 @@ fn perplexity_matches_llamacpp_logits_and_compares_runs() {
     // A reference run (f32), then the int8 path against it, then the reference against itself.
     let reference = tmp("ppl-ref.npy");
     let run = |act: &str, extra: &[&str]| {
-        let mut args = vec![
-            "perplexity",
-            "--model",
-            fixture("tiny-relu2-fold-F16.gguf").leak(),
-            "--file",
-            text.to_str().unwrap(),
-            "--ctx",
-            "8",
-            "--act",
-        ];
-        args.push(act);
+        let mut args = vec!["--act", act];
         args.extend_from_slice(extra);
-        let (ok, out, err) = bitnet(&args);
+        let (ok, out, err) = perplexity(8, &args);
         assert!(ok, "{err}");
         json(&out)
     };
@@ -571,17 +563,7 @@ fn perplexity_matches_llamacpp_logits_and_compares_runs() {
     assert_eq!(same["top1_agreement"], 1.0);
     assert_eq!(same["ppl"], base["ppl"]);
     // A reference of another shape is refused.
-    let (ok, _, err) = bitnet(&[
-        "perplexity",
-        "--model",
-        &fixture("tiny-relu2-fold-F16.gguf"),
-        "--file",
-        text.to_str().unwrap(),
-        "--ctx",
-        "10",
-        "--ref-logits",
-        reference.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = perplexity(10, &["--ref-logits", reference.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("same file and --ctx"), "{err}");
 }

@@ -127,14 +127,17 @@ pub fn perplexity(
 
 /// `log softmax(row)[i]`, in f64.
 pub fn log_softmax_at(row: &[f32], i: usize) -> f64 {
+    row[i] as f64 - log_sum_exp(row)
+}
+
+/// `ln Σ exp(row)`, in f64, shifted by the maximum so that nothing overflows.
+fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row
-        .iter()
+    row.iter()
         .map(|&v| (v as f64 - max).exp())
         .sum::<f64>()
         .ln()
-        + max;
-    row[i] as f64 - lse
+        + max
 }
 
 /// Accumulates KL divergence and top-1 agreement of rows against reference rows.
@@ -176,13 +179,7 @@ impl Compare {
 }
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row
-        .iter()
-        .map(|&v| (v as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
+    let lse = log_sum_exp(row);
     row.iter().map(|&v| v as f64 - lse).collect()
 }
 
