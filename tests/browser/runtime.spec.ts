@@ -5,7 +5,7 @@
  */
 import { expect, test } from "@playwright/test";
 import { cli, MODEL, openPage, splitFixture } from "./helpers.js";
-import { appendFileSync, copyFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, startServer, type TestServer } from "./server.js";
 
@@ -254,8 +254,15 @@ test("a picked file that changes on disk before it is read is an io error", asyn
   copyFileSync(join(ROOT, "tests/fixtures", MODEL), path);
   await page.evaluate(() => document.body.insertAdjacentHTML("beforeend", '<input type="file" id="pick">'));
   await page.setInputFiles("#pick", path);
-  // The user's file changes after it was picked (a download still being written, say).
+  // The page looks at the file as an app would (its size, in a file list) ...
+  const picked = await page.evaluate(() => (document.getElementById("pick") as HTMLInputElement).files![0].size);
+  expect(picked).toBe(statSync(path).size);
+  // ... then the file changes on disk before it is read (a download still being written).
   appendFileSync(path, Buffer.alloc(4096));
+  // Browsers notice by the modification time, which a fast copy-then-append can leave in
+  // the same clock tick: make it a later one, as a real rewrite would.
+  const later = new Date(statSync(path).mtimeMs + 10_000);
+  utimesSync(path, later, later);
   const r = await page.evaluate(async () => {
     const { CreateEngine } = (window as any).bitnet;
     const file = (document.getElementById("pick") as HTMLInputElement).files![0];
