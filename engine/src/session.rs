@@ -451,7 +451,9 @@ impl Session {
                 return Ok(tokens);
             }
         }
-        chat_prompt_ids(&self.tokenizer, &self.template, messages)
+        // Roles are checked above; render and tokenize the whole conversation.
+        let rendered = self.template.render_prompt(messages, true)?;
+        encode_rendered(&self.tokenizer, &rendered, messages)
     }
 
     /// The callback-driven loop over [`step`](Self::step).
