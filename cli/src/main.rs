@@ -2,6 +2,7 @@
 
 use bitnet_engine::chat::{ChatFormat, ChatMessage};
 use bitnet_engine::gguf::{GgmlType, GgufFile};
+use bitnet_engine::import;
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits, Model};
 use bitnet_engine::sampler::SamplerConfig;
@@ -142,7 +143,9 @@ impl RunOpts {
 struct TextOpts {
     /// Chat format: `auto` (the file's template, except that bitnet.cpp's converter
     /// template is replaced by the 2B4T format the model was trained with), `gguf` (the
-    /// file's template as written), `bitnet` (the 2B4T format), or a Jinja file.
+    /// file's template as written), `bitnet` (the 2B4T format), `text` (a base model's
+    /// plain continuation, what `auto` picks for a file with neither a template nor
+    /// `<|eot_id|>`), or a Jinja file.
     #[arg(long, default_value = "auto")]
     chat_format: String,
     /// Pre-tokenizer: `auto` (the file's; Llama-3's for a Llama-3 vocabulary when the
@@ -155,10 +158,10 @@ struct TextOpts {
 impl TextOpts {
     fn settings(&self, head: HeadMode) -> bitnet_engine::Result<LoadSettings> {
         let chat_format = match self.chat_format.as_str() {
-            f @ ("auto" | "gguf" | "bitnet") => ChatFormat::parse(f),
+            f @ ("auto" | "gguf" | "bitnet" | "text") => ChatFormat::parse(f),
             path => ChatFormat::Jinja(std::fs::read_to_string(path).map_err(|e| {
                 bitnet_engine::Error::InvalidArgument(format!(
-                    "--chat-format {path}: expected auto, gguf, bitnet or a Jinja file ({e})"
+                    "--chat-format {path}: expected auto, gguf, bitnet, text or a Jinja file ({e})"
                 ))
             })?),
         };
@@ -339,6 +342,22 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a trained checkpoint as GGUF: DIR/checkpoint.safetensors (latent f32
+    /// weights under GGUF tensor names), DIR/config.json and DIR/tokenizer.json, as
+    /// train/train.py leaves them. Linear layers are quantized absmean-ternary.
+    Import {
+        /// The training output folder.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// I2_S, TQ2_0, TQ1_0, or F16 (the latent weights, unquantized).
+        #[arg(long)]
+        wtype: String,
+        /// general.name of the file.
+        #[arg(long, default_value = "bitnet-tiny-brown")]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Perplexity of a text file, as JSON (llama.cpp's method: non-overlapping windows of
     /// --ctx tokens, the second half of each scored), and with --ref-logits the KL
     /// divergence and top-1 agreement against a reference run of the same windows.
@@ -371,6 +390,14 @@ fn main() {
         eprintln!("error [{}]: {e}", e.kind());
         std::process::exit(1);
     }
+}
+
+fn parse_wtype(wtype: &str) -> bitnet_engine::Result<GgmlType> {
+    GgmlType::from_name(wtype).ok_or_else(|| {
+        bitnet_engine::Error::InvalidArgument(format!(
+            "--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32"
+        ))
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -530,11 +557,7 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             out,
         } => {
             let shape = SynthShape::parse(&shape)?;
-            let ty = GgmlType::from_name(&wtype).ok_or_else(|| {
-                bitnet_engine::Error::InvalidArgument(format!(
-                    "--wtype {wtype}: expected I2_S, TQ2_0, TQ1_0, F16 or F32"
-                ))
-            })?;
+            let ty = parse_wtype(&wtype)?;
             let vocab = match (layout, vocab) {
                 (Layout::Official, _) if ty != GgmlType::I2S => {
                     return Err(bitnet_engine::Error::InvalidArgument(format!(
@@ -553,6 +576,31 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
                 Some(v) => synth::write_official(shape, v, seed, &mut f)?,
                 None => synth::write_model(shape, ty, seed, &mut f)?,
             }
+            f.flush()?;
+            eprintln!(
+                "wrote {} ({} bytes)",
+                out.display(),
+                std::fs::metadata(&out)?.len()
+            );
+            Ok(())
+        }
+        Cmd::Import {
+            checkpoint,
+            wtype,
+            name,
+            out,
+        } => {
+            let ty = parse_wtype(&wtype)?;
+            let read = |f: &str| std::fs::read(checkpoint.join(f));
+            let config: bitnet_engine::import::TrainedConfig =
+                serde_json::from_slice(&read("config.json")?).map_err(|e| {
+                    bitnet_engine::Error::InvalidArgument(format!("config.json: {e}"))
+                })?;
+            let tensors = import::read_safetensors(&read("checkpoint.safetensors")?)?;
+            let vocab =
+                import::read_hf_tokenizer(&String::from_utf8_lossy(&read("tokenizer.json")?))?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            import::write_trained(&config, &tensors, &vocab, ty, &name, &mut f)?;
             f.flush()?;
             eprintln!(
                 "wrote {} ({} bytes)",

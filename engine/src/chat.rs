@@ -70,7 +70,7 @@ pub const TEMPLATE_FUEL: u64 = 5_000_000;
 /// Bytes one rendering may write: far more than any context holds as text.
 pub const TEMPLATE_OUTPUT_LIMIT: usize = 8 << 20;
 /// End of every turn in the built-in template.
-const BUILTIN_EOT: &str = "<|eot_id|>";
+pub const BUILTIN_EOT: &str = "<|eot_id|>";
 /// Generation prompt of the built-in template (no trailing space: the model's first
 /// token carries its own leading space).
 const BUILTIN_GEN_PROMPT: &str = "Assistant:";
@@ -92,17 +92,21 @@ pub enum ChatFormat {
     Gguf,
     /// The built-in BitNet b1.58 2B4T format.
     Bitnet,
+    /// Plain text, for a base model trained on documents: each user message is a text
+    /// to continue and the reply its continuation (see [`ChatTemplate::choose`]).
+    Text,
     /// This Jinja source.
     Jinja(String),
 }
 
 impl ChatFormat {
-    /// `auto`, `gguf`, `bitnet`, or else the text is Jinja source.
+    /// `auto`, `gguf`, `bitnet`, `text`, or else the text is Jinja source.
     pub fn parse(s: &str) -> ChatFormat {
         match s {
             "" | "auto" => ChatFormat::Auto,
             "gguf" => ChatFormat::Gguf,
             "bitnet" => ChatFormat::Bitnet,
+            "text" => ChatFormat::Text,
             src => ChatFormat::Jinja(src.to_string()),
         }
     }
@@ -111,7 +115,8 @@ impl ChatFormat {
 /// Which chat format is in use and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatFormatInfo {
-    /// `bitnet-2b4t`, `gguf` (the file's template) or `jinja` (given by the caller).
+    /// `bitnet-2b4t`, `text`, `gguf` (the file's template) or `jinja` (given by the
+    /// caller).
     pub format: String,
     pub reason: String,
 }
@@ -128,6 +133,7 @@ pub struct RenderedPrompt {
 
 enum Kind {
     Builtin,
+    Text,
     Jinja(Box<Environment<'static>>),
 }
 
@@ -174,17 +180,28 @@ impl ChatTemplate {
     }
 
     /// The template for a model whose file holds `file_template`, as `choice` asks.
+    /// `has_turn_token`: whether the vocabulary has the 2B4T format's `<|eot_id|>`.
+    /// `auto` on a file without a template gives the 2B4T format when it does, and else
+    /// the plain-text format: a vocabulary without turn markers is a base model's.
     pub fn choose(
         file_template: Option<&str>,
         choice: &ChatFormat,
         bos_token: &str,
         eos_token: &str,
+        has_turn_token: bool,
     ) -> Result<Self> {
         let file_template = file_template.filter(|t| !t.trim().is_empty());
         match (choice, file_template) {
             (ChatFormat::Bitnet, _) => {
                 Ok(Self::builtin(bos_token, eos_token, "chosen by the caller"))
             }
+            (ChatFormat::Text, _) => Ok(Self::text(bos_token, eos_token, "chosen by the caller")),
+            (ChatFormat::Auto, None) if !has_turn_token => Ok(Self::text(
+                bos_token,
+                eos_token,
+                "the file has no chat template and its vocabulary no <|eot_id|>: a base \
+                 model, so each message is continued as plain text",
+            )),
             (ChatFormat::Jinja(src), _) => Self::jinja(
                 src,
                 bos_token,
@@ -232,6 +249,18 @@ impl ChatTemplate {
             eos_token: eos_token.to_string(),
             info: ChatFormatInfo {
                 format: "bitnet-2b4t".into(),
+                reason: reason.into(),
+            },
+        }
+    }
+
+    fn text(bos_token: &str, eos_token: &str, reason: &str) -> Self {
+        ChatTemplate {
+            kind: Kind::Text,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+            info: ChatFormatInfo {
+                format: "text".into(),
                 reason: reason.into(),
             },
         }
@@ -313,6 +342,14 @@ impl ChatTemplate {
                     plain: Some(Vec::new()),
                 };
                 Self::builtin_turns(messages, add_generation_prompt, &mut out);
+                Ok(out)
+            }
+            Kind::Text => {
+                let mut out = RenderedPrompt {
+                    text: self.bos_token.clone(),
+                    plain: Some(Vec::new()),
+                };
+                self.text_turns(messages, &mut out);
                 Ok(out)
             }
             Kind::Jinja(env) => {
@@ -399,6 +436,30 @@ impl ChatTemplate {
         }
     }
 
+    /// The plain-text format: a user message's text (trailing whitespace cut, so that
+    /// the reply's first token brings its own space), then the reply as written and the
+    /// end-of-text token that closes each exchange. System messages are left out: a
+    /// base model follows no instructions, and would take them as the start of the text.
+    fn text_turns(&self, messages: &[ChatMessage], out: &mut RenderedPrompt) {
+        for m in messages {
+            let content = match m.role.as_str() {
+                "system" => continue,
+                "assistant" => m.content.as_str(),
+                _ => m.content.trim_end(),
+            };
+            let start = out.text.len();
+            out.text.push_str(content);
+            if let Some(p) = out.plain.as_mut() {
+                if !content.is_empty() {
+                    p.push(start..out.text.len());
+                }
+            }
+            if m.role == "assistant" {
+                out.text.push_str(&self.eos_token);
+            }
+        }
+    }
+
     /// The text to append to a KV cache that holds `history`, to continue with `new`
     /// (then the generation prompt when `add_generation_prompt`).
     ///
@@ -441,6 +502,18 @@ impl ChatTemplate {
                     plain: Some(Vec::new()),
                 };
                 Self::builtin_turns(new, add_generation_prompt, &mut out);
+                Ok(out)
+            }
+            Kind::Text => {
+                let mut out = RenderedPrompt {
+                    text: if history.is_empty() {
+                        self.bos_token.clone()
+                    } else {
+                        String::new()
+                    },
+                    plain: Some(Vec::new()),
+                };
+                self.text_turns(new, &mut out);
                 Ok(out)
             }
             Kind::Jinja(_) => {
@@ -877,21 +950,23 @@ mod tests {
     #[test]
     fn auto_replaces_only_the_converter_template() {
         let converter = crate::synth::CONVERTER_CHAT_TEMPLATE;
-        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Auto, BOS, EOS).unwrap();
+        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Auto, BOS, EOS, true).unwrap();
         assert_eq!(t.info().format, "bitnet-2b4t");
-        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Gguf, BOS, EOS).unwrap();
+        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Gguf, BOS, EOS, true).unwrap();
         assert_eq!(t.info().format, "gguf");
         assert_eq!(
             t.render(&[ChatMessage::system("s"), ChatMessage::user("u")], true)
                 .unwrap(),
             "<|begin_of_text|>Human: u\n\nBITNETAssistant: <|end_of_text|>"
         );
-        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Auto, BOS, EOS).unwrap();
+        let t =
+            ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Auto, BOS, EOS, true).unwrap();
         assert_eq!(t.info().format, "gguf");
-        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS).unwrap();
+        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS, true).unwrap();
         assert_eq!(t.info().format, "bitnet-2b4t");
-        assert!(ChatTemplate::choose(None, &ChatFormat::Gguf, BOS, EOS).is_err());
-        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Bitnet, BOS, EOS).unwrap();
+        assert!(ChatTemplate::choose(None, &ChatFormat::Gguf, BOS, EOS, true).is_err());
+        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Bitnet, BOS, EOS, true)
+            .unwrap();
         assert_eq!(t.info().format, "bitnet-2b4t");
         assert_eq!(
             ChatFormat::parse("{{ x }}"),

@@ -10,6 +10,7 @@ pub mod formats;
 pub mod gguf;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod import;
 pub mod kernels;
 pub mod model;
 pub mod quality;

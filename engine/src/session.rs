@@ -72,6 +72,7 @@ pub fn chat_parts(file: &GgufFile, settings: &LoadSettings) -> Result<(Tokenizer
         &settings.chat_format,
         &token_text(tokenizer.bos()),
         &token_text(tokenizer.eos()),
+        tokenizer.token_id(crate::chat::BUILTIN_EOT).is_some(),
     )?;
     Ok((tokenizer, template))
 }

@@ -109,7 +109,7 @@ impl SynthShape {
 }
 
 /// GPT-2's byte → printable-character map (the alphabet of byte-level BPE vocabularies).
-fn byte_char(b: u8) -> char {
+pub(crate) fn byte_char(b: u8) -> char {
     let printable = |b: u8| {
         (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
     };
@@ -175,18 +175,18 @@ fn seeded(seed: u64, name: &str) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ h)
 }
 
-fn f32_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
+pub(crate) fn f32_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
     v.into_iter().flat_map(f32::to_le_bytes).collect()
 }
 
-fn f16_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
+pub(crate) fn f16_bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
     v.into_iter()
         .flat_map(|x| f16::from_f32(x).to_le_bytes())
         .collect()
 }
 
 /// Encodes `rows × cols` ternary weights (codes, one scale) in `ty`.
-fn encode_linear(ty: GgmlType, codes: &[u8], scale: f32) -> Result<Vec<u8>> {
+pub(crate) fn encode_linear(ty: GgmlType, codes: &[u8], scale: f32) -> Result<Vec<u8>> {
     let n = codes.len();
     Ok(match ty {
         GgmlType::I2S => i2s::quantize(codes, scale),

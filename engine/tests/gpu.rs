@@ -62,6 +62,21 @@ fn check(file: &str, family: &str, reference_file: &str, tie_row: Option<usize>)
     }
 }
 
+/// Real weights: the GPU's int8 path against the float64 reference, as the CPU's.
+#[test]
+fn int8_parity_on_the_trained_model() {
+    let model = load(TRAINED);
+    let toks = trained_tokens();
+    let ours = gpu_logits(&model, &toks);
+    let (_, reference) = npy("brown-tiny.ref-int8.npy");
+    check_int8_rows(
+        "gpu vs brown-tiny.ref-int8.npy",
+        &ours,
+        &reference,
+        TRAINED_VOCAB,
+    );
+}
+
 #[test]
 fn int8_parity_on_every_ternary_fixture() {
     for family in ["tiny-silu", "tiny-relu2"] {

@@ -10,7 +10,10 @@ import { serve } from "../../www/scripts/serve.mjs";
 
 export const APP_DIST = join(ROOT, "www/dist");
 export const SHOTS = join(ROOT, "www/docs");
+/** A random-weights model, for tests that pick, drop or download a file. */
 export const FIXTURE = join(ROOT, "tests/fixtures/tiny-b158-I2_S.gguf");
+/** The app's bundled model (the trained tiny model). */
+export const BUNDLED = join(ROOT, "tests/fixtures/brown-tiny-I2_S.gguf");
 
 export async function startApp(): Promise<{ url: string; close(): Promise<void> }> {
   if (!existsSync(join(APP_DIST, "index.html"))) throw new Error("www/dist is missing: run `cd www && npm run build` first");
@@ -74,7 +77,7 @@ export async function openApp(page: Page, url: string) {
 }
 
 export async function loadBundledModel(page: Page) {
-  await page.getByRole("radio", { name: /Tiny test model/ }).check();
+  await page.getByRole("radio", { name: /BitNet tiny/ }).check();
   await page.getByRole("button", { name: "Load model" }).click();
   await expectModelReady(page);
 }

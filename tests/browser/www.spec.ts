@@ -6,8 +6,9 @@
  * also take the screenshots in www/docs/.
  */
 import { expect, test, type Page } from "@playwright/test";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import {
+  BUNDLED,
   FIXTURE,
   expectModelReady,
   loadBundledModel,
@@ -40,7 +41,7 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   // The official model is the default, with its size shown.
   await expect(page.getByRole("radio", { name: /BitNet b1\.58 2B4T/ })).toBeChecked();
   await expect(page.locator(".model-card", { hasText: "2B4T" })).toContainText("1.19 GB");
-  await expect(page.locator(".model-card", { hasText: "Tiny test model" })).toContainText("nonsense");
+  await expect(page.locator(".model-card", { hasText: "BitNet tiny" })).toContainText("not an assistant");
   await expect(page.locator("#composer-input")).toBeDisabled();
   // The service worker's first install says the app now works offline.
   await expect(page.locator("#toast")).toContainText("works offline", { timeout: 30_000 });
@@ -436,7 +437,7 @@ test("PWA basics: a valid manifest with icons, a service worker in control, an o
   expect(sw.cached).toContain("/index.html");
   expect(sw.cached.some((p) => p.endsWith(".wasm"))).toBe(true);
   expect(sw.cached.some((p) => /worker.*\.js$/.test(p))).toBe(true);
-  expect(sw.cached).toContain("/models/tiny-b158-I2_S.gguf");
+  expect(sw.cached).toContain("/models/brown-tiny-I2_S.gguf");
 
   // Chromium's own verdicts: the manifest parses cleanly and the app is installable.
   const cdp = await context.newCDPSession(page);
@@ -485,8 +486,8 @@ test("local files: the file picker and drag-and-drop; cached models are listed a
   await page.locator("#btn-model").click();
   const item = page.locator("#cached-list li");
   await expect(item).toHaveCount(1);
-  await expect(item).toContainText("Tiny test model");
-  await expect(item).toContainText("683 KB");
+  await expect(item).toContainText("BitNet tiny (Brown corpus)");
+  await expect(item).toContainText(`${(statSync(BUNDLED).size / 1e6).toFixed(2)} MB`);
   await item.getByRole("button", { name: /Delete/ }).click();
   await expect(page.locator("#cached-list li")).toHaveCount(0);
 });
@@ -517,7 +518,7 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   test.setTimeout(300_000);
   await openApp(page, app.url);
   await setSettings(page, { temperature: "0", max_tokens: "10", system: "" });
-  await page.getByRole("radio", { name: /Tiny test model/ }).check();
+  await page.getByRole("radio", { name: /BitNet tiny/ }).check();
   await page.locator("summary", { hasText: "Advanced" }).click();
   await page.getByLabel("Backend").selectOption("webgpu");
   await page.getByRole("button", { name: "Load model" }).click();
@@ -540,7 +541,7 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
 test("Advanced: the int8 LM head loads, says so, and answers", async ({ page }) => {
   await openApp(page, app.url);
   await setSettings(page, { temperature: "0", max_tokens: "8", system: "" });
-  await page.getByRole("radio", { name: /Tiny test model/ }).check();
+  await page.getByRole("radio", { name: /BitNet tiny/ }).check();
   await page.locator("summary", { hasText: "Advanced" }).click();
   await page.getByLabel("LM head").selectOption("int8");
   await page.getByRole("button", { name: "Load model" }).click();

@@ -19,17 +19,28 @@ const REF_INT8: &[u8] = include_bytes!("../../tests/fixtures/tiny-relu2-fold.ref
 const REF_LLAMACPP: &[u8] =
     include_bytes!("../../tests/fixtures/tiny-relu2-fold.llamacpp-f32.logits.npy");
 const REF_JSON: &str = include_str!("../../tests/fixtures/tiny-relu2-fold.llamacpp-f32.json");
+/// The trained tiny model and its float64 reference (train/reference.py).
+const TRAINED: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny-I2_S.gguf");
+const TRAINED_REF_INT8: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny.ref-int8.npy");
+const TRAINED_REF_EXACT: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny.ref-exact.npy");
+const TRAINED_JSON: &str = include_str!("../../tests/fixtures/brown-tiny.ref.json");
+
+/// The first array of integers under `"key": [` in a JSON text.
+fn int_array(json: &str, k: &str) -> Vec<u32> {
+    let start = json.find(&format!("\"{k}\": [")).unwrap() + k.len() + 5;
+    let end = start + json[start..].find(']').unwrap();
+    json[start..end]
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
 
 fn tokens() -> Vec<u32> {
-    let field = |k: &str| -> Vec<u32> {
-        let start = REF_JSON.find(&format!("\"{k}\": [")).unwrap() + k.len() + 5;
-        let end = start + REF_JSON[start..].find(']').unwrap();
-        REF_JSON[start..end]
-            .split(',')
-            .map(|v| v.trim().parse().unwrap())
-            .collect()
-    };
-    [field("prompt_tokens"), field("generated_tokens")].concat()
+    [
+        int_array(REF_JSON, "prompt_tokens"),
+        int_array(REF_JSON, "generated_tokens"),
+    ]
+    .concat()
 }
 
 fn npy(bytes: &[u8]) -> Vec<f32> {
@@ -58,8 +69,11 @@ fn simd_kernels_equal_the_scalar_reference() {
 }
 
 fn logits(bytes: &[u8], act: ActMode) -> Vec<f32> {
+    logits_of(bytes, act, &tokens())
+}
+
+fn logits_of(bytes: &[u8], act: ActMode, t: &[u32]) -> Vec<f32> {
     let m = LoadedModel::from_gguf(GgufFile::from_bytes(bytes).unwrap()).unwrap();
-    let t = tokens();
     CpuBackend::new(
         Arc::clone(&m.model),
         CpuOptions {
@@ -68,7 +82,7 @@ fn logits(bytes: &[u8], act: ActMode) -> Vec<f32> {
             ..Default::default()
         },
     )
-    .forward(&t, Logits::All)
+    .forward(t, Logits::All)
     .unwrap()
 }
 
@@ -81,6 +95,26 @@ fn fixture_parity_holds_inside_wasm() {
     }
     let d = max_diff(&logits(F16, ActMode::F32), &npy(REF_LLAMACPP));
     assert!(d <= 1e-2, "F16 f32 vs llama.cpp: {d}");
+    let trained = [
+        int_array(TRAINED_JSON, "prompt_ids"),
+        int_array(TRAINED_JSON, "greedy_ids"),
+    ]
+    .concat();
+    // Exact activations agree to float32 rounding; the int8 path as
+    // engine/tests/common.rs's check_int8_rows explains (rounding ties).
+    let d = max_diff(
+        &logits_of(TRAINED, ActMode::F32, &trained),
+        &npy(TRAINED_REF_EXACT),
+    );
+    assert!(d <= 1e-4, "trained I2_S f32 vs its float64 reference: {d}");
+    let d = max_diff(
+        &logits_of(TRAINED, ActMode::Int8, &trained),
+        &npy(TRAINED_REF_INT8),
+    );
+    assert!(
+        d <= 0.148,
+        "trained I2_S int8 vs its float64 reference: {d}"
+    );
 }
 
 #[wasm_bindgen_test]

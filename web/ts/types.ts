@@ -41,9 +41,11 @@ export interface CreateEngineOptions {
   /** How a conversation becomes the prompt: `auto` (default: the file's template, except
    * that bitnet.cpp's converter template, which drops system messages and ends every
    * prompt with the end-of-text token, is replaced by the 2B4T format the model was
-   * trained with), `gguf` (the file's template as written), `bitnet` (the 2B4T format),
-   * or Jinja source. `LoadResult.info.chatFormat` says what was chosen and why. */
-  chatTemplate?: "auto" | "gguf" | "bitnet" | (string & {});
+   * trained with; a file with neither a template nor `<|eot_id|>` is a base model and gets
+   * `text`), `gguf` (the file's template as written), `bitnet` (the 2B4T format), `text`
+   * (each user message is a text the model continues; system messages are left out), or
+   * Jinja source. `LoadResult.info.chatFormat` says what was chosen and why. */
+  chatTemplate?: "auto" | "gguf" | "bitnet" | "text" | (string & {});
   /** `auto` (default: the file's; Llama-3's for a Llama-3 vocabulary when the file names
    * none, as the official 2B4T file does), or a llama.cpp pre-tokenizer name: `default`
    * tokenizes as bitnet.cpp does with that file. */

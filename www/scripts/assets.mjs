@@ -27,5 +27,5 @@ for (const [name, source, size] of icons) {
   writeFileSync(join(pub, name), png);
 }
 mkdirSync(join(pub, "models"), { recursive: true });
-copyFileSync(join(pub, "../../tests/fixtures/tiny-b158-I2_S.gguf"), join(pub, "models/tiny-b158-I2_S.gguf"));
-console.log(`public/: ${icons.map(([n]) => n).join(", ")}, models/tiny-b158-I2_S.gguf`);
+copyFileSync(join(pub, "../../tests/fixtures/brown-tiny-I2_S.gguf"), join(pub, "models/brown-tiny-I2_S.gguf"));
+console.log(`public/: ${icons.map(([n]) => n).join(", ")}, models/brown-tiny-I2_S.gguf`);
