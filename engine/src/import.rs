@@ -236,7 +236,10 @@ pub fn write_trained(
         )));
     }
     let c = config;
-    if c.n_head == 0 || c.n_head_kv == 0 || c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0
+    if c.n_head == 0
+        || c.n_head_kv == 0
+        || !c.n_embd.is_multiple_of(c.n_head)
+        || !c.n_head.is_multiple_of(c.n_head_kv)
     {
         return Err(Error::Model(format!("inconsistent heads in {c:?}")));
     }

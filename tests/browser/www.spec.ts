@@ -516,6 +516,9 @@ test("errors are explained per kind with what to do", async ({ page }) => {
 
 test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the same greedy reply", async ({ page }) => {
   test.setTimeout(300_000);
+  // The bundled model's greedy path for this prompt never comes within 0.04 of a tie
+  // (tests/fixtures/brown-tiny.ref.json): a GPU's other rounding cannot flip a token.
+  const PROMPT = "The president of the";
   await openApp(page, app.url);
   await setSettings(page, { temperature: "0", max_tokens: "10", system: "" });
   await page.getByRole("radio", { name: /BitNet tiny/ }).check();
@@ -524,7 +527,7 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   await page.getByRole("button", { name: "Load model" }).click();
   await expect(page.locator("#model-chip-text")).toContainText("WebGPU", { timeout: 120_000 });
   await expect(page.locator("#composer-input")).toBeEnabled();
-  const onGpu = await (await sendAndWait(page, "Hello there")).locator(".msg-body").textContent();
+  const onGpu = await (await sendAndWait(page, PROMPT)).locator(".msg-body").textContent();
 
   await page.getByRole("button", { name: "+ New chat" }).click();
   await page.locator("#btn-model").click();
@@ -533,7 +536,7 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   await page.getByLabel("Backend").selectOption("wasm");
   await page.getByRole("button", { name: "Load model" }).click();
   await expectModelReady(page);
-  const onCpu = await (await sendAndWait(page, "Hello there")).locator(".msg-body").textContent();
+  const onCpu = await (await sendAndWait(page, PROMPT)).locator(".msg-body").textContent();
   expect(onGpu?.length).toBeGreaterThan(0);
   expect(onGpu).toBe(onCpu);
 });
