@@ -24,6 +24,7 @@ const TRAINED: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny-I2_S.gguf
 const TRAINED_REF_INT8: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny.ref-int8.npy");
 const TRAINED_REF_EXACT: &[u8] = include_bytes!("../../tests/fixtures/brown-tiny.ref-exact.npy");
 const TRAINED_JSON: &str = include_str!("../../tests/fixtures/brown-tiny.ref.json");
+const VALID_HEAD: &str = include_str!("../../tests/fixtures/brown-valid-head.txt");
 
 /// The first array of integers under `"key": [` in a JSON text.
 fn int_array(json: &str, k: &str) -> Vec<u32> {
@@ -33,6 +34,13 @@ fn int_array(json: &str, k: &str) -> Vec<u32> {
         .split(',')
         .map(|v| v.trim().parse().unwrap())
         .collect()
+}
+
+/// The number after `"key": ` in a JSON text, from byte `from` on.
+fn number_after(json: &str, from: usize, k: &str) -> f64 {
+    let start = from + json[from..].find(&format!("\"{k}\": ")).unwrap() + k.len() + 4;
+    let end = start + json[start..].find([',', '\n', '}']).unwrap();
+    json[start..end].trim().parse().unwrap()
 }
 
 fn tokens() -> Vec<u32> {
@@ -115,6 +123,39 @@ fn fixture_parity_holds_inside_wasm() {
         d <= 0.148,
         "trained I2_S int8 vs its float64 reference: {d}"
     );
+}
+
+/// `quality::perplexity` inside wasm on held-out text equals the float64 reference's, as
+/// `bitnet perplexity` does natively (cli/tests/trained_model.rs).
+#[wasm_bindgen_test]
+fn trained_model_perplexity_inside_wasm() {
+    let m = LoadedModel::from_gguf(GgufFile::from_bytes(TRAINED).unwrap()).unwrap();
+    let tokens = m.tokenizer.encode(VALID_HEAD, true, false).unwrap();
+    let ppl_at = TRAINED_JSON.find("\"ppl\": {").unwrap();
+    for (act, key, within) in [(ActMode::Int8, "int8", 1e-3), (ActMode::F32, "exact", 1e-5)] {
+        let mut backend = CpuBackend::new(
+            Arc::clone(&m.model),
+            CpuOptions {
+                act,
+                n_ctx: Some(128),
+                ..Default::default()
+            },
+        );
+        let r = bitnet_engine::quality::perplexity(
+            &mut backend,
+            &tokens,
+            128,
+            m.tokenizer.bos(),
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        let reference = number_after(TRAINED_JSON, ppl_at, key);
+        assert!(
+            (r.ppl / reference - 1.0).abs() < within,
+            "{key}: perplexity {} in wasm, {reference} from the reference",
+            r.ppl
+        );
+    }
 }
 
 #[wasm_bindgen_test]
