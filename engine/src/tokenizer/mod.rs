@@ -16,7 +16,6 @@
 //! that the cut follows llama.cpp's longest-first rule exactly.
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -25,6 +24,17 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::error::{Error, Result};
+
+mod byte_level;
+mod pretokenize;
+mod special;
+mod stream;
+
+use byte_level::{byte_to_char, push_byte_level_decoded};
+use pretokenize::{choose_pre, pre_config};
+pub use pretokenize::{is_llama3_vocab, PreTokenizerChoice, PreTokenizerInfo};
+use special::{Fragment, EOG_TEXTS, EOT_TEXTS};
+pub use stream::StreamDecoder;
 
 /// Everything the tokenizer needs, as read from GGUF metadata (`tokenizer.ggml.*`).
 #[derive(Debug, Clone, Default)]
@@ -57,170 +67,6 @@ pub mod token_type {
     pub const USER_DEFINED: i32 = 4;
     pub const UNUSED: i32 = 5;
     pub const BYTE: i32 = 6;
-}
-
-/// Llama-3's pre-tokenizer regex (from its `tokenizer.json`; llama.cpp `LLAMA3`).
-const RE_LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-/// GPT-2's regex (llama.cpp `GPT2`).
-const RE_GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-/// Qwen2's regex (llama.cpp `QWEN2`).
-const RE_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-/// llama.cpp's `DEFAULT` BPE pre-tokenizer: these regexes applied one after another.
-const RE_DEFAULT: &[&str] = &[
-    r"[\p{P}\$\+<=>\^~\|]+",
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
-    r"\p{N}+",
-    r"[0-9][0-9][0-9]",
-];
-
-/// Regexes and `ignore_merges` for a `tokenizer.ggml.pre` value (llama.cpp's table).
-fn pre_config(pre: &str) -> Result<(Vec<&'static str>, bool)> {
-    Ok(match pre {
-        "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral" => {
-            (vec![RE_LLAMA3], true)
-        }
-        "dbrx" | "smaug-bpe" => (vec![RE_LLAMA3], false),
-        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" => (vec![RE_GPT2], false),
-        "qwen2" | "deepseek-r1-qwen" => (vec![RE_QWEN2], false),
-        "default" | "" => (RE_DEFAULT.to_vec(), false),
-        other => {
-            return Err(Error::Tokenizer(format!(
-                "unsupported pre-tokenizer type '{other}' (supported: llama-bpe, llama3, \
-                 falcon3, pixtral, dbrx, smaug-bpe, gpt-2, qwen2, default)"
-            )))
-        }
-    })
-}
-
-/// Which pre-tokenizer splits the text before BPE.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum PreTokenizerChoice {
-    /// The file's `tokenizer.ggml.pre`; when it names none, Llama-3's for a Llama-3
-    /// vocabulary (what the model's own `tokenizer.json` does), else llama.cpp's `default`.
-    #[default]
-    Auto,
-    /// A `tokenizer.ggml.pre` name, e.g. `default` (what bitnet.cpp uses for the 2B4T
-    /// file, which names none) or `llama-bpe`.
-    Named(String),
-}
-
-impl PreTokenizerChoice {
-    /// `auto`, or a pre-tokenizer name.
-    pub fn parse(s: &str) -> PreTokenizerChoice {
-        match s {
-            "" | "auto" => PreTokenizerChoice::Auto,
-            name => PreTokenizerChoice::Named(name.to_string()),
-        }
-    }
-}
-
-/// The pre-tokenizer in use and why it was chosen.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PreTokenizerInfo {
-    pub name: String,
-    pub reason: String,
-}
-
-/// Whether `tokens` is Meta's Llama-3 vocabulary: its special tokens where Llama-3 has
-/// them, and a few ordinary tokens at Llama-3's ids.
-pub fn is_llama3_vocab(tokens: &[String]) -> bool {
-    const PROBES: [(usize, &str); 7] = [
-        (220, "Ġ"),
-        (791, "The"),
-        (9822, "ĠFrance"),
-        (15339, "hello"),
-        (128000, "<|begin_of_text|>"),
-        (128001, "<|end_of_text|>"),
-        (128009, "<|eot_id|>"),
-    ];
-    PROBES
-        .iter()
-        .all(|&(i, t)| tokens.get(i).is_some_and(|s| s == t))
-}
-
-fn choose_pre(spec: &VocabSpec, choice: &PreTokenizerChoice) -> PreTokenizerInfo {
-    let (name, reason) = match (choice, spec.pre.as_deref()) {
-        (PreTokenizerChoice::Named(n), _) => (n.clone(), "chosen by the caller".to_string()),
-        (PreTokenizerChoice::Auto, Some(p)) => {
-            (p.to_string(), "the file's tokenizer.ggml.pre".to_string())
-        }
-        (PreTokenizerChoice::Auto, None) if is_llama3_vocab(&spec.tokens) => (
-            "llama3".to_string(),
-            "the file names no pre-tokenizer and its vocabulary is Llama-3's: split as the \
-             model's tokenizer.json does (bitnet.cpp falls back to llama.cpp's 'default')"
-                .to_string(),
-        ),
-        (PreTokenizerChoice::Auto, None) => (
-            "default".to_string(),
-            "the file names no pre-tokenizer: llama.cpp's 'default'".to_string(),
-        ),
-    };
-    PreTokenizerInfo { name, reason }
-}
-
-/// End-of-turn token texts, in llama.cpp's order of preference (`llama-vocab.cpp`): the
-/// EOT token of a vocabulary whose metadata names none is the first of these it has.
-const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<EOT>",
-    "_<EOT>",
-    "<｜end▁of▁sentence｜>",
-    "<end_of_utterance>",
-];
-/// Further texts that end a generation in llama.cpp (its `special_eog_ids`).
-const EOG_TEXTS: &[&str] = &["<|eom_id|>", "<|end_of_text|>", "<|return|>", "<|call|>"];
-
-/// GPT-2's byte → printable-unicode table (`bytes_to_unicode`).
-fn byte_to_char() -> &'static [char; 256] {
-    static TABLE: OnceLock<[char; 256]> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = ['\0'; 256];
-        let mut n = 0u32;
-        for b in 0..256u32 {
-            let printable = (0x21..=0x7E).contains(&b)
-                || (0xA1..=0xAC).contains(&b)
-                || (0xAE..=0xFF).contains(&b);
-            let cp = if printable {
-                b
-            } else {
-                n += 1;
-                255 + n
-            };
-            table[b as usize] = char::from_u32(cp).unwrap();
-        }
-        table
-    })
-}
-
-/// The inverse table, indexed by code point (all mapped code points are < 324).
-fn char_to_byte() -> &'static [i16; 324] {
-    static TABLE: OnceLock<[i16; 324]> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut inv = [-1i16; 324];
-        for (b, &c) in byte_to_char().iter().enumerate() {
-            inv[c as usize] = b as i16;
-        }
-        inv
-    })
-}
-
-/// Appends the bytes a byte-level token string stands for. Characters outside the
-/// GPT-2 table (not produced by byte-level BPE) are kept as their own UTF-8.
-fn push_byte_level_decoded(text: &str, out: &mut Vec<u8>) {
-    let inv = char_to_byte();
-    for c in text.chars() {
-        match inv.get(c as usize) {
-            Some(&b) if b >= 0 => out.push(b as u8),
-            _ => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
 }
 
 /// Token string → id. On duplicate strings the later id wins, as in llama.cpp's
@@ -292,11 +138,6 @@ impl std::fmt::Debug for Tokenizer {
             .field("add_bos", &self.add_bos)
             .finish()
     }
-}
-
-enum Fragment {
-    Text(usize, usize),
-    Token(u32),
 }
 
 impl Tokenizer {
@@ -482,58 +323,6 @@ impl Tokenizer {
         Ok(out)
     }
 
-    /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first,
-    /// cut every occurrence out of the text fragments that remain. CONTROL and UNKNOWN
-    /// occurrences that overlap a `plain` range stay text.
-    fn partition(&self, text: &str, parse_special: bool, plain: &[Range<usize>]) -> Vec<Fragment> {
-        if text.is_empty() {
-            return Vec::new();
-        }
-        let mut frags = vec![Fragment::Text(0, text.len())];
-        for (tok, id, ty) in &self.specials {
-            if !parse_special && *ty != token_type::USER_DEFINED {
-                continue;
-            }
-            if !text.contains(tok.as_str()) {
-                continue;
-            }
-            let kept_as_text = |at: usize| {
-                *ty != token_type::USER_DEFINED
-                    && plain.iter().any(|r| at < r.end && r.start < at + tok.len())
-            };
-            let mut next = Vec::with_capacity(frags.len() + 2);
-            for f in frags {
-                let (mut a, b) = match f {
-                    Fragment::Text(a, b) => (a, b),
-                    token => {
-                        next.push(token);
-                        continue;
-                    }
-                };
-                let mut from = a;
-                while let Some(p) = text[from..b].find(tok.as_str()) {
-                    let at = from + p;
-                    if kept_as_text(at) {
-                        // Search on after this occurrence's first character.
-                        from = at + text[at..].chars().next().map_or(1, char::len_utf8);
-                        continue;
-                    }
-                    if at > a {
-                        next.push(Fragment::Text(a, at));
-                    }
-                    next.push(Fragment::Token(*id));
-                    a = at + tok.len();
-                    from = a;
-                }
-                if a < b {
-                    next.push(Fragment::Text(a, b));
-                }
-            }
-            frags = next;
-        }
-        frags
-    }
-
     /// Raw bytes of one token (byte-level decoded; CONTROL / USER_DEFINED tokens: their
     /// text). Empty for an id outside the vocabulary.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
@@ -616,61 +405,6 @@ impl Tokenizer {
     /// normal tokens, e.g. `"Ġworld"`; plain text for special ones, e.g. `"<|eot_id|>"`).
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.hf.token_to_id(text)
-    }
-}
-
-/// Streaming-safe decoder: push ids one at a time and get back only complete UTF-8.
-/// A character split across tokens comes out once it is complete; invalid bytes become
-/// U+FFFD. The concatenation of all pieces (plus [`flush`](Self::flush)) equals
-/// [`Tokenizer::decode`] of all the ids with `skip_special = false`.
-#[derive(Debug, Clone, Default)]
-pub struct StreamDecoder {
-    pending: Vec<u8>,
-}
-
-impl StreamDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
-        self.pending.extend_from_slice(tok.token_bytes(id));
-        let mut out = String::new();
-        let mut start = 0;
-        loop {
-            match std::str::from_utf8(&self.pending[start..]) {
-                Ok(s) => {
-                    out.push_str(s);
-                    start = self.pending.len();
-                    break;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    // SAFETY-free: the prefix up to valid_up_to is valid UTF-8.
-                    out.push_str(std::str::from_utf8(&self.pending[start..start + valid]).unwrap());
-                    match e.error_len() {
-                        Some(bad) => {
-                            out.push('\u{FFFD}');
-                            start += valid + bad;
-                        }
-                        None => {
-                            // An incomplete character at the end: wait for more bytes.
-                            start += valid;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        self.pending.drain(..start);
-        out
-    }
-
-    /// Whatever is still held back (an incomplete character becomes U+FFFD).
-    pub fn flush(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        s
     }
 }
 
@@ -850,68 +584,6 @@ pub(crate) mod tests {
             tok.decode(&gen, false),
             v["generated_text"].as_str().unwrap()
         );
-    }
-
-    #[test]
-    fn stream_decoder_holds_split_characters() {
-        let tok = llama3();
-        let text = "emoji 🚀🦙 and 日本語 café 😶\u{200d}🌫\u{fe0f}!";
-        let ids = tok.encode(text, true, false).unwrap();
-        // 🚀 (F0 9F 9A 80) is split over several byte tokens by Llama-3.
-        let rocket = tok.encode("🚀", false, false).unwrap();
-        assert!(rocket.len() > 1, "expected 🚀 to be split, got {rocket:?}");
-        let mut dec = StreamDecoder::new();
-        let mut pieces = Vec::new();
-        for &id in &ids {
-            pieces.push(dec.push(tok, id));
-        }
-        pieces.push(dec.flush());
-        assert!(pieces.iter().any(|p| p.contains('🚀')), "{pieces:?}");
-        for p in &pieces {
-            assert!(
-                !p.contains('\u{FFFD}'),
-                "partial character emitted: {pieces:?}"
-            );
-        }
-        // The piece in which 🚀 completes is preceded by empty pieces for its first bytes.
-        let first_rocket_tok = ids
-            .iter()
-            .position(|&i| tok.token_bytes(i).starts_with(&[0xF0]))
-            .unwrap();
-        assert!(!pieces[first_rocket_tok].contains('🚀'));
-        let joined: String = pieces.concat();
-        assert_eq!(joined, tok.decode(&ids, false));
-        assert_eq!(joined, format!("<|begin_of_text|>{text}"));
-    }
-
-    #[test]
-    fn stream_decoder_invalid_bytes_match_lossy_decode() {
-        let tok = llama3();
-        // Byte tokens: lone continuation byte, an incomplete 3-byte lead followed by ASCII,
-        // and a dangling lead byte at the end.
-        let b = |byte: u8| {
-            let c = byte_to_char()[byte as usize].to_string();
-            tok.token_id(&c).unwrap()
-        };
-        let ids = vec![
-            b(b'a'),
-            b(0x80),
-            b(0xE6),
-            b(0x97),
-            b(b'x'),
-            b(0xE6),
-            b(0x97),
-            b(0xA5),
-            b(0xF0),
-        ];
-        let mut dec = StreamDecoder::new();
-        let mut s = String::new();
-        for &id in &ids {
-            s.push_str(&dec.push(tok, id));
-        }
-        s.push_str(&dec.flush());
-        assert_eq!(s, tok.decode(&ids, false));
-        assert_eq!(s, "a\u{FFFD}\u{FFFD}x日\u{FFFD}");
     }
 
     /// A small synthetic vocabulary with a USER_DEFINED and a CONTROL token, to pin
