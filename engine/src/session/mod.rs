@@ -9,6 +9,9 @@ use crate::chat::{ChatFormat, ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::model::{Backend, HeadMode, Logits, Model};
+mod stop_strings;
+use stop_strings::StopStrings;
+
 use crate::sampler::{LoopGuard, Sampler, SamplerConfig};
 use crate::tokenizer::{PreTokenizerChoice, StreamDecoder, Tokenizer, VocabSpec};
 use serde::{Deserialize, Serialize};
@@ -290,7 +293,7 @@ pub struct Generation {
     text: String,
     /// Bytes of `text` already streamed.
     emitted: usize,
-    max_stop: usize,
+    stops: StopStrings,
     generated: Vec<u32>,
     /// Sampled and streamed, but not fed to the model yet.
     pending: Option<u32>,
@@ -524,7 +527,7 @@ impl Session {
             prefilled: common,
             common,
             tokens,
-            max_stop: opts.stop.iter().map(String::len).max().unwrap_or(0),
+            stops: StopStrings::new(&opts.stop),
             sampler: Sampler::new(opts.sampler.clone()),
             opts: opts.clone(),
             messages,
@@ -590,30 +593,14 @@ impl Session {
         g.generated.push(id);
         g.pending = Some(id);
         g.text.push_str(&g.decoder.push(&self.tokenizer, id));
-        // Stop strings: cut at the first match; hold back a tail that could still become one.
-        let search_from = floor_char_boundary(&g.text, g.emitted.saturating_sub(g.max_stop));
-        let hit = g
-            .opts
-            .stop
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| {
-                g.text[search_from..]
-                    .find(s.as_str())
-                    .map(|p| search_from + p)
-            })
-            .min();
-        let safe = match hit {
-            Some(p) => p,
-            None => g.text.len() - held_back(&g.text, &g.opts.stop),
-        };
+        let (safe, stopped) = g.stops.scan(&g.text, g.emitted);
         let mut piece = String::new();
         if safe > g.emitted {
             piece = g.text[g.emitted..safe].to_string();
             g.emitted = safe;
         }
-        if let Some(p) = hit {
-            g.text.truncate(p);
+        if stopped {
+            g.text.truncate(safe);
             g.finish = Some(FinishReason::Stop);
         } else if g
             .opts
@@ -774,27 +761,4 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
 enum Next {
     Logits(Vec<f32>),
     Top(Vec<(u32, f32)>),
-}
-
-/// Bytes at the end of `text` that are a proper prefix of some stop string.
-fn held_back(text: &str, stops: &[String]) -> usize {
-    stops
-        .iter()
-        .flat_map(|s| {
-            (1..s.len())
-                .rev()
-                .filter(move |&k| s.is_char_boundary(k))
-                .map(move |k| &s[..k])
-        })
-        .filter(|p| text.ends_with(p))
-        .map(str::len)
-        .max()
-        .unwrap_or(0)
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
