@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
+# The test command checks formatting and lints.
+components=$(rustup component list --installed)
+for c in rustfmt clippy; do
+  if ! grep -q "^$c-" <<<"$components"; then rustup component add "$c"; fi
+done
 
 # wasm-bindgen-cli must match the wasm-bindgen crate exactly: take the version from Cargo.lock.
 wb=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 # The CLI enables the engine's `gpu` feature by default, so this run includes the wgpu
 # backend's tests (every shader vs the scalar reference, fixture parity, greedy tokens): they
 # need an adapter (lavapipe from mesa-vulkan-drivers will do; see .ci/run).
+echo "== Rust habits: formatting, and clippy with warnings as errors"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
 cargo test --workspace --locked
 

@@ -471,7 +471,7 @@ fn chat_prompt_and_generate_show_the_same_prompt_ids() {
     let (ok, _, err) = chat_prompt(&model, &messages, &["--chat-format", "no-such-file.jinja"]);
     assert!(!ok);
     assert!(
-        err.contains("expected auto, gguf, bitnet or a Jinja file"),
+        err.contains("expected auto, gguf, bitnet, text or a Jinja file"),
         "{err}"
     );
 }
