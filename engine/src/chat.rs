@@ -948,6 +948,46 @@ mod tests {
     }
 
     #[test]
+    fn text_format_continues_each_message_and_extends_its_history() {
+        let t = ChatTemplate::choose(
+            None,
+            &ChatFormat::Auto,
+            "<|endoftext|>",
+            "<|endoftext|>",
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.info().format, "text");
+        let history = [
+            ChatMessage::system("Be brief."),
+            ChatMessage::user("The jury said  "),
+            ChatMessage::assistant(" that it was late."),
+        ];
+        let next = [ChatMessage::user("Then <|endoftext|> came")];
+        let full: Vec<ChatMessage> = history.iter().chain(&next).cloned().collect();
+        let r = t.render_prompt(&full, true).unwrap();
+        assert_eq!(
+            r.text,
+            "<|endoftext|>The jury said that it was late.<|endoftext|>Then <|endoftext|> came"
+        );
+        // Contents are plain text (a typed <|endoftext|> stays text); the markers are not.
+        assert_eq!(
+            plain_spans(&r),
+            [
+                "The jury said",
+                " that it was late.",
+                "Then <|endoftext|> came"
+            ]
+        );
+        // The session's cache ends with the reply's end-of-text; the rest follows it.
+        let c = t.render_continuation_prompt(&history, &next, true).unwrap();
+        assert_eq!(c.text, "Then <|endoftext|> came");
+        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS, true).unwrap();
+        assert_eq!(t.info().format, "bitnet-2b4t");
+        assert_eq!(ChatFormat::parse("text"), ChatFormat::Text);
+    }
+
+    #[test]
     fn auto_replaces_only_the_converter_template() {
         let converter = crate::synth::CONVERTER_CHAT_TEMPLATE;
         let t = ChatTemplate::choose(Some(converter), &ChatFormat::Auto, BOS, EOS, true).unwrap();
