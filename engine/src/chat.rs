@@ -131,6 +131,19 @@ pub struct RenderedPrompt {
     pub plain: Option<Vec<Range<usize>>>,
 }
 
+impl RenderedPrompt {
+    /// Appends text to be tokenized as plain text.
+    fn push_plain(&mut self, s: &str) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        if let Some(p) = self.plain.as_mut() {
+            if !s.is_empty() {
+                p.push(start..self.text.len());
+            }
+        }
+    }
+}
+
 enum Kind {
     Builtin,
     Text,
@@ -336,21 +349,8 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt> {
         match &self.kind {
-            Kind::Builtin => {
-                let mut out = RenderedPrompt {
-                    text: self.bos_token.clone(),
-                    plain: Some(Vec::new()),
-                };
-                Self::builtin_turns(messages, add_generation_prompt, &mut out);
-                Ok(out)
-            }
-            Kind::Text => {
-                let mut out = RenderedPrompt {
-                    text: self.bos_token.clone(),
-                    plain: Some(Vec::new()),
-                };
-                self.text_turns(messages, &mut out);
-                Ok(out)
+            Kind::Builtin | Kind::Text => {
+                Ok(self.render_turns(true, messages, add_generation_prompt))
             }
             Kind::Jinja(env) => {
                 let plain = self.render_jinja(env, messages, add_generation_prompt)?;
@@ -411,24 +411,38 @@ impl ChatTemplate {
         }
     }
 
+    /// `messages` in a built-in format (BOS first when `with_bos`): every message renders
+    /// on its own, so a continuation is the rendering of the new messages alone.
+    fn render_turns(
+        &self,
+        with_bos: bool,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> RenderedPrompt {
+        let mut out = RenderedPrompt {
+            text: if with_bos {
+                self.bos_token.clone()
+            } else {
+                String::new()
+            },
+            plain: Some(Vec::new()),
+        };
+        match self.kind {
+            Kind::Text => self.text_turns(messages, &mut out),
+            _ => Self::builtin_turns(messages, add_generation_prompt, &mut out),
+        }
+        out
+    }
+
     fn builtin_turns(
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         out: &mut RenderedPrompt,
     ) {
-        let push_plain = |out: &mut RenderedPrompt, s: &str| {
-            let start = out.text.len();
-            out.text.push_str(s);
-            if let Some(p) = out.plain.as_mut() {
-                if !s.is_empty() {
-                    p.push(start..out.text.len());
-                }
-            }
-        };
         for m in messages {
-            push_plain(out, &capitalize(&m.role));
+            out.push_plain(&capitalize(&m.role));
             out.text.push_str(": ");
-            push_plain(out, m.content.trim());
+            out.push_plain(m.content.trim());
             out.text.push_str(BUILTIN_EOT);
         }
         if add_generation_prompt {
@@ -447,13 +461,7 @@ impl ChatTemplate {
                 "assistant" => m.content.as_str(),
                 _ => m.content.trim_end(),
             };
-            let start = out.text.len();
-            out.text.push_str(content);
-            if let Some(p) = out.plain.as_mut() {
-                if !content.is_empty() {
-                    p.push(start..out.text.len());
-                }
-            }
+            out.push_plain(content);
             if m.role == "assistant" {
                 out.text.push_str(&self.eos_token);
             }
@@ -492,29 +500,8 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt> {
         match &self.kind {
-            Kind::Builtin => {
-                let mut out = RenderedPrompt {
-                    text: if history.is_empty() {
-                        self.bos_token.clone()
-                    } else {
-                        String::new()
-                    },
-                    plain: Some(Vec::new()),
-                };
-                Self::builtin_turns(new, add_generation_prompt, &mut out);
-                Ok(out)
-            }
-            Kind::Text => {
-                let mut out = RenderedPrompt {
-                    text: if history.is_empty() {
-                        self.bos_token.clone()
-                    } else {
-                        String::new()
-                    },
-                    plain: Some(Vec::new()),
-                };
-                self.text_turns(new, &mut out);
-                Ok(out)
+            Kind::Builtin | Kind::Text => {
+                Ok(self.render_turns(history.is_empty(), new, add_generation_prompt))
             }
             Kind::Jinja(_) => {
                 let mut all = Vec::with_capacity(history.len() + new.len());

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::gguf::{Array, GgmlType, GgufWriter, Value};
-use crate::synth::{encode_linear, f16_bytes, f32_bytes};
+use crate::synth::{block_linears, block_norms, encode_linear, f16_bytes, f32_bytes};
 use crate::tokenizer::token_type;
 
 /// The hyper-parameters of a trained model (`train/model.py`'s `Config`).
@@ -201,19 +201,8 @@ pub fn absmean_ternary(values: &[f32]) -> (Vec<u8>, f32) {
     (codes, scale)
 }
 
-/// The linear layers of a block: name, rows, cols.
 fn linear_layers(c: &TrainedConfig) -> [(&'static str, usize, usize); 7] {
-    let kv = c.n_head_kv * (c.n_embd / c.n_head);
-    let (e, f) = (c.n_embd, c.n_ff);
-    [
-        ("attn_q", e, e),
-        ("attn_k", kv, e),
-        ("attn_v", kv, e),
-        ("attn_output", e, e),
-        ("ffn_gate", f, e),
-        ("ffn_up", f, e),
-        ("ffn_down", e, f),
-    ]
+    block_linears(c.n_embd, c.n_ff, c.n_head_kv * (c.n_embd / c.n_head))
 }
 
 /// Writes a trained model as GGUF with linear layers in `wtype` (I2_S, TQ2_0, TQ1_0, or
@@ -281,12 +270,7 @@ pub fn write_trained(
         ),
     ];
     for l in 0..c.n_layer {
-        for (norm, n) in [
-            ("attn_norm", c.n_embd),
-            ("attn_sub_norm", c.n_embd),
-            ("ffn_norm", c.n_embd),
-            ("ffn_sub_norm", c.n_ff),
-        ] {
+        for (norm, n) in block_norms(c.n_embd, c.n_ff) {
             let full = format!("blk.{l}.{norm}.weight");
             let data = f32_bytes(get(&full, &[n])?.iter().copied());
             payloads.push((full, GgmlType::F32, vec![n as u64], data));
@@ -401,12 +385,7 @@ mod tests {
         let mut t = vec![("token_embd.weight".to_string(), vec![c.n_vocab, c.n_embd])];
         t.push(("output_norm.weight".into(), vec![c.n_embd]));
         for l in 0..c.n_layer {
-            for (n, size) in [
-                ("attn_norm", c.n_embd),
-                ("attn_sub_norm", c.n_embd),
-                ("ffn_norm", c.n_embd),
-                ("ffn_sub_norm", c.n_ff),
-            ] {
+            for (n, size) in block_norms(c.n_embd, c.n_ff) {
                 t.push((format!("blk.{l}.{n}.weight"), vec![size]));
             }
             for (n, rows, cols) in linear_layers(c) {

@@ -205,6 +205,35 @@ pub(crate) fn encode_linear(ty: GgmlType, codes: &[u8], scale: f32) -> Result<Ve
 /// One tensor's name, type, dims and bytes.
 type Payload = (String, GgmlType, Vec<u64>, Vec<u8>);
 
+/// The four norms of a block as the engine names them: name, length.
+pub(crate) fn block_norms(n_embd: usize, n_ff: usize) -> [(&'static str, usize); 4] {
+    [
+        ("attn_norm", n_embd),
+        ("attn_sub_norm", n_embd),
+        ("ffn_norm", n_embd),
+        ("ffn_sub_norm", n_ff),
+    ]
+}
+
+/// The seven linear layers of a block as the engine names them, in the order the
+/// writers store them: name, rows, cols.
+pub(crate) fn block_linears(
+    n_embd: usize,
+    n_ff: usize,
+    kv_dim: usize,
+) -> [(&'static str, usize, usize); 7] {
+    let (e, f) = (n_embd, n_ff);
+    [
+        ("attn_q", e, e),
+        ("attn_k", kv_dim, e),
+        ("attn_v", kv_dim, e),
+        ("attn_output", e, e),
+        ("ffn_gate", f, e),
+        ("ffn_up", f, e),
+        ("ffn_down", e, f),
+    ]
+}
+
 /// The random tensors of a model: the F16 embedding, the F32 norms and the ternary
 /// linear layers in `wtype`, each deterministic by (seed, name).
 fn payloads(shape: SynthShape, wtype: GgmlType, seed: u64, n_vocab: usize) -> Result<Vec<Payload>> {
@@ -230,23 +259,10 @@ fn payloads(shape: SynthShape, wtype: GgmlType, seed: u64, n_vocab: usize) -> Re
     };
     payloads.push(norm("output_norm.weight", e));
     for l in 0..shape.n_layer {
-        for (name, n) in [
-            ("attn_norm", e),
-            ("attn_sub_norm", e),
-            ("ffn_norm", e),
-            ("ffn_sub_norm", f),
-        ] {
+        for (name, n) in block_norms(e, f) {
             payloads.push(norm(&format!("blk.{l}.{name}.weight"), n));
         }
-        for (name, cols, rows) in [
-            ("attn_q", e, e),
-            ("attn_k", e, kv),
-            ("attn_v", e, kv),
-            ("attn_output", e, e),
-            ("ffn_gate", e, f),
-            ("ffn_up", e, f),
-            ("ffn_down", f, e),
-        ] {
+        for (name, rows, cols) in block_linears(e, f, kv) {
             let full = format!("blk.{l}.{name}.weight");
             let mut rng = seeded(seed, &full);
             let codes = ternary_codes(&mut rng, rows * cols);
