@@ -1,35 +1,19 @@
 //! `bitnet` on the trained tiny model, against the independent float64 reference of
 //! `train/reference.py` (tests/fixtures/brown-tiny.ref.json).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+use common::{bitnet, fixture, json};
 
 const MODEL: &str = "brown-tiny-I2_S.gguf";
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 fn bitnet_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let (ok, out, err) = bitnet(args);
+    assert!(ok, "{args:?}: {err}");
+    json(&out)
 }
 
 fn reference() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("brown-tiny.ref.json")).unwrap()).unwrap()
+    json(&std::fs::read_to_string(fixture("brown-tiny.ref.json")).unwrap())
 }
 
 /// Up to the reference's first near-tie (`clear_ids`, see train/reference.py).
@@ -71,21 +55,19 @@ fn generate_writes_the_reference_continuation() {
 fn perplexity_of_held_out_text_matches_the_reference() {
     let r = &reference()["valid_head"];
     for (mode, extra, within) in [("int8", None, 1e-3), ("exact", Some("f32"), 1e-5)] {
+        let (model, file) = (fixture(MODEL), fixture("brown-valid-head.txt"));
         let mut args = vec![
             "perplexity",
             "--model",
-            MODEL,
+            &model,
             "--file",
-            "brown-valid-head.txt",
+            &file,
             "--ctx",
             "128",
         ];
         if let Some(act) = extra {
             args.extend(["--act", act]);
         }
-        let (model, file) = (fixture(MODEL), fixture("brown-valid-head.txt"));
-        args[2] = &model;
-        args[4] = &file;
         let v = bitnet_json(&args);
         assert_eq!(v["tokens"], r["tokens"]);
         assert_eq!(v["scored_tokens"], r["scored"]);

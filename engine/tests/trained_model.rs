@@ -8,17 +8,10 @@ use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{Flow, GenerateOptions, LoadedModel, Session};
 use common::*;
 
-const MODEL: &str = TRAINED;
-const VOCAB: usize = TRAINED_VOCAB;
-
-fn reference() -> serde_json::Value {
-    trained_reference()
-}
-
 #[test]
 fn prompts_tokenize_as_the_hugging_face_tokenizer_does() {
-    let m = LoadedModel::from_path(fixture(MODEL)).unwrap();
-    for case in reference()["cases"].as_array().unwrap() {
+    let m = LoadedModel::from_path(fixture(TRAINED)).unwrap();
+    for case in trained_reference()["cases"].as_array().unwrap() {
         let text = case["prompt"].as_str().unwrap();
         assert_eq!(
             m.tokenizer.encode(text, true, false).unwrap(),
@@ -36,10 +29,14 @@ fn prompts_tokenize_as_the_hugging_face_tokenizer_does() {
 #[test]
 fn logits_match_the_float64_reference() {
     let tokens = trained_tokens();
-    let model = load(MODEL);
+    let model = load(TRAINED);
     let (shape, exact) = npy("brown-tiny.ref-exact.npy");
-    assert_eq!(shape, vec![tokens.len(), VOCAB]);
-    let (max, agree) = compare(&all_logits(&model, ActMode::F32, &tokens), &exact, VOCAB);
+    assert_eq!(shape, vec![tokens.len(), TRAINED_VOCAB]);
+    let (max, agree) = compare(
+        &all_logits(&model, ActMode::F32, &tokens),
+        &exact,
+        TRAINED_VOCAB,
+    );
     println!(
         "f32 vs brown-tiny.ref-exact.npy: max abs diff {max:.2e}, argmax agreement {agree:.3}"
     );
@@ -47,15 +44,20 @@ fn logits_match_the_float64_reference() {
     assert_eq!(agree, 1.0);
     let (_, int8) = npy("brown-tiny.ref-int8.npy");
     let ours = all_logits(&model, ActMode::Int8, &tokens);
-    check_int8_rows("int8 vs brown-tiny.ref-int8.npy", &ours, &int8, VOCAB);
+    check_int8_rows(
+        "int8 vs brown-tiny.ref-int8.npy",
+        &ours,
+        &int8,
+        TRAINED_VOCAB,
+    );
 }
 
 /// A session's greedy completion writes the reference's continuation, token for token,
 /// up to the reference's first near-tie (see `clear_ids` in train/reference.py).
 #[test]
 fn greedy_continuations_equal_the_reference() {
-    let m = LoadedModel::from_path(fixture(MODEL)).unwrap();
-    for case in reference()["cases"].as_array().unwrap() {
+    let m = LoadedModel::from_path(fixture(TRAINED)).unwrap();
+    for case in trained_reference()["cases"].as_array().unwrap() {
         let expected = ids(&case["clear_ids"]);
         let backend = CpuBackend::new(
             m.model.clone(),
