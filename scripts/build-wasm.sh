@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three WebAssembly variants of the engine and their JS bindings:
+# Builds the six WebAssembly variants of the engine and their JS bindings:
 #   dist/wasm/scalar   no SIMD (reference, and for comparisons)
 #   dist/wasm/simd128  WASM SIMD128 (the default)
 #   dist/wasm/relaxed  SIMD128 + relaxed SIMD (picked at run time where supported)
@@ -12,6 +12,7 @@
 # with rust-src (std is rebuilt with atomics) (.ci/run installs all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchains.sh
 # A shared memory that can grow to 4 GiB, imported so that every worker gets the same
 # one, and the thread-local storage exports wasm-bindgen's thread start-up needs.
 threads="+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory -C link-arg=--import-memory
@@ -28,7 +29,7 @@ declare -A flags=(
 declare -A features=([webgpu]="--features webgpu" [simd128-threads]="--features threads" [relaxed-threads]="--features threads")
 for v in ${VARIANTS:-scalar simd128 relaxed webgpu simd128-threads relaxed-threads}; do
   cargo=(cargo)
-  if [[ $v == *-threads ]]; then cargo=(cargo +nightly -Z build-std=panic_abort,std); fi
+  if [[ $v == *-threads ]]; then cargo=(cargo "+$NIGHTLY" -Z build-std=panic_abort,std); fi
   # shellcheck disable=SC2086
   CARGO_TARGET_DIR="target/wasm-$v" RUSTFLAGS="$(echo ${flags[$v]})" \
     "${cargo[@]}" build --locked --release --target wasm32-unknown-unknown -p bitnet-web ${features[$v]:-}

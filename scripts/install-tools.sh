@@ -5,6 +5,7 @@
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchains.sh
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
@@ -23,9 +24,9 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
 fi
 
 # The `-threads` wasm builds need `-Z build-std` (nightly) and std's sources.
-if ! rustup toolchain list | grep -q '^nightly'; then
-  rustup toolchain install nightly --profile minimal
+if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
+  rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain nightly --installed | grep -qx 'rust-src'; then
-  rustup component add rust-src --toolchain nightly
+if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -qx 'rust-src'; then
+  rustup component add rust-src --toolchain "$NIGHTLY"
 fi
