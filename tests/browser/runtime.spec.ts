@@ -292,6 +292,7 @@ test("bad input gets typed errors and the engine stays usable", async ({ page })
         notFound: await attempt({ model: `${base}/models/missing.gguf` }),
         html: await attempt({ model: `${base}/html/model.gguf` }),
         corrupt: await attempt({ model: `${base}/corrupt/${model}` }),
+        listedAfterCorrupt: await (window as any).bitnet.listCachedModels(),
         cors: await attempt({ model: `${cross}/models/${model}` }),
         badHash: await attempt({ model: `${base}/models/${model}`, sha256: "00".repeat(32) }),
       };
@@ -315,11 +316,40 @@ test("bad input gets typed errors and the engine stays usable", async ({ page })
   expect(r.html.kind).toBe("wrong-content");
   expect(r.html.message).toContain("text/html");
   expect(r.corrupt.kind).toBe("corrupt-model");
+  // Bytes that made no model are not kept (a partial copy would fail the same way forever).
+  expect(r.listedAfterCorrupt).toEqual([]);
   expect(r.cors.kind).toBe("cors");
   expect(r.badHash.kind).toBe("checksum-mismatch");
   expect(r.listedAfterBadHash.filter((m: any) => m.complete)).toEqual([]);
   expect(r.contextFull.kind).toBe("context-full");
   expect(["stop", "length"]).toContain(r.after);
+});
+
+test("a worker that traps is replaced: that request is a panic error, the next one works without a reload", async ({ page }) => {
+  const r = await page.evaluate(async (url) => {
+    const engine = await (window as any).bitnet.CreateEngine({ model: url });
+    const ask = () =>
+      engine.chat.completions
+        .create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 8 })
+        .then((c: any) => c.choices[0].message.content);
+    const before = await ask();
+    let error = null;
+    try {
+      await engine.panicForTesting();
+    } catch (e: any) {
+      error = { kind: e.kind, message: e.message };
+    }
+    const after = await ask();
+    const tokens = await engine.tokenize("Hi");
+    await engine.unload();
+    return { before, after, error, tokens, source: engine.load.source };
+  }, `${server.url}/models/${MODEL}`);
+  expect(r.error?.kind).toBe("panic");
+  expect(r.error?.message).toContain("panicForTesting");
+  expect(r.after).toBe(r.before);
+  expect(r.tokens.length).toBeGreaterThan(0);
+  // The fresh worker read the offline copy: the model was fetched once.
+  expect(server.log.filter((l) => l.range === null || /bytes=0-/.test(l.range)).length).toBe(1);
 });
 
 test("on a cross-origin-isolated page the engine runs on threads, with the one-thread build's tokens", async ({ page }) => {

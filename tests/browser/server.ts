@@ -2,7 +2,9 @@
  * The HTTP server the browser tests start for themselves. It serves the built package
  * (`dist/`), the test page and the fixture models with Range support, and can misbehave
  * on purpose: drop a connection part way, refuse Range, send a 404, an HTML page, a
- * corrupt model, or (on a second origin) no CORS headers.
+ * corrupt model, change the file under a download (`quirks`), hide its size, or (on
+ * other origins) send no CORS headers, or CORS headers that expose nothing and refuse
+ * every preflight.
  */
 import { createReadStream, readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -37,15 +39,37 @@ export interface RequestLog {
   status: number;
 }
 
+/** How a model path misbehaves, set by a test (all optional). */
+export interface Quirks {
+  /** The file's bytes (instead of the fixture's). */
+  body?: Buffer;
+  /** The ETag sent (`null`: none); by default one made of the size. */
+  etag?: string | null;
+  /** The Last-Modified sent (`null`: none). */
+  lastModified?: string | null;
+  /** `Content-Range: bytes a-b/*`: the size is not told. */
+  unknownTotal?: boolean;
+  /** No Content-Length (the body ends when the connection does). */
+  noLength?: boolean;
+  /** Milliseconds to wait before answering. */
+  delayMs?: number;
+}
+
 export interface TestServer {
   url: string;
   /** Another origin whose answers carry no CORS headers. */
   crossUrl: string;
+  /** Another origin that allows this one but exposes no header beyond the safelisted
+   * ones (so no Content-Range, no ETag) and refuses every preflight. */
+  bareCorsUrl: string;
   log: RequestLog[];
   /** Paths (without query) that drop their connection after `bytes` body bytes, `times` times. */
   drops: Map<string, { bytes: number; times: number }>;
+  quirks: Map<string, Quirks>;
   close(): Promise<void>;
 }
+
+type Cors = "full" | "none" | "bare";
 
 function modelFile(name: string): string | null {
   for (const dir of [FIXTURES, GENERATED]) {
@@ -66,23 +90,31 @@ function corrupt(file: string): Buffer {
   return b;
 }
 
-function sendBytes(
+async function sendBytes(
   req: IncomingMessage,
   res: ServerResponse,
   server: TestServer,
   path: string,
   size: number,
   open: (start: number, end: number) => NodeJS.ReadableStream,
-  opts: { ranges: boolean; cors: boolean; type: string },
+  opts: { ranges: boolean; cors: Cors; type: string },
 ) {
+  const quirks = server.quirks.get(path) ?? {};
+  if (quirks.body) {
+    const body = quirks.body;
+    size = body.length;
+    open = (s, e) => bufferStream(body.subarray(s, e + 1));
+  }
   const headers: Record<string, string | number> = {
     "Content-Type": opts.type,
-    ETag: `"${size}-fixture"`,
-    "Last-Modified": new Date(0).toUTCString(),
     "Cache-Control": "no-store",
   };
-  if (opts.cors) {
-    headers["Access-Control-Allow-Origin"] = "*";
+  const etag = quirks.etag === undefined ? `"${size}-fixture"` : quirks.etag;
+  const lastModified = quirks.lastModified === undefined ? new Date(0).toUTCString() : quirks.lastModified;
+  if (etag !== null) headers.ETag = etag;
+  if (lastModified !== null) headers["Last-Modified"] = lastModified;
+  if (opts.cors !== "none") headers["Access-Control-Allow-Origin"] = "*";
+  if (opts.cors === "full") {
     headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, ETag, Last-Modified";
   }
   if (opts.ranges) headers["Accept-Ranges"] = "bytes";
@@ -91,7 +123,7 @@ function sendBytes(
   let status = 200;
   const range = opts.ranges ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
   const ifRange = req.headers["if-range"];
-  if (range && (!ifRange || ifRange === headers.ETag)) {
+  if (range && (!ifRange || ifRange === etag)) {
     start = Number(range[1]);
     end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
     if (start >= size) {
@@ -100,10 +132,11 @@ function sendBytes(
       return;
     }
     status = 206;
-    headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
+    headers["Content-Range"] = `bytes ${start}-${end}/${quirks.unknownTotal ? "*" : size}`;
   }
-  headers["Content-Length"] = end - start + 1;
+  if (!quirks.noLength) headers["Content-Length"] = end - start + 1;
   server.log.push({ path, range: req.headers.range ?? null, status });
+  if (quirks.delayMs) await new Promise((ok) => setTimeout(ok, quirks.delayMs));
   res.writeHead(status, headers);
   if (req.method === "HEAD") return void res.end();
   const drop = server.drops.get(path);
@@ -135,11 +168,31 @@ function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): P
 /** `isolated`: pages and scripts come cross-origin isolated (COOP + COEP), as a host
  * must serve them for the engine's threads. */
 export async function startServer(opts: { isolated?: boolean } = {}): Promise<TestServer> {
-  const server: TestServer = { url: "", crossUrl: "", log: [], drops: new Map(), close: async () => {} };
-  const handle = (cors: boolean) => (req: IncomingMessage, res: ServerResponse) => {
+  const server: TestServer = {
+    url: "",
+    crossUrl: "",
+    bareCorsUrl: "",
+    log: [],
+    drops: new Map(),
+    quirks: new Map(),
+    close: async () => {},
+  };
+  const handle = (cors: Cors) => (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
     const path = decodePath(url.pathname);
     if (path === null) return void res.writeHead(400).end("bad request: malformed %-escape");
+    if (req.method === "OPTIONS") {
+      // A preflight: the full-CORS origin allows the headers a download may send.
+      server.log.push({ path, range: null, status: cors === "full" ? 204 : 403 });
+      if (cors !== "full") return void res.writeHead(403).end();
+      return void res
+        .writeHead(204, {
+          "Access-Control-Allow-Origin": "*",
+          "Access-Control-Allow-Headers": "Range, If-Range",
+          "Access-Control-Allow-Methods": "GET, HEAD",
+        })
+        .end();
+    }
     const model = /^\/(models|flaky|norange|corrupt)\/(.+)$/.exec(path);
     if (model) {
       const file = modelFile(model[2]);
@@ -149,17 +202,17 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
       }
       if (model[1] === "corrupt") {
         const bytes = corrupt(file);
-        return sendBytes(req, res, server, path, bytes.length, (s, e) => bufferStream(bytes.subarray(s, e + 1)), {
+        return void sendBytes(req, res, server, path, bytes.length, (s, e) => bufferStream(bytes.subarray(s, e + 1)), {
           ranges: true,
           cors,
           type: "application/octet-stream",
-        });
+        }).catch(() => res.destroy());
       }
-      return sendBytes(req, res, server, path, statSync(file).size, (s, e) => createReadStream(file, { start: s, end: e }), {
+      return void sendBytes(req, res, server, path, statSync(file).size, (s, e) => createReadStream(file, { start: s, end: e }), {
         ranges: model[1] !== "norange",
         cors,
         type: "application/octet-stream",
-      });
+      }).catch(() => res.destroy());
     }
     if (path === "/html/model.gguf") {
       return void res
@@ -184,15 +237,16 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
       res.writeHead(404).end("not found");
     }
   };
-  const main = await listen(handle(true));
-  const cross = await listen(handle(false));
+  const main = await listen(handle("full"));
+  const cross = await listen(handle("none"));
+  const bare = await listen(handle("bare"));
   server.url = `http://127.0.0.1:${(main.address() as AddressInfo).port}`;
   // "localhost" is another origin than 127.0.0.1 for the browser.
   server.crossUrl = `http://localhost:${(cross.address() as AddressInfo).port}`;
+  server.bareCorsUrl = `http://localhost:${(bare.address() as AddressInfo).port}`;
   server.close = async () => {
-    main.closeAllConnections();
-    cross.closeAllConnections();
-    await Promise.all([main, cross].map((s) => new Promise((ok) => s.close(ok))));
+    for (const s of [main, cross, bare]) s.closeAllConnections();
+    await Promise.all([main, cross, bare].map((s) => new Promise((ok) => s.close(ok))));
   };
   return server;
 }

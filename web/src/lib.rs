@@ -563,6 +563,13 @@ impl Engine {
         Ok(to_js(&speed))
     }
 
+    /// Test hook: a panic inside the engine, as a bug would raise, so that the package's
+    /// replacement of a trapped worker can be tested.
+    #[wasm_bindgen(js_name = panicForTesting)]
+    pub fn panic_for_testing(&self) {
+        panic!("a panic raised by panicForTesting");
+    }
+
     #[wasm_bindgen(js_name = resetChat)]
     pub fn reset_chat(&mut self) -> Result<(), JsValue> {
         let mut live = self.live()?;

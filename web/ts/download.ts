@@ -12,6 +12,8 @@ import type { LoadProgress, ModelPart } from "./types.js";
 export interface Sink {
   begin(part: number, bytes: number | null): void;
   push(chunk: Uint8Array): void;
+  /** Forgets every byte pushed: the download starts over. */
+  reset(): void;
 }
 
 /** Incremental SHA-256 (the engine's, in wasm). */
@@ -28,6 +30,9 @@ export interface StreamOptions {
   retries: number;
   signal?: AbortSignal;
   onProgress: (p: LoadProgress) => void;
+  /** Builds the model from the bytes (throws if they do not make one); runs before any
+   * offline copy is marked complete. */
+  accept: () => void;
 }
 
 export interface StreamResult {
@@ -105,19 +110,87 @@ class MagicCheck {
 }
 
 export async function streamModel(parts: ModelPart[], sink: Sink, opts: StreamOptions): Promise<StreamResult> {
+  const urls = parts.filter((p) => !(p instanceof Blob)).map((p) => new URL(String(p), location.href).href);
+  // One tab at a time per model: a second tab waits here, then reuses the first one's
+  // copy instead of writing over it.
+  const release = await lockModels(urls, opts.signal);
+  try {
+    try {
+      return await streamOnce(parts, sink, opts);
+    } catch (e) {
+      if (!(e instanceof VersionChanged)) throw e;
+      // The partial copy is of another version of the file: it was dropped; start over
+      // once, from the server's current version.
+      sink.reset();
+      return await streamOnce(parts, sink, opts);
+    }
+  } finally {
+    release();
+  }
+}
+
+async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): Promise<StreamResult> {
   const progress = new Progress(parts.length, opts.onProgress);
   const result: StreamResult = { source: "network", bytes: 0 };
-  for (let i = 0; i < parts.length; i++) {
-    progress.part = i;
-    const part = parts[i];
-    const source =
-      part instanceof Blob
-        ? await fromLocal(part, i, sink, progress, opts, "file", "the file").then(() => "file" as const)
-        : await fromUrl(new URL(String(part), location.href).href, i, sink, progress, opts, result);
-    if (i === 0) result.source = source;
+  const copies: OfflineCopy[] = [];
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      progress.part = i;
+      const part = parts[i];
+      let source: StreamResult["source"] = "file";
+      if (part instanceof Blob) await fromLocal(part, i, sink, progress, opts, "file", "the file");
+      else {
+        const copy = await fromUrl(new URL(String(part), location.href).href, i, sink, progress, opts, result);
+        source = copy.source;
+        copies.push(copy);
+      }
+      if (i === 0) result.source = source;
+    }
+    result.bytes = progress.loaded;
+    opts.accept();
+  } catch (e) {
+    // Bytes that do not make a model are not kept; a network failure keeps what
+    // arrived, so that the next attempt resumes.
+    const bad = e instanceof BitnetError ? e.kind : (e as { kind?: string })?.kind;
+    if (bad && BAD_BYTES.has(bad)) for (const c of copies) await deleteCachedModel(c.url).catch(() => {});
+    throw e;
   }
-  result.bytes = progress.loaded;
+  // Only now, with every byte turned into a model, is a copy complete.
+  for (const c of copies) {
+    await c.commit().catch((e: unknown) => {
+      result.cacheError = { kind: "io", message: `the model loaded but could not be kept offline: ${String(e)}` };
+    });
+  }
   return result;
+}
+
+/** Errors that mean the bytes themselves are wrong. */
+const BAD_BYTES = new Set(["corrupt-model", "invalid-model", "wrong-content", "checksum-mismatch"]);
+
+/** Holds the Web Locks of the models' URLs (in one order, so two tabs cannot deadlock). */
+async function lockModels(urls: string[], signal?: AbortSignal): Promise<() => void> {
+  const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+  if (!locks || urls.length === 0) return () => {};
+  const releases: (() => void)[] = [];
+  try {
+    for (const url of [...new Set(urls)].sort()) {
+      releases.push(
+        await new Promise<() => void>((held, fail) => {
+          locks
+            .request(`bitnet-web model ${url}`, { signal }, () => new Promise<void>((release) => held(release)))
+            .catch((e: unknown) =>
+              fail(signal?.aborted ? new BitnetError("aborted", "the load was aborted") : e),
+            );
+        }),
+      );
+    }
+  } catch (e) {
+    for (const r of releases) r();
+    throw e;
+  }
+  return () => {
+    for (const r of releases) r();
+  };
 }
 
 /** A whole file already on this device (a picked `File`, or the complete offline copy). */
@@ -182,6 +255,13 @@ function verifyHash(hash: Hasher | null, expected: string | undefined, what: str
   }
 }
 
+/** A model's offline copy as this load left it; `commit` marks it complete. */
+interface OfflineCopy {
+  url: string;
+  source: "network" | "cache";
+  commit(): Promise<void>;
+}
+
 async function fromUrl(
   url: string,
   part: number,
@@ -189,25 +269,41 @@ async function fromUrl(
   progress: Progress,
   opts: StreamOptions,
   result: StreamResult,
-): Promise<"network" | "cache"> {
+): Promise<OfflineCopy> {
   const useCache = opts.cache && cacheAvailable();
+  try {
+    return await download(url, part, sink, progress, opts, result, useCache);
+  } catch (e) {
+    if (useCache && (e instanceof VersionChanged || BAD_BYTES.has((e as { kind?: string })?.kind ?? ""))) {
+      await deleteCachedModel(url).catch(() => {});
+    }
+    throw e;
+  }
+}
+
+async function download(
+  url: string,
+  part: number,
+  sink: Sink,
+  progress: Progress,
+  opts: StreamOptions,
+  result: StreamResult,
+  useCache: boolean,
+): Promise<OfflineCopy> {
   const expected = opts.sha256[part];
   const hash = expected ? opts.newHasher() : null;
   const cached = useCache ? await lookup(url).catch(() => null) : null;
+  const nothingToCommit = async () => {};
 
   // The complete copy: no network at all.
   if (cached?.meta.complete) {
-    try {
-      await fromLocal(cached.file, part, sink, progress, opts, "cache", "the cached copy");
-    } catch (e) {
-      if (e instanceof BitnetError && e.kind === "checksum-mismatch") await deleteCachedModel(url);
-      throw e;
-    }
-    return "cache";
+    await fromLocal(cached.file, part, sink, progress, opts, "cache", "the cached copy");
+    return { url, source: "cache", commit: nothingToCommit };
   }
 
   const dl = new Download(url, sink, part, progress, opts, hash);
-  // A partial copy: feed what is on disk, then ask the server for the rest.
+  // A partial copy: feed what is on disk, then ask the server for the rest (checked to
+  // be the same version of the file).
   let meta: Meta = {
     url,
     total: null,
@@ -219,8 +315,13 @@ async function fromUrl(
   };
   if (cached && cached.meta.written > 0 && cached.meta.total !== null) {
     meta = cached.meta;
-    dl.setValidators(cached.meta.total, meta.etag, meta.lastModified);
-    await pump(cached.file.slice(0, meta.written).stream(), opts.signal, (chunk) => dl.take(chunk, "cache"));
+    dl.resume(meta);
+    try {
+      await pump(cached.file.slice(0, meta.written).stream(), opts.signal, (chunk) => dl.take(chunk, "cache"));
+    } catch (e) {
+      if (e instanceof DropError) throw new BitnetError("io", `reading the partial copy of ${url} failed: ${e.message}`);
+      throw e;
+    }
   }
 
   let writer: CacheWriter | null = null;
@@ -228,7 +329,7 @@ async function fromUrl(
     try {
       writer = await CacheWriter.open(url, dl.pos);
     } catch (e) {
-      result.cacheError = { kind: "quota-exceeded", message: `the model cannot be kept offline: ${String(e)}` };
+      result.cacheError = cacheOpenError(e);
     }
   }
   let sinceMeta = 0;
@@ -259,36 +360,49 @@ async function fromUrl(
   try {
     await dl.run();
   } catch (e) {
-    // Keep what arrived so the next attempt resumes from there.
     if (writer) {
       writer.close();
       writer = null;
-      await saveMeta({ ...meta, ...dl.validators(), written: dl.pos, savedAt: Date.now() }).catch(() => {});
+      // Keep what arrived so the next attempt resumes from there; a file that changed
+      // is dropped by the caller, and nothing at all leaves no record.
+      if (dl.pos === 0) await deleteCachedModel(url).catch(() => {});
+      else if (!(e instanceof VersionChanged)) {
+        await saveMeta({ ...meta, ...dl.validators(), written: dl.pos, savedAt: Date.now() }).catch(() => {});
+      }
     }
     throw e;
   }
-  if (writer) {
-    writer.close();
-    try {
-      verifyHash(hash, expected, "the download");
-    } catch (e) {
-      await deleteCachedModel(url);
-      throw e;
-    }
-    await saveMeta({ ...meta, ...dl.validators(), written: dl.pos, complete: true, savedAt: Date.now() });
-  } else {
-    verifyHash(hash, expected, "the download");
-  }
-  return "network";
+  writer?.close();
+  verifyHash(hash, expected, "the download");
+  if (!writer) return { url, source: "network", commit: nothingToCommit };
+  // Written in full but not complete until the bytes have made a model.
+  const whole: Meta = { ...meta, ...dl.validators(), written: dl.pos, complete: false, savedAt: Date.now() };
+  await saveMeta(whole);
+  return { url, source: "network", commit: () => saveMeta({ ...whole, complete: true, savedAt: Date.now() }) };
 }
 
-/** One part over the network, in Range pieces, resumed after drops. */
+function cacheOpenError(e: unknown): { kind: ErrorKind; message: string } {
+  const name = e instanceof DOMException ? e.name : "";
+  if (name === "QuotaExceededError") {
+    return { kind: "quota-exceeded", message: `the model cannot be kept offline: the storage quota is full (${String(e)})` };
+  }
+  if (name === "NoModificationAllowedError" || name === "InvalidStateError") {
+    return { kind: "io", message: "the model cannot be kept offline: another tab is writing its offline copy" };
+  }
+  return { kind: "io", message: `the model cannot be kept offline: ${String(e)}` };
+}
+
+/** One part over the network, in Range pieces, resumed after drops. Every answer is
+ * checked against the validators (ETag, Last-Modified, size) of the bytes already
+ * here, so two versions of a file are never joined. */
 class Download {
   pos = 0;
   private total: number | null = null;
   private etag: string | null = null;
   private lastModified: string | null = null;
-  private rangesWork = true;
+  /** Range pieces, or plain GETs that skip what is here already: for a server that
+   * ignores Range, or a cross-origin one that does not expose `Content-Range`. */
+  private ranged = true;
   private begun = false;
   private magic: MagicCheck | null = null;
   onBytes: (chunk: Uint8Array, at: number) => void = () => {};
@@ -302,11 +416,11 @@ class Download {
     private hash: Hasher | null,
   ) {}
 
-  setValidators(total: number, etag: string | null, lastModified: string | null) {
-    this.total = total;
-    this.etag = etag;
-    this.lastModified = lastModified;
-    this.open(total, null);
+  resume(meta: Meta) {
+    this.total = meta.total;
+    this.etag = meta.etag;
+    this.lastModified = meta.lastModified;
+    this.open(meta.total, null);
   }
 
   validators() {
@@ -352,92 +466,119 @@ class Download {
     }
   }
 
-  /** Fetches one Range piece; returns true when the whole file has arrived. */
+  /** Fetches one piece; returns true when the whole file has arrived. No `If-Range`:
+   * it is not a CORS-safelisted header (a preflight per piece, which some hosts
+   * refuse), and the answer's own validators are checked instead. */
   private async piece(): Promise<boolean> {
     const headers: Record<string, string> = {};
-    const ranged = this.rangesWork;
-    if (ranged) {
-      const end = this.pos + this.opts.rangeChunkBytes - 1;
-      headers.Range = `bytes=${this.pos}-${this.total !== null ? Math.min(end, this.total - 1) : end}`;
-      const strong = this.etag && !this.etag.startsWith("W/") ? this.etag : null;
-      if (this.pos > 0 && (strong || this.lastModified)) headers["If-Range"] = strong ?? this.lastModified!;
+    const start = this.pos;
+    let want: number | null = null;
+    if (this.ranged) {
+      want = this.opts.rangeChunkBytes;
+      if (this.total !== null) want = Math.min(want, this.total - start);
+      headers.Range = `bytes=${start}-${start + want - 1}`;
     }
     let resp: Response;
     try {
       resp = await fetch(this.url, { headers, signal: this.opts.signal, cache: "no-store" });
     } catch (e) {
       if (this.opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");
-      // Before any byte, a failed fetch is either CORS or no network; after, a drop.
-      if (this.pos === 0 && !this.begun) throw await classifyFetchFailure(this.url, e);
+      if (start === 0 && !this.begun) {
+        // A host that refuses ranged requests from other origins: try one plain GET.
+        if (this.ranged) {
+          this.ranged = false;
+          return false;
+        }
+        // Before any byte, a failed fetch is either CORS or no network; after, a drop.
+        throw await classifyFetchFailure(this.url, e);
+      }
       throw new DropError(String(e));
     }
     if (resp.status === 404 || resp.status === 410) {
       throw new BitnetError("not-found", `the model was not found at ${this.url} (HTTP ${resp.status})`, resp.status);
     }
-    if (resp.status === 416 && this.total !== null && this.pos >= this.total) return true;
+    if (resp.status === 416 && start > 0 && (this.total === null || start >= this.total)) {
+      // The last piece ended exactly at the end of a file of unknown size.
+      this.total ??= start;
+      return true;
+    }
     if (!resp.ok) {
       const err = new BitnetError("http", `the server answered HTTP ${resp.status} for ${this.url}`, resp.status);
       if (resp.status >= 500) throw new DropError(err.message);
       throw err;
     }
+    this.checkVersion(resp);
     let skip = 0;
     if (resp.status === 206) {
-      const m = /bytes (\d+)-(\d+)\/(\d+|\*)/.exec(resp.headers.get("Content-Range") ?? "");
-      if (!m || Number(m[1]) !== this.pos) throw new DropError("the server sent the wrong range");
+      const range = resp.headers.get("Content-Range");
+      if (range === null) {
+        // Cross-origin without `Access-Control-Expose-Headers: Content-Range`: where the
+        // piece sits in the file cannot be checked, so take the file in plain GETs.
+        await resp.body?.cancel().catch(() => {});
+        this.ranged = false;
+        return false;
+      }
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range.trim());
+      if (!m || Number(m[1]) !== start) throw new DropError("the server sent the wrong range");
       if (m[3] !== "*") this.noteTotal(Number(m[3]));
     } else {
-      // A full body: the server ignores Range, or the file changed (If-Range failed).
+      // A full body (the server ignores Range): skip what is here already.
+      this.ranged = false;
+      want = null;
       const len = resp.headers.get("Content-Length");
-      const changed =
-        this.pos > 0 &&
-        ((this.etag !== null && resp.headers.get("ETag") !== this.etag) ||
-          (len !== null && this.total !== null && Number(len) !== this.total));
-      if (changed) {
-        throw new BitnetError(
-          "network",
-          `${this.url} changed on the server during the download; load it again to start over`,
-        );
-      }
-      if (ranged && this.pos === 0 && !this.begun) this.rangesWork = false;
       if (len !== null) this.noteTotal(Number(len));
-      skip = this.pos;
+      skip = start;
     }
-    this.etag ??= resp.headers.get("ETag");
-    this.lastModified ??= resp.headers.get("Last-Modified");
     this.open(this.total, resp.headers.get("Content-Type"));
     if (!resp.body) throw new DropError("empty response");
-    {
-      await pump(resp.body, this.opts.signal, (chunk) => {
-        if (skip > 0) {
-          const n = Math.min(skip, chunk.byteLength);
-          skip -= n;
-          chunk = chunk.subarray(n);
-          if (chunk.byteLength === 0) return;
-        }
-        if (this.total !== null && this.pos + chunk.byteLength > this.total) {
-          throw new BitnetError("network", `the server sent more than the ${this.total} bytes it announced`);
-        }
-        const at = this.pos;
-        this.take(chunk, "download");
-        this.onBytes(chunk, at);
-      });
+    await pump(resp.body, this.opts.signal, (chunk) => {
+      if (skip > 0) {
+        const n = Math.min(skip, chunk.byteLength);
+        skip -= n;
+        chunk = chunk.subarray(n);
+        if (chunk.byteLength === 0) return;
+      }
+      if (this.total !== null && this.pos + chunk.byteLength > this.total) {
+        throw new BitnetError("network", `the server sent more than the ${this.total} bytes it announced`);
+      }
+      const at = this.pos;
+      this.take(chunk, "download");
+      this.onBytes(chunk, at);
+    });
+    if (skip > 0) throw new DropError("the body ended before the bytes already here");
+    if (this.total !== null) return this.pos >= this.total;
+    // Size unknown (`Content-Range: …/*`, or a 200 without Content-Length): a full
+    // piece may have more after it; anything else ends the file. A body cut short
+    // here is caught when the bytes do not make a model.
+    if (want !== null && this.pos - start >= want) return false;
+    this.total = this.pos;
+    return true;
+  }
+
+  /** Whatever validators the answer carries must be those of the bytes already here. */
+  private checkVersion(resp: Response) {
+    const etag = resp.headers.get("ETag");
+    const lastModified = resp.headers.get("Last-Modified");
+    if (
+      (this.etag !== null && etag !== null && etag !== this.etag) ||
+      (this.lastModified !== null && lastModified !== null && lastModified !== this.lastModified)
+    ) {
+      throw new VersionChanged(this.url);
     }
-    if (this.total === null) {
-      // No length known: the body's end is the file's end (no resume possible).
-      this.total = this.pos;
-      return true;
-    }
-    return this.pos >= this.total;
+    this.etag ??= etag;
+    this.lastModified ??= lastModified;
   }
 
   private noteTotal(total: number) {
-    if (this.total !== null && this.total !== total) {
-      throw new BitnetError(
-        "network",
-        `${this.url} changed size on the server (${this.total} → ${total} bytes); load it again`,
-      );
-    }
+    if (this.total !== null && this.total !== total) throw new VersionChanged(this.url);
     this.total = total;
+  }
+}
+
+/** The server's file is not the one whose bytes are here already. */
+class VersionChanged extends BitnetError {
+  constructor(url: string) {
+    super("network", `${url} changed on the server while it was being downloaded; load it again`);
   }
 }
 

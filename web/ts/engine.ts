@@ -30,10 +30,13 @@ type Body<R> = R extends unknown ? Omit<R, "id"> : never;
 class WorkerRpc {
   private next = 1;
   private pending = new Map<number, Pending>();
+  /** The worker trapped (a panic, memory exhausted) or died: it cannot serve again. */
+  dead = false;
 
   constructor(private worker: Worker) {
     worker.onmessage = (e: MessageEvent<Reply>) => {
       const r = e.data;
+      if (r.kind === "error" && r.error.kind === "panic") this.dead = true;
       const p = this.pending.get(r.id);
       if (!p) return;
       if (r.kind === "result") {
@@ -44,7 +47,8 @@ class WorkerRpc {
         p.reject(fromPlain(r.error));
       } else p.onEvent?.(r);
     };
-    worker.onerror = (e) =>
+    worker.onerror = (e) => {
+      this.dead = true;
       this.failAll(
         new BitnetError(
           "worker",
@@ -53,6 +57,7 @@ class WorkerRpc {
             : "the engine's worker could not start: its script did not load (offline without the app's service worker, or blocked)",
         ),
       );
+    };
   }
 
   call<T>(body: Body<Request>, onEvent?: (r: Reply) => void): { id: number; done: Promise<T> } {
@@ -140,9 +145,14 @@ export class Engine {
     };
   };
 
+  private replacing: Promise<void> | null = null;
+  private unloaded = false;
+
   /** @internal */
   constructor(
     private rpc: WorkerRpc,
+    /** The request that loaded the model, sent again to a replacement worker. */
+    private loadRequest: Body<Request>,
     load: LoadResult,
     name: string,
     private prefillChunk: number,
@@ -156,6 +166,34 @@ export class Engine {
     this.chat = { completions: { create: create as Engine["chat"]["completions"]["create"] } };
   }
 
+  /** The worker to send to. After one trapped, the request that found it dead got a
+   * `panic` error; the next one gets a fresh worker with the model loaded again (from
+   * the offline copy when there is one), so the page goes on without a reload. */
+  private async worker(): Promise<WorkerRpc> {
+    if (this.rpc.dead && !this.unloaded) {
+      this.replacing ??= this.replaceWorker().finally(() => (this.replacing = null));
+    }
+    if (this.replacing) await this.replacing;
+    return this.rpc;
+  }
+
+  private async replaceWorker() {
+    this.rpc.terminate();
+    const rpc = startWorker();
+    try {
+      const load = await rpc.call<LoadResult>(this.loadRequest).done;
+      this.rpc = rpc;
+      this.backend = load.backend;
+    } catch (e) {
+      rpc.terminate();
+      throw e;
+    }
+  }
+
+  private async call<T>(body: Body<Request>): Promise<T> {
+    return (await this.worker()).call<T>(body).done;
+  }
+
   private deviceLost = (ev: Reply) => {
     if (ev.kind !== "device-lost") return;
     this.backend = ev.backend;
@@ -164,17 +202,18 @@ export class Engine {
 
   /** Runs one generation request in the worker: the chat template (`chat`) or a raw
    * prompt (`complete`), with prompt progress, device-loss events and abort wired up. */
-  private generate(
+  private async generate(
     body: Body<Request>,
     r: Pick<ChatCompletionRequest, "signal" | "onPrefill">,
     onEvent?: (r: Reply) => void,
   ): Promise<EngineCompletion> {
-    const call = this.rpc.call<EngineCompletion>(body, (ev) => {
+    const rpc = await this.worker();
+    const call = rpc.call<EngineCompletion>(body, (ev) => {
       this.deviceLost(ev);
       if (ev.kind === "prefill") r.onPrefill?.(ev.done, ev.total);
       onEvent?.(ev);
     });
-    const abort = () => this.rpc.send({ op: "abort", target: call.id });
+    const abort = () => rpc.send({ op: "abort", target: call.id });
     if (r.signal?.aborted) abort();
     r.signal?.addEventListener("abort", abort, { once: true });
     call.done.finally(() => r.signal?.removeEventListener("abort", abort)).catch(() => {});
@@ -280,31 +319,39 @@ export class Engine {
 
   /** Token ids of `text` (BOS added per the model; `special` parses special-token text). */
   tokenize(text: string, options: { special?: boolean } = {}): Promise<number[]> {
-    return this.rpc.call<number[]>({ op: "tokenize", text, special: options.special ?? false }).done;
+    return this.call<number[]>({ op: "tokenize", text, special: options.special ?? false });
   }
 
   detokenize(ids: number[]): Promise<string> {
-    return this.rpc.call<string>({ op: "detokenize", ids }).done;
+    return this.call<string>({ op: "detokenize", ids });
   }
 
   /** Forgets the conversation (and the KV cache). */
   resetChat(): Promise<void> {
-    return this.rpc.call<void>({ op: "resetChat" }).done;
+    return this.call<void>({ op: "resetChat" });
   }
 
   stats(): Promise<EngineStats> {
-    return this.rpc.call<EngineStats>({ op: "stats" }).done;
+    return this.call<EngineStats>({ op: "stats" });
   }
 
   /** Test hook: destroys the WebGPU device as a GPU reset would. Resolves with whether
    * a device was in use; the next request then continues on WASM. */
   loseGpuForTesting(): Promise<boolean> {
-    return this.rpc.call<boolean>({ op: "loseGpu" }).done;
+    return this.call<boolean>({ op: "loseGpu" });
+  }
+
+  /** Test hook: a panic inside the engine, as a bug would raise. Rejects with `panic`;
+   * the next request runs in a fresh worker. */
+  panicForTesting(): Promise<void> {
+    return this.call<void>({ op: "panic" });
   }
 
   /** Frees the model and stops the worker; the engine cannot be used afterwards. A
    * generation still running (or queued) is aborted first. */
   async unload(): Promise<void> {
+    this.unloaded = true;
+    await this.replacing?.catch(() => {});
     for (const target of this.rpc.inFlight()) this.rpc.send({ op: "abort", target });
     await this.rpc.call<void>({ op: "unload" }).done.catch(() => {});
     this.rpc.terminate();
@@ -323,16 +370,18 @@ function nameOf(p: ModelPart): string {
   return String(p).split("/").pop()?.split("?")[0] || String(p);
 }
 
+function startWorker(): WorkerRpc {
+  return new WorkerRpc(new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "bitnet-web" }));
+}
+
 /** Starts a worker, streams the model into it, and resolves when it can answer. */
 export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
   if (opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");
   const parts = partsOf(opts.model);
   const device = opts.device ?? "auto";
   const sha = opts.sha256 === undefined ? [] : Array.isArray(opts.sha256) ? opts.sha256 : [opts.sha256];
-  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "bitnet-web" });
-  const rpc = new WorkerRpc(worker);
-  const call = rpc.call<LoadResult>(
-    {
+  const rpc = startWorker();
+  const request: Body<Request> = {
       op: "load",
       parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
       nCtx: opts.nCtx,
@@ -348,16 +397,15 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
       // Decode reads every weight once per token: past a few cores, memory is the limit.
       threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
       device,
-    },
-    (r) => {
-      if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);
-    },
-  );
+    };
+  const call = rpc.call<LoadResult>(request, (r) => {
+    if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);
+  });
   const onAbort = () => rpc.terminate();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const load = await call.done;
-    return new Engine(rpc, load, nameOf(parts[0]), opts.prefillChunk ?? 32, opts.onDeviceLost);
+    return new Engine(rpc, request, load, nameOf(parts[0]), opts.prefillChunk ?? 32, opts.onDeviceLost);
   } catch (e) {
     rpc.terminate();
     if (opts.signal?.aborted) throw new BitnetError("aborted", "the load was aborted");

@@ -43,6 +43,7 @@ export type Request = { id: number } & (
   | { op: "stats" }
   | { op: "unload" }
   | { op: "loseGpu" }
+  | { op: "panic" }
 );
 
 /** The engine's completion (serde form of `bitnet_engine::session::Completion`). */

@@ -77,14 +77,14 @@ self.onmessage = (e: MessageEvent<Request>) => {
 async function handle(req: Request): Promise<void> {
   try {
     if (crashed && req.op !== "unload") {
-      throw new BitnetError("panic", `the engine crashed earlier and must be reloaded: ${crashed}`);
+      throw new BitnetError("panic", `the engine crashed earlier (${crashed}); the next request starts a fresh worker`);
     }
     post({ id: req.id, kind: "result", value: await run(req) });
   } catch (e) {
     let err = toPlain(e);
     if (e instanceof WebAssembly.RuntimeError) {
       crashed = lastConsoleError || String(e);
-      err = { kind: "panic", message: `the engine crashed: ${crashed}` };
+      err = { kind: "panic", message: `the engine crashed: ${crashed}; the next request starts a fresh worker` };
       engine = null;
     }
     post({ id: req.id, kind: "error", error: err });
@@ -116,6 +116,9 @@ async function run(req: Request): Promise<unknown> {
       engine?.free();
       engine = null;
       gpuActive = false;
+      return null;
+    case "panic":
+      live().panicForTesting();
       return null;
     case "loseGpu":
       return (live() as unknown as GpuEngine).loseGpuForTesting?.() ?? false;
@@ -242,7 +245,16 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   const glue = builds[variant].glue;
   backend = variant === "webgpu" ? "wasm-simd128" : `wasm-${variant}`;
   let e: InstanceType<Glue["Engine"]> | null = null;
+  let info: unknown;
+  // After the last byte: building the model, then done.
+  const finalPhase = (phase: "parse" | "ready", bytes: number) =>
+    post({
+      id: req.id,
+      kind: "progress",
+      progress: { phase, loaded: bytes, total: bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
+    });
   try {
+    let received = 0;
     const streamed = await streamModel(
       req.parts,
       {
@@ -259,6 +271,12 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         },
         push(chunk) {
           e!.push(chunk);
+          received += chunk.byteLength;
+        },
+        reset() {
+          (e as InstanceType<Glue["Engine"]> | null)?.free();
+          e = null;
+          received = 0;
         },
       },
       {
@@ -268,17 +286,12 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         rangeChunkBytes: req.rangeChunkBytes,
         retries: req.retries,
         onProgress: (progress) => post({ id: req.id, kind: "progress", progress }),
+        accept: () => {
+          finalPhase("parse", received);
+          info = e!.finish();
+        },
       },
     );
-    // After the last byte: building the model, then done.
-    const finalPhase = (phase: "parse" | "ready") =>
-      post({
-        id: req.id,
-        kind: "progress",
-        progress: { phase, loaded: streamed.bytes, total: streamed.bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
-      });
-    finalPhase("parse");
-    const info = e!.finish();
     engine = e;
     e = null;
     if (wantGpu) {
@@ -291,9 +304,9 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         gpuError = toPlain(err);
       }
     }
-    finalPhase("ready");
+    finalPhase("ready", streamed.bytes);
     return {
-      info,
+      info: info as LoadResult["info"],
       source: streamed.source,
       backend,
       threads: variant.endsWith("-threads") ? pool!.threads : 1,
