@@ -1151,6 +1151,30 @@ fn max_tensor_bytes() {
     }
 }
 
+/// With the file's length unknown and no tensor limit, a header may declare a tensor
+/// larger than the allocator can give (here 2 TiB, within the element bound): when its
+/// first bytes arrive the loader fails with an out-of-memory error that names it, instead
+/// of aborting the process. (Where the system overcommits without limit the buffer is
+/// reserved untouched and the file is truncated instead.) Found by `fuzz/gguf_reader`.
+#[test]
+fn tensor_beyond_the_allocator_with_the_length_unknown() {
+    let bytes = B::header(1, 0)
+        .tensor("huge", &[1 << 39], F32, 0)
+        .pad()
+        .raw(&[0x3c; 64])
+        .bytes();
+    for chunks in [vec![bytes.len()], vec![7; bytes.len()]] {
+        let r = stream(&bytes, None, chunks);
+        match r.unwrap_err() {
+            Error::OutOfMemory { what, needed, .. } => {
+                assert_eq!(what, "tensor 'huge'");
+                assert_eq!(needed, 1 << 41);
+            }
+            e => truncated(e, &["'huge'"]),
+        }
+    }
+}
+
 #[test]
 fn fixture_in_random_chunks() {
     let bytes = relu2_tq2();

@@ -19,6 +19,28 @@ impl AlignedBuf {
         }
     }
 
+    /// [`zeroed`](Self::zeroed) for sizes that come from a file: `None`, not an abort,
+    /// when the allocator cannot give `len` bytes. The memory is not touched here.
+    pub fn try_zeroed(len: usize) -> Option<AlignedBuf> {
+        let n = len.div_ceil(64);
+        if n == 0 {
+            return Some(AlignedBuf::default());
+        }
+        let layout = std::alloc::Layout::array::<Line>(n).ok()?;
+        // SAFETY: `layout` has a non-zero size; all-zero bytes are a valid `Line`; the Vec
+        // takes ownership of a global-allocator block laid out for exactly `n` Lines.
+        unsafe {
+            let ptr = std::alloc::alloc_zeroed(layout).cast::<Line>();
+            if ptr.is_null() {
+                return None;
+            }
+            Some(AlignedBuf {
+                lines: Vec::from_raw_parts(ptr, n, n),
+                len,
+            })
+        }
+    }
+
     pub fn from_slice(bytes: &[u8]) -> AlignedBuf {
         let mut buf = AlignedBuf::zeroed(bytes.len());
         buf.as_mut_slice().copy_from_slice(bytes);
@@ -84,5 +106,13 @@ mod tests {
         assert_eq!(b.len(), 130);
         b.truncate(65);
         assert_eq!(&b[..], &[7u8; 65][..]);
+    }
+
+    #[test]
+    fn try_zeroed_is_aligned_and_zero() {
+        let b = AlignedBuf::try_zeroed(130).unwrap();
+        assert_eq!(b.as_ptr() as usize % 64, 0);
+        assert_eq!(&b[..], &[0u8; 130][..]);
+        assert!(AlignedBuf::try_zeroed(0).unwrap().is_empty());
     }
 }

@@ -322,7 +322,22 @@ impl GgufLoader {
                 continue;
             }
             let take = (t_end - pos).min(chunk.len() as u64) as usize;
-            let buf = bufs[idx].get_or_insert_with(|| AlignedBuf::zeroed(info.nbytes as usize));
+            let buf = match &mut bufs[idx] {
+                Some(buf) => buf,
+                slot => {
+                    // The size comes from the header: with the file's length unknown and no
+                    // tensor limit, nothing else bounds it.
+                    let buf = usize::try_from(info.nbytes)
+                        .ok()
+                        .and_then(AlignedBuf::try_zeroed)
+                        .ok_or_else(|| Error::OutOfMemory {
+                            what: format!("tensor '{}'", info.name),
+                            needed: info.nbytes,
+                            limit: self.opts.max_tensor_bytes.unwrap_or(isize::MAX as u64),
+                        })?;
+                    slot.insert(buf)
+                }
+            };
             let at = (pos - t_start) as usize;
             buf[at..at + take].copy_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
