@@ -30,9 +30,9 @@ export interface StreamOptions {
   retries: number;
   signal?: AbortSignal;
   onProgress: (p: LoadProgress) => void;
-  /** Builds the model from the bytes (throws if they do not make one); runs before any
-   * offline copy is marked complete. */
-  accept: () => void;
+  /** Builds the model from the bytes (all parts: `bytes` of them; throws if they do not
+   * make one); runs before any offline copy is marked complete. */
+  accept: (bytes: number) => void;
 }
 
 export interface StreamResult {
@@ -133,6 +133,8 @@ async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): 
   const progress = new Progress(parts.length, opts.onProgress);
   const result: StreamResult = { source: "network", bytes: 0 };
   const copies: OfflineCopy[] = [];
+  /** The URL being read, until its part is in. */
+  let reading: string | null = null;
   try {
     for (let i = 0; i < parts.length; i++) {
       progress.part = i;
@@ -140,19 +142,24 @@ async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): 
       let source: StreamResult["source"] = "file";
       if (part instanceof Blob) await fromLocal(part, i, sink, progress, opts, "file", "the file");
       else {
-        const copy = await fromUrl(new URL(String(part), location.href).href, i, sink, progress, opts, result);
+        reading = new URL(String(part), location.href).href;
+        const copy = await fromUrl(reading, i, sink, progress, opts, result);
+        reading = null;
         source = copy.source;
         copies.push(copy);
       }
       if (i === 0) result.source = source;
     }
     result.bytes = progress.loaded;
-    opts.accept();
+    opts.accept(result.bytes);
   } catch (e) {
-    // Bytes that do not make a model are not kept; a network failure keeps what
-    // arrived, so that the next attempt resumes.
-    const bad = e instanceof BitnetError ? e.kind : (e as { kind?: string })?.kind;
-    if (bad && BAD_BYTES.has(bad)) for (const c of copies) await deleteCachedModel(c.url).catch(() => {});
+    // Bytes that do not make a model are not kept, nor the partial copy of a file that
+    // changed; a network failure keeps what arrived, so that the next attempt resumes.
+    if (opts.cache) {
+      const current = reading ? [reading] : [];
+      const drop = isBadBytes(e) ? [...copies.map((c) => c.url), ...current] : e instanceof VersionChanged ? current : [];
+      for (const url of drop) await deleteCachedModel(url).catch(() => {});
+    }
     throw e;
   }
   // Only now, with every byte turned into a model, is a copy complete.
@@ -166,6 +173,12 @@ async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): 
 
 /** Errors that mean the bytes themselves are wrong. */
 const BAD_BYTES = new Set(["corrupt-model", "invalid-model", "wrong-content", "checksum-mismatch"]);
+
+/** Whether `e` (a `BitnetError`, or an engine error carrying `kind`) says the bytes are wrong. */
+function isBadBytes(e: unknown): boolean {
+  const kind = (e as { kind?: unknown } | null)?.kind;
+  return typeof kind === "string" && BAD_BYTES.has(kind);
+}
 
 /** Holds the Web Locks of the models' URLs (in one order, so two tabs cannot deadlock). */
 async function lockModels(urls: string[], signal?: AbortSignal): Promise<() => void> {
@@ -271,25 +284,6 @@ async function fromUrl(
   result: StreamResult,
 ): Promise<OfflineCopy> {
   const useCache = opts.cache && cacheAvailable();
-  try {
-    return await download(url, part, sink, progress, opts, result, useCache);
-  } catch (e) {
-    if (useCache && (e instanceof VersionChanged || BAD_BYTES.has((e as { kind?: string })?.kind ?? ""))) {
-      await deleteCachedModel(url).catch(() => {});
-    }
-    throw e;
-  }
-}
-
-async function download(
-  url: string,
-  part: number,
-  sink: Sink,
-  progress: Progress,
-  opts: StreamOptions,
-  result: StreamResult,
-  useCache: boolean,
-): Promise<OfflineCopy> {
   const expected = opts.sha256[part];
   const hash = expected ? opts.newHasher() : null;
   const cached = useCache ? await lookup(url).catch(() => null) : null;

@@ -254,7 +254,6 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
       progress: { phase, loaded: bytes, total: bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
     });
   try {
-    let received = 0;
     const streamed = await streamModel(
       req.parts,
       {
@@ -271,12 +270,10 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         },
         push(chunk) {
           e!.push(chunk);
-          received += chunk.byteLength;
         },
         reset() {
           (e as InstanceType<Glue["Engine"]> | null)?.free();
           e = null;
-          received = 0;
         },
       },
       {
@@ -286,8 +283,8 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
         rangeChunkBytes: req.rangeChunkBytes,
         retries: req.retries,
         onProgress: (progress) => post({ id: req.id, kind: "progress", progress }),
-        accept: () => {
-          finalPhase("parse", received);
+        accept: (bytes) => {
+          finalPhase("parse", bytes);
           info = e!.finish();
         },
       },
