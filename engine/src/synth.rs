@@ -109,7 +109,7 @@ impl SynthShape {
 }
 
 /// GPT-2's byte → printable-character map (the alphabet of byte-level BPE vocabularies).
-pub(crate) fn byte_char(b: u8) -> char {
+pub fn byte_char(b: u8) -> char {
     let printable = |b: u8| {
         (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
     };
@@ -120,10 +120,15 @@ pub(crate) fn byte_char(b: u8) -> char {
     char::from_u32(256 + shifted).unwrap()
 }
 
+/// The 256 byte tokens every byte-level BPE vocabulary starts with.
+pub fn byte_tokens() -> Vec<String> {
+    (0..=255u8).map(|b| byte_char(b).to_string()).collect()
+}
+
 /// A byte-level BPE vocabulary: 256 byte tokens, merges of common letter pairs,
 /// reserved fillers, then `<|begin_of_text|>`, `<|end_of_text|>`, `<|eot_id|>`.
 fn vocabulary(n_vocab: usize) -> (Vec<String>, Vec<i32>, Vec<String>) {
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
+    let mut tokens = byte_tokens();
     let mut types = vec![1i32; 256];
     let mut merges = Vec::new();
     let letters: Vec<char> = "etaoinshrdlucmfwypvbgkjqxz".chars().collect();

@@ -3,24 +3,8 @@
 
 use bitnet_engine::formats::{i2s, tq1_0, tq2_0};
 use bitnet_engine::gguf::{Array, GgmlType, GgufWriter, Value};
+pub use bitnet_engine::synth::{byte_char, byte_tokens};
 use std::borrow::Cow;
-
-/// GPT-2's byte → printable-character map (the alphabet of byte-level BPE vocabularies).
-pub fn byte_char(b: u8) -> char {
-    let printable = |b: u8| {
-        (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-    };
-    if printable(b) {
-        return b as char;
-    }
-    let shifted = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + shifted).unwrap()
-}
-
-/// The 256 byte tokens every byte-level BPE vocabulary starts with.
-pub fn byte_tokens() -> Vec<String> {
-    (0..=255u8).map(|b| byte_char(b).to_string()).collect()
-}
 
 // ---------------------------------------------------------------------------
 // template_tokenizer input
