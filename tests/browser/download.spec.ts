@@ -22,9 +22,7 @@ test.afterAll(async () => {
   await server.close();
 });
 test.beforeEach(async ({ page }) => {
-  server.log.length = 0;
-  server.drops.clear();
-  server.quirks.clear();
+  server.reset();
   await openPage(page, server);
 });
 

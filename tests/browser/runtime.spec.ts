@@ -17,8 +17,7 @@ test.afterAll(async () => {
   await server.close();
 });
 test.beforeEach(async ({ page }) => {
-  server.log.length = 0;
-  server.drops.clear();
+  server.reset();
   await openPage(page, server);
 });
 

@@ -66,6 +66,8 @@ export interface TestServer {
   /** Paths (without query) that drop their connection after `bytes` body bytes, `times` times. */
   drops: Map<string, { bytes: number; times: number }>;
   quirks: Map<string, Quirks>;
+  /** Forgets the log and every drop and quirk (between tests). */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -175,6 +177,11 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
     log: [],
     drops: new Map(),
     quirks: new Map(),
+    reset() {
+      server.log.length = 0;
+      server.drops.clear();
+      server.quirks.clear();
+    },
     close: async () => {},
   };
   const handle = (cors: Cors) => (req: IncomingMessage, res: ServerResponse) => {
