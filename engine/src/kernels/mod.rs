@@ -81,6 +81,11 @@ pub trait Kernels: Send + Sync {
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
         scalar::int8_rows(w, a, rows, out)
     }
+    /// Ternary rows × f32 activations (f32 mode, the reference's arithmetic): see
+    /// [`scalar::ternary_matmul_f32`].
+    fn ternary_matmul_f32(&self, w: &TernaryMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
+        scalar::ternary_matmul_f32(w, x, n_tok, out)
+    }
     /// See [`scalar::rmsnorm`].
     fn rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
         scalar::rmsnorm(x, weight, eps, out)
@@ -89,6 +94,17 @@ pub trait Kernels: Send + Sync {
     fn rope(&self, head: &mut [f32], cos: &[f64], sin: &[f64]) {
         scalar::rope_apply(head, cos, sin)
     }
+    /// See [`scalar::rope_angles`].
+    fn rope_angles(
+        &self,
+        pos: usize,
+        n_rot: usize,
+        theta: f32,
+        cos: &mut Vec<f64>,
+        sin: &mut Vec<f64>,
+    ) {
+        scalar::rope_angles(pos, n_rot, theta, cos, sin)
+    }
     /// See [`scalar::attn_scores`].
     fn attn_scores(&self, q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
         scalar::attn_scores(q, keys, stride, scale, out)
@@ -96,6 +112,10 @@ pub trait Kernels: Send + Sync {
     /// See [`scalar::attn_mix`].
     fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
         scalar::attn_mix(probs, values, stride, out)
+    }
+    /// See [`scalar::softmax`].
+    fn softmax(&self, x: &mut [f32]) {
+        scalar::softmax(x)
     }
 }
 

@@ -2,10 +2,10 @@
 //! one token at a time, with an f32 KV cache.
 
 use super::weights::{LayerWeights, Linear};
-use super::{ActMode, Backend, FfnActivation, Logits, Model};
+use super::{ActMode, Backend, FfnActivation, Logits, Model, ModelConfig};
 use crate::error::{Error, Result};
 use crate::formats::DenseType;
-use crate::kernels::{scalar, Cpu, KernelChoice, QuantActs};
+use crate::kernels::{Cpu, KernelChoice, QuantActs};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
@@ -32,18 +32,50 @@ pub struct CpuBackend {
     model: Arc<Model>,
     cpu: Cpu,
     act: ActMode,
-    n_ctx: usize,
     n_past: usize,
-    /// `[layer][position][kv_dim]`.
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
+    kv: KvCache,
     s: Scratch,
 }
 
+/// Keys and values of every layer, `[layer][position][kv_dim]`, in f32.
+struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    n_ctx: usize,
+    kv_dim: usize,
+}
+
+impl KvCache {
+    /// Keeps the keys and values of the `n` tokens from position `p0` on.
+    fn store(&mut self, layer: usize, p0: usize, k: &[f32], v: &[f32]) {
+        let at = (layer * self.n_ctx + p0) * self.kv_dim;
+        self.k[at..at + k.len()].copy_from_slice(k);
+        self.v[at..at + v.len()].copy_from_slice(v);
+    }
+
+    /// One layer's keys and values, from position 0 on.
+    fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        let at = layer * self.n_ctx * self.kv_dim;
+        (&self.k[at..], &self.v[at..])
+    }
+}
+
+/// A normed activation ready for the linear layers that read it: in f32, quantized to
+/// int8 (int8 mode) and dequantized (only for float layers), with the matmuls' tile.
+#[derive(Default)]
+struct LinearInput {
+    x: Vec<f32>,
+    acts: QuantActs,
+    deq: Vec<f32>,
+    tile: Vec<f32>,
+}
+
+/// The activations of the tokens in flight, reused from layer to layer and call to call.
 #[derive(Default)]
 struct Scratch {
+    /// The residual stream.
     x: Vec<f32>,
-    h: Vec<f32>,
+    input: LinearInput,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -52,12 +84,9 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     scores: Vec<f32>,
-    /// One position's RoPE angles (see [`scalar::rope_angles`]).
+    /// One position's RoPE angles (see [`crate::kernels::scalar::rope_angles`]).
     rope_cos: Vec<f64>,
     rope_sin: Vec<f64>,
-    tile: Vec<f32>,
-    acts: QuantActs,
-    deq: Vec<f32>,
 }
 
 impl CpuBackend {
@@ -110,10 +139,13 @@ impl CpuBackend {
         Ok(CpuBackend {
             cpu: Cpu::new(opts.kernels, opts.threads),
             act: opts.act,
-            n_ctx,
             n_past: 0,
-            k_cache: zeroed(kv_len)?,
-            v_cache: zeroed(kv_len)?,
+            kv: KvCache {
+                k: zeroed(kv_len)?,
+                v: zeroed(kv_len)?,
+                n_ctx,
+                kv_dim: cfg.kv_dim(),
+            },
             s: Scratch::default(),
             model,
         })
@@ -124,36 +156,91 @@ impl CpuBackend {
     }
 
     pub fn kv_cache_bytes(&self) -> usize {
-        (self.k_cache.len() + self.v_cache.len()) * 4
+        (self.kv.k.len() + self.kv.v.len()) * 4
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
 
-    /// Applies `lin` to `input` (`n` rows) into `out`. In int8 mode, `acts` must hold
-    /// the quantized input already (so q/k/v and gate/up share one quantization).
-    /// Takes the scratch buffers one by one: they are disjoint borrows of one struct.
-    #[allow(clippy::too_many_arguments)]
-    fn linear(
-        cpu: &Cpu,
-        act: ActMode,
-        lin: &Linear,
-        input: &[f32],
-        acts: &QuantActs,
-        deq: &[f32],
-        n: usize,
-        out: &mut Vec<f32>,
-        tile: &mut Vec<f32>,
-    ) {
+    /// One transformer layer on the `n` tokens in `self.s.x`, at positions
+    /// `n_past..n_past + n`.
+    fn layer(&mut self, li: usize, w: &LayerWeights, n: usize) {
+        let cfg = &self.model.config;
+        let ops = Ops {
+            cpu: &self.cpu,
+            act: self.act,
+            cfg,
+        };
+        let (s, kv, p0) = (&mut self.s, &mut self.kv, self.n_past);
+        // Attention. One normed, quantized input feeds q, k and v.
+        ops.norm(&s.x, &w.attn_norm, &mut s.input, &[&w.q, &w.k, &w.v]);
+        ops.linear(&w.q, &mut s.input, n, &mut s.q);
+        ops.linear(&w.k, &mut s.input, n, &mut s.k);
+        ops.linear(&w.v, &mut s.input, n, &mut s.v);
+        // Rotary position embedding of queries and keys; keys and values are kept.
+        ops.rope(p0, n, &mut s.q, &mut s.k, &mut s.rope_cos, &mut s.rope_sin);
+        kv.store(li, p0, &s.k, &s.v);
+        // Causal attention of each query head over its KV head's cached positions.
+        ops.attention(kv.layer(li), p0, n, &s.q, &mut s.scores, &mut s.att);
+        // BitNet's sub-norm before the output projection, then the residual.
+        ops.norm(&s.att, &w.attn_sub_norm, &mut s.input, &[&w.o]);
+        ops.linear(&w.o, &mut s.input, n, &mut s.o);
+        add(&mut s.x, &s.o);
+        // Feed-forward: gate and up from one input, the gated activation, sub-norm,
+        // down projection, residual.
+        ops.norm(&s.x, &w.ffn_norm, &mut s.input, &[&w.gate, &w.up]);
+        ops.linear(&w.gate, &mut s.input, n, &mut s.gate);
+        ops.linear(&w.up, &mut s.input, n, &mut s.up);
+        ops.gated_activation(&mut s.gate, &s.up);
+        ops.norm(&s.gate, &w.ffn_sub_norm, &mut s.input, &[&w.down]);
+        ops.linear(&w.down, &mut s.input, n, &mut s.o);
+        add(&mut s.x, &s.o);
+    }
+}
+
+/// What every step of a layer reads: the kernels, the activation mode, the model's shape.
+struct Ops<'a> {
+    cpu: &'a Cpu,
+    act: ActMode,
+    cfg: &'a ModelConfig,
+}
+
+impl Ops<'_> {
+    /// RMSNorm of `x` into `into`; in int8 mode quantized once for every linear layer
+    /// in `readers`, and (only when one of them is a float layer) dequantized once too.
+    fn norm(&self, x: &[f32], weight: &[f32], into: &mut LinearInput, readers: &[&Linear]) {
+        into.x.resize(x.len(), 0.0);
+        self.cpu
+            .kernels
+            .rmsnorm(x, weight, self.cfg.rms_eps, &mut into.x);
+        if self.act == ActMode::Int8 {
+            self.cpu.quantize(&into.x, weight.len(), &mut into.acts);
+            if readers.iter().any(|l| matches!(l, Linear::Dense { .. })) {
+                into.deq = into.acts.dequantize();
+            }
+        }
+    }
+
+    /// `lin` applied to the `n` rows of `input` (normed by [`norm`](Self::norm)) into `out`.
+    fn linear(&self, lin: &Linear, input: &mut LinearInput, n: usize, out: &mut Vec<f32>) {
+        let cpu = self.cpu;
         out.resize(n * lin.rows(), 0.0);
-        match (lin, act) {
-            (Linear::Ternary(w), ActMode::Int8) => cpu.ternary_matmul(w, acts, out, tile),
-            (Linear::Ternary(w), ActMode::F32) => scalar::ternary_matmul_f32(w, input, n, out),
-            (Linear::Dense { w, out_scale }, _) => {
+        match (lin, self.act) {
+            (Linear::Ternary(w), ActMode::Int8) => {
+                cpu.ternary_matmul(w, &input.acts, out, &mut input.tile)
+            }
+            (Linear::Ternary(w), ActMode::F32) => {
+                cpu.kernels.ternary_matmul_f32(w, &input.x, n, out)
+            }
+            (Linear::Dense { w, out_scale }, act) => {
                 // A float checkpoint still sees BitNet's quantized activations.
-                let x = if act == ActMode::Int8 { deq } else { input };
-                cpu.dense_matmul(w, x, n, out, tile);
+                let x = if act == ActMode::Int8 {
+                    &input.deq
+                } else {
+                    &input.x
+                };
+                cpu.dense_matmul(w, x, n, out, &mut input.tile);
                 if *out_scale != 1.0 {
                     out.iter_mut().for_each(|v| *v *= out_scale);
                 }
@@ -161,207 +248,70 @@ impl CpuBackend {
         }
     }
 
-    /// RMSNorm of `x` into `out`; in int8 mode, quantized once for every linear layer
-    /// that reads it, and (only when one of them is a float layer) dequantized once too.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_input(
-        cpu: &Cpu,
-        act: ActMode,
-        x: &[f32],
-        weight: &[f32],
-        eps: f32,
-        out: &mut [f32],
-        acts: &mut QuantActs,
-        deq: &mut Vec<f32>,
-        readers: &[&Linear],
+    /// NeoX RoPE on every query and key head of the `n` tokens from position `p0` on.
+    fn rope(
+        &self,
+        p0: usize,
+        n: usize,
+        q: &mut [f32],
+        k: &mut [f32],
+        cos: &mut Vec<f64>,
+        sin: &mut Vec<f64>,
     ) {
-        cpu.kernels.rmsnorm(x, weight, eps, out);
-        if act == ActMode::Int8 {
-            cpu.quantize(out, weight.len(), acts);
-            if readers.iter().any(|l| matches!(l, Linear::Dense { .. })) {
-                *deq = acts.dequantize();
+        let (cfg, kernels) = (self.cfg, &self.cpu.kernels);
+        let (e, kvd, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        for i in 0..n {
+            kernels.rope_angles(p0 + i, cfg.n_rot, cfg.rope_theta, cos, sin);
+            let q_heads = q[i * e..(i + 1) * e].chunks_exact_mut(hd);
+            for h in q_heads.chain(k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd)) {
+                kernels.rope(h, cos, sin);
             }
         }
     }
 
-    fn layer(&mut self, li: usize, layer: &LayerWeights, n: usize) {
-        let cfg = &self.model.config;
+    /// Causal softmax attention of the `n` tokens from position `p0` on over the layer's
+    /// cached keys and values; query head h reads KV head `h / (n_head / n_head_kv)`.
+    fn attention(
+        &self,
+        (keys, values): (&[f32], &[f32]),
+        p0: usize,
+        n: usize,
+        q: &[f32],
+        scores: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) {
+        let (cfg, kernels) = (self.cfg, &self.cpu.kernels);
         let (e, kvd, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
-        let p0 = self.n_past;
-        let s = &mut self.s;
-        let (cpu, act) = (&self.cpu, self.act);
-
-        // Attention block.
-        s.h.resize(n * e, 0.0);
-        Self::norm_input(
-            cpu,
-            act,
-            &s.x,
-            &layer.attn_norm,
-            cfg.rms_eps,
-            &mut s.h,
-            &mut s.acts,
-            &mut s.deq,
-            &[&layer.q, &layer.k, &layer.v],
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.q,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.q,
-            &mut s.tile,
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.k,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.k,
-            &mut s.tile,
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.v,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.v,
-            &mut s.tile,
-        );
-        for i in 0..n {
-            let pos = p0 + i;
-            scalar::rope_angles(
-                pos,
-                cfg.n_rot,
-                cfg.rope_theta,
-                &mut s.rope_cos,
-                &mut s.rope_sin,
-            );
-            let heads = s.q[i * e..(i + 1) * e].chunks_exact_mut(hd);
-            for h in heads.chain(s.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd)) {
-                cpu.kernels.rope(h, &s.rope_cos, &s.rope_sin);
-            }
-            let at = (li * self.n_ctx + pos) * kvd;
-            self.k_cache[at..at + kvd].copy_from_slice(&s.k[i * kvd..(i + 1) * kvd]);
-            self.v_cache[at..at + kvd].copy_from_slice(&s.v[i * kvd..(i + 1) * kvd]);
-        }
-        s.att.resize(n * e, 0.0);
         let group = cfg.n_head / cfg.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
-        let layer_k = &self.k_cache[li * self.n_ctx * kvd..];
-        let layer_v = &self.v_cache[li * self.n_ctx * kvd..];
+        out.resize(n * e, 0.0);
         for i in 0..n {
-            let len = p0 + i + 1;
-            s.scores.resize(len, 0.0);
+            scores.resize(p0 + i + 1, 0.0);
             for h in 0..cfg.n_head {
-                let kvh = h / group;
-                let q = &s.q[i * e + h * hd..i * e + (h + 1) * hd];
-                let (keys, values) = (&layer_k[kvh * hd..], &layer_v[kvh * hd..]);
-                cpu.kernels.attn_scores(q, keys, kvd, scale, &mut s.scores);
-                scalar::softmax(&mut s.scores);
-                let out = &mut s.att[i * e + h * hd..i * e + (h + 1) * hd];
-                cpu.kernels.attn_mix(&s.scores, values, kvd, out);
+                let at = (h / group) * hd;
+                let head = i * e + h * hd..i * e + (h + 1) * hd;
+                kernels.attn_scores(&q[head.clone()], &keys[at..], kvd, scale, scores);
+                kernels.softmax(scores);
+                kernels.attn_mix(scores, &values[at..], kvd, &mut out[head]);
             }
         }
-        Self::norm_input(
-            cpu,
-            act,
-            &s.att,
-            &layer.attn_sub_norm,
-            cfg.rms_eps,
-            &mut s.h,
-            &mut s.acts,
-            &mut s.deq,
-            &[&layer.o],
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.o,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.o,
-            &mut s.tile,
-        );
-        s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
+    }
 
-        // Feed-forward block.
-        Self::norm_input(
-            cpu,
-            act,
-            &s.x,
-            &layer.ffn_norm,
-            cfg.rms_eps,
-            &mut s.h,
-            &mut s.acts,
-            &mut s.deq,
-            &[&layer.gate, &layer.up],
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.gate,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.gate,
-            &mut s.tile,
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.up,
-            &s.h,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.up,
-            &mut s.tile,
-        );
-        for (g, &u) in s.gate.iter_mut().zip(&s.up) {
-            let a = match cfg.activation {
+    /// `gate = act(gate) · up`, act being the model's ReLU² or SiLU.
+    fn gated_activation(&self, gate: &mut [f32], up: &[f32]) {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            let a = match self.cfg.activation {
                 FfnActivation::Relu2 => g.max(0.0) * g.max(0.0),
                 FfnActivation::Silu => *g / (1.0 + (-*g).exp()),
             };
             *g = a * u;
         }
-        s.up.resize(s.gate.len(), 0.0);
-        Self::norm_input(
-            cpu,
-            act,
-            &s.gate,
-            &layer.ffn_sub_norm,
-            cfg.rms_eps,
-            &mut s.up,
-            &mut s.acts,
-            &mut s.deq,
-            &[&layer.down],
-        );
-        Self::linear(
-            cpu,
-            act,
-            &layer.down,
-            &s.up,
-            &s.acts,
-            &s.deq,
-            n,
-            &mut s.o,
-            &mut s.tile,
-        );
-        s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
     }
+}
+
+/// The residual connection `x += y`.
+fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
 impl Backend for CpuBackend {
@@ -381,10 +331,10 @@ impl Backend for CpuBackend {
         if n == 0 {
             return Err(Error::InvalidArgument("no tokens to run".into()));
         }
-        if self.n_past + n > self.n_ctx {
+        if self.n_past + n > self.kv.n_ctx {
             return Err(Error::ContextFull {
                 needed: self.n_past + n,
-                capacity: self.n_ctx,
+                capacity: self.kv.n_ctx,
             });
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
@@ -411,23 +361,23 @@ impl Backend for CpuBackend {
             Logits::All => 0..n,
         };
         let nr = rows.len();
-        let s = &mut self.s;
-        s.h.resize(nr * e, 0.0);
+        let (x, h) = (&self.s.x, &mut self.s.input);
+        h.x.resize(nr * e, 0.0);
         self.cpu.kernels.rmsnorm(
-            &s.x[rows.start * e..rows.end * e],
+            &x[rows.start * e..rows.end * e],
             &model.weights.output_norm,
             cfg.rms_eps,
-            &mut s.h,
+            &mut h.x,
         );
         let mut logits = vec![0.0; nr * cfg.n_vocab];
         let head = model.weights.head();
         if head.ty == DenseType::I8 {
-            self.cpu.quantize(&s.h, e, &mut s.acts);
+            self.cpu.quantize(&h.x, e, &mut h.acts);
             self.cpu
-                .int8_matmul(head, &s.acts, &mut logits, &mut s.tile);
+                .int8_matmul(head, &h.acts, &mut logits, &mut h.tile);
         } else {
             self.cpu
-                .dense_matmul(head, &s.h, nr, &mut logits, &mut s.tile);
+                .dense_matmul(head, &h.x, nr, &mut logits, &mut h.tile);
         }
         Ok(logits)
     }
@@ -437,7 +387,7 @@ impl Backend for CpuBackend {
     }
 
     fn n_ctx(&self) -> usize {
-        self.n_ctx
+        self.kv.n_ctx
     }
 
     fn n_vocab(&self) -> usize {
