@@ -319,7 +319,7 @@ impl ChatTemplate {
         // SystemTime::now() panics on wasm32-unknown-unknown; templates test
         // `strftime_now is defined` and fall back to a fixed date there.
         #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-        env.add_function("strftime_now", |fmt: String| -> String {
+        env.add_function("strftime_now", |fmt: String| {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -640,98 +640,21 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) (Howard Hinnant's algorithm).
+/// `strftime` of a UTC time, for the templates' `strftime_now` (chrono's specifiers, a
+/// superset of the C ones templates use); one it does not know is a template error.
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), allow(dead_code))]
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// A small `strftime` over UTC for the specifiers chat templates use.
-#[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), allow(dead_code))]
-fn strftime_utc(fmt: &str, unix_secs: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    const DAYS: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
-    let is_leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let cum = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let yday = cum[m as usize - 1] + d + u32::from(is_leap && m > 2);
-    let month = MONTHS[m as usize - 1];
-    let day = DAYS[weekday];
+fn strftime_utc(fmt: &str, unix_secs: i64) -> std::result::Result<String, minijinja::Error> {
+    use std::fmt::Write;
+    let bad = || {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now cannot format {fmt:?}"),
+        )
+    };
+    let time = chrono::DateTime::from_timestamp(unix_secs, 0).ok_or_else(bad)?;
     let mut out = String::new();
-    let mut it = fmt.chars();
-    while let Some(c) = it.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('Y') => out.push_str(&y.to_string()),
-            Some('y') => out.push_str(&format!("{:02}", y.rem_euclid(100))),
-            Some('m') => out.push_str(&format!("{m:02}")),
-            Some('d') => out.push_str(&format!("{d:02}")),
-            Some('e') => out.push_str(&format!("{d:2}")),
-            Some('-') => match it.next() {
-                Some('d') => out.push_str(&d.to_string()),
-                Some('m') => out.push_str(&m.to_string()),
-                Some(o) => {
-                    out.push_str("%-");
-                    out.push(o);
-                }
-                None => out.push_str("%-"),
-            },
-            Some('j') => out.push_str(&format!("{yday:03}")),
-            Some('H') => out.push_str(&format!("{hh:02}")),
-            Some('I') => out.push_str(&format!("{:02}", (hh + 11) % 12 + 1)),
-            Some('p') => out.push_str(if hh < 12 { "AM" } else { "PM" }),
-            Some('M') => out.push_str(&format!("{mm:02}")),
-            Some('S') => out.push_str(&format!("{ss:02}")),
-            Some('B') => out.push_str(month),
-            Some('b') | Some('h') => out.push_str(&month[..3]),
-            Some('A') => out.push_str(day),
-            Some('a') => out.push_str(&day[..3]),
-            Some('F') => out.push_str(&format!("{y}-{m:02}-{d:02}")),
-            Some('%') => out.push('%'),
-            Some(o) => {
-                out.push('%');
-                out.push(o);
-            }
-            None => out.push('%'),
-        }
-    }
-    out
+    write!(out, "{}", time.format(fmt)).map_err(|_| bad())?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1045,13 +968,17 @@ mod tests {
     fn strftime_formats() {
         // 2024-07-26 13:05:09 UTC, a Friday.
         let t = 1_721_999_109;
-        assert_eq!(strftime_utc("%d %b %Y", t), "26 Jul 2024");
+        let f = |fmt, t| strftime_utc(fmt, t).unwrap();
+        assert_eq!(f("%d %b %Y", t), "26 Jul 2024");
         assert_eq!(
-            strftime_utc("%A %B %-d, %Y %H:%M:%S %j %I%p %%", t),
+            f("%A %B %-d, %Y %H:%M:%S %j %I%p %%", t),
             "Friday July 26, 2024 13:05:09 208 01PM %"
         );
-        assert_eq!(strftime_utc("%F", 0), "1970-01-01");
-        assert_eq!(strftime_utc("%F %a", 951_782_400), "2000-02-29 Tue");
+        assert_eq!(f("%F", 0), "1970-01-01");
+        assert_eq!(f("%F %a", 951_782_400), "2000-02-29 Tue");
+        // A specifier no strftime knows is the template's error, not a panic.
+        let err = strftime_utc("%Q", t).unwrap_err();
+        assert!(err.to_string().contains("strftime_now"), "{err}");
     }
 
     #[test]

@@ -78,11 +78,7 @@ impl Sha256 {
     /// The digest as lowercase hex; the hasher starts over afterwards.
     pub fn hex(&mut self) -> String {
         use sha2::Digest;
-        self.0
-            .finalize_reset()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        format!("{:x}", self.0.finalize_reset())
     }
 }
 
