@@ -9,7 +9,7 @@ use bitnet_engine::gguf::{merge_split, GgufFile, GgufLoader, LoadOptions, LoadPh
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits};
 use bitnet_engine::session::{
-    Event, Flow, GenerateOptions, Generation, LoadSettings, LoadedModel, Session, Step, Usage,
+    GenerateOptions, Generation, LoadSettings, LoadedModel, Session, Step, Usage,
 };
 use bitnet_engine::tokenizer::PreTokenizerChoice;
 use serde::{Deserialize, Serialize};
@@ -431,64 +431,6 @@ impl Engine {
 
     pub fn detokenize(&self, ids: Vec<u32>) -> Result<String, JsValue> {
         Ok(self.loaded()?.tokenizer.decode(&ids, false))
-    }
-
-    /// One chat turn over the whole conversation `messages` ([{role, content}]);
-    /// `onToken(text, id)` is called per streamed piece and may return `false` to stop.
-    pub fn chat(
-        &mut self,
-        messages: JsValue,
-        options: JsValue,
-        on_token: Option<js_sys::Function>,
-    ) -> Result<JsValue, JsValue> {
-        let messages: Vec<ChatMessage> =
-            serde_wasm_bindgen::from_value(messages).map_err(bad_options)?;
-        let opts = generate_options(options)?;
-        self.run(on_token, |s, cb| s.chat(&messages, &opts, cb))
-    }
-
-    /// Raw completion of a text prompt (BOS added per the vocabulary).
-    pub fn complete(
-        &mut self,
-        prompt: &str,
-        options: JsValue,
-        on_token: Option<js_sys::Function>,
-    ) -> Result<JsValue, JsValue> {
-        let opts = generate_options(options)?;
-        self.run(on_token, |s, cb| s.complete(prompt, &opts, cb))
-    }
-
-    fn run(
-        &mut self,
-        on_token: Option<js_sys::Function>,
-        f: impl FnOnce(
-            &mut Session,
-            &mut dyn FnMut(Event) -> Flow,
-        ) -> bitnet_engine::Result<bitnet_engine::session::Completion>,
-    ) -> Result<JsValue, JsValue> {
-        let mut live = self.live()?;
-        live.generation = None;
-        let session = &mut live.session;
-        let mut callback_error = None;
-        let mut cb = |e: Event| match (e, &on_token) {
-            (Event::Token { id, text }, Some(f)) => {
-                match f.call2(&JsValue::NULL, &text.into(), &id.into()) {
-                    Ok(v) if v == JsValue::FALSE => Flow::Abort,
-                    Ok(_) => Flow::Continue,
-                    Err(e) => {
-                        callback_error = Some(e);
-                        Flow::Abort
-                    }
-                }
-            }
-            _ => Flow::Continue,
-        };
-        let completion = f(session, &mut cb).map_err(js_error)?;
-        if let Some(e) = callback_error {
-            return Err(e);
-        }
-        live.last_usage = Some(completion.usage.clone());
-        Ok(to_js(&completion))
     }
 
     /// Starts a chat turn to be run with `step()` (for callers that must stay

@@ -176,32 +176,27 @@ fn engine_loads_chunks_and_streams_a_completion() {
         vec![509, 293, 32, 485]
     );
 
-    let pieces = js_sys::Array::new();
-    let collect = pieces.clone();
-    let cb = Closure::<dyn FnMut(String, u32) -> bool>::new(move |text: String, _id: u32| {
-        collect.push(&text.into());
-        collect.length() < 5
-    });
+    // Streams through step() the way the worker does, and stops after five pieces.
     let options =
         js_sys::JSON::parse(r#"{"max_tokens": 12, "temperature": 0, "loop_guard": false}"#)
             .unwrap();
-    let out = engine
-        .complete(
-            "The quick brown fox",
-            options,
-            Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone()),
-        )
+    engine
+        .begin_complete("The quick brown fox", options)
         .unwrap();
-    assert_eq!(
-        js_sys::Reflect::get(&out, &"finish_reason".into()).unwrap(),
-        "aborted"
-    );
-    assert_eq!(pieces.length(), 5);
-    let text = js_sys::Reflect::get(&out, &"text".into())
-        .unwrap()
-        .as_string()
-        .unwrap();
-    assert_eq!(text, pieces.join("").as_string().unwrap());
+    let field = |v: &JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
+    let mut pieces = String::new();
+    let mut tokens = 0;
+    while tokens < 5 {
+        let step = engine.step().unwrap();
+        assert_ne!(field(&step, "type"), "done", "ended after {tokens} tokens");
+        if field(&step, "type") == "token" {
+            pieces += &field(&step, "text").as_string().unwrap();
+            tokens += 1;
+        }
+    }
+    let out = engine.abort_generation().unwrap();
+    assert_eq!(field(&out, "finish_reason"), "aborted");
+    assert_eq!(field(&out, "text").as_string().unwrap(), pieces);
 }
 
 #[wasm_bindgen_test]
