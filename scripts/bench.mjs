@@ -2,40 +2,44 @@
 // Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
 // 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const promptTokens = Number(opt('prompt-tokens', 64));
-const genTokens = Number(opt('gen-tokens', 64));
-const runs = Number(opt('runs', 3));
+const promptTokens = Number(opt("prompt-tokens", 64));
+const genTokens = Number(opt("gen-tokens", 64));
+const runs = Number(opt("runs", 3));
 // The scalar build is an order of magnitude slower: fewer tokens, one run, same per-token rates.
-const scalarTokens = Number(opt('scalar-tokens', 8));
-const variants = opt('variants', 'native,wasm-scalar,wasm-simd128,wasm-relaxed,wasm-simd128-threads,wasm-relaxed-threads').split(',');
+const scalarTokens = Number(opt("scalar-tokens", 8));
+const variants = opt(
+  "variants",
+  "native,wasm-scalar,wasm-simd128,wasm-relaxed,wasm-simd128-threads,wasm-relaxed-threads",
+).split(",");
 // Threads of the `-threads` builds (the single-thread targets are measured on the others).
-const poolThreads = Number(opt('threads', Math.min(availableParallelism(), 8)));
+const poolThreads = Number(opt("threads", Math.min(availableParallelism(), 8)));
 // LM heads to try: the file's (F16) and the int8 copy.
-const heads = opt('heads', 'file,int8').split(',');
+const heads = opt("heads", "file,int8").split(",");
 
-const cli = path.join(root, 'target/release/bitnet');
-if (!existsSync(cli) || variants.includes('native')) {
-  execFileSync('cargo', ['build', '--release', '--locked', '-q', '-p', 'bitnet-cli'], { cwd: root, stdio: 'inherit' });
+const cli = path.join(root, "target/release/bitnet");
+if (!existsSync(cli) || variants.includes("native")) {
+  execFileSync("cargo", ["build", "--release", "--locked", "-q", "-p", "bitnet-cli"], { cwd: root, stdio: "inherit" });
 }
-let models = args.includes('--model') ? [path.resolve(opt('model'))] : [];
+const models = args.includes("--model") ? [path.resolve(opt("model"))] : [];
 if (models.length === 0) {
-  const dir = path.join(root, 'target/bench-models');
+  const dir = path.join(root, "target/bench-models");
   mkdirSync(dir, { recursive: true });
-  for (const w of ['I2_S', 'TQ2_0']) {
+  for (const w of ["I2_S", "TQ2_0"]) {
     const file = path.join(dir, `2b4t-${w}.gguf`);
-    if (!existsSync(file)) execFileSync(cli, ['synth', '--shape', '2b4t', '--wtype', w, '--seed', '1', '--out', file], { stdio: 'inherit' });
+    if (!existsSync(file))
+      execFileSync(cli, ["synth", "--shape", "2b4t", "--wtype", w, "--seed", "1", "--out", file], { stdio: "inherit" });
     models.push(file);
   }
 }
@@ -44,25 +48,65 @@ if (models.length === 0) {
 // pre-standard relaxed SIMD (other dot-product results), and V8 before 13.6 (Node 24)
 // turns the relaxed dot product into three instructions where current browsers emit one
 // VNNI `vpdpbusd`. On an older Node, a Node 24 from the npm registry runs them.
-const [v8Major, v8Minor] = process.versions.v8.split('.').map(Number);
-const wasmNode = v8Major * 100 + v8Minor >= 1306 ? [process.execPath] : ['npx', '--yes', 'node@24'];
+const [v8Major, v8Minor] = process.versions.v8.split(".").map(Number);
+const wasmNode = v8Major * 100 + v8Minor >= 1306 ? [process.execPath] : ["npx", "--yes", "node@24"];
 
 for (const model of models) {
-  for (const head of heads) for (const v of variants) {
-    if (v === 'wasm-scalar' && head !== 'file') continue;
-    let line;
-    if (v === 'native') {
-      const r = JSON.parse(execFileSync(cli, ['bench', '--model', model, '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--runs', String(runs), '--threads', '1', '--head', head]).toString());
-      line = { backend: 'native', model: path.basename(model), threads: 1, prefill_tps: r.prefill_tps, decode_tps: r.decode_tps, kernels: r.backend, head, read_bandwidth_GBps: r.read_bandwidth_GBps };
-    } else {
-      const variant = v.replace('wasm-', '');
-      const [p, g, n] = variant === 'scalar' ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
-      // A fresh process per variant: wasm memory is never returned to the OS.
-      const [cmd, ...pre] = wasmNode;
-      const threads = variant.endsWith('-threads') ? poolThreads : 1;
-      const out = execFileSync(cmd, [...pre, path.join(root, 'scripts/bench-wasm.mjs'), variant, model, String(p), String(g), String(n), head, String(threads)], { maxBuffer: 1 << 20 });
-      line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
+  for (const head of heads)
+    for (const v of variants) {
+      if (v === "wasm-scalar" && head !== "file") continue;
+      let line;
+      if (v === "native") {
+        const r = JSON.parse(
+          execFileSync(cli, [
+            "bench",
+            "--model",
+            model,
+            "--prompt-tokens",
+            String(promptTokens),
+            "--gen-tokens",
+            String(genTokens),
+            "--runs",
+            String(runs),
+            "--threads",
+            "1",
+            "--head",
+            head,
+          ]).toString(),
+        );
+        line = {
+          backend: "native",
+          model: path.basename(model),
+          threads: 1,
+          prefill_tps: r.prefill_tps,
+          decode_tps: r.decode_tps,
+          kernels: r.backend,
+          head,
+          read_bandwidth_GBps: r.read_bandwidth_GBps,
+        };
+      } else {
+        const variant = v.replace("wasm-", "");
+        const [p, g, n] = variant === "scalar" ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
+        // A fresh process per variant: wasm memory is never returned to the OS.
+        const [cmd, ...pre] = wasmNode;
+        const threads = variant.endsWith("-threads") ? poolThreads : 1;
+        const out = execFileSync(
+          cmd,
+          [
+            ...pre,
+            path.join(root, "scripts/bench-wasm.mjs"),
+            variant,
+            model,
+            String(p),
+            String(g),
+            String(n),
+            head,
+            String(threads),
+          ],
+          { maxBuffer: 1 << 20 },
+        );
+        line = { backend: v, model: path.basename(model), ...JSON.parse(out.toString()) };
+      }
+      console.log(JSON.stringify(line));
     }
-    console.log(JSON.stringify(line));
-  }
 }

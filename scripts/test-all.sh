@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project. Run from anywhere; installs only the npm packages of the
-# lock file (see .ci/run for the rest): needs the wasm32 target, wasm-bindgen-test-runner
-# (wasm-bindgen-cli), a wgpu adapter (natively: mesa-vulkan-drivers) and, for the browser
-# runs, chromium + chromedriver.
+# lock file and cargo-fuzz (see .ci/run for the rest): needs the wasm32 target,
+# wasm-bindgen-test-runner (wasm-bindgen-cli), the dated nightly of scripts/toolchains.sh,
+# a C++ compiler (libFuzzer), a wgpu adapter (natively: mesa-vulkan-drivers) and, for the
+# browser runs, chromium + chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
 cargo test --workspace --locked
+
+echo "== fuzz: every committed corpus input through the libFuzzer targets, then short seeded runs"
+./scripts/fuzz-replay.sh
 
 declare -A flags=(
   [scalar]=""
@@ -39,6 +43,8 @@ wasm_test relaxed browser
 
 echo "== npm package: build (wasm + TypeScript)"
 npm ci --no-audit --no-fund
+echo "== TypeScript habits: Biome (format + lint) and tsc over the browser tests"
+npm run lint
 npm run build
 echo "== chat app (www/): type check and Vite build"
 # npm install, not npm ci: the registry reached here lacks some of Rollup's optional

@@ -41,9 +41,18 @@ function load(page: Page, url: string, opts: Record<string, unknown> = {}): Prom
       const { CreateEngine, listCachedModels } = (window as any).bitnet;
       try {
         const engine = await CreateEngine({ model: url, ...opts });
-        const c = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 12 });
+        const c = await engine.chat.completions.create({
+          messages: [{ role: "user", content: "Hi" }],
+          temperature: 0,
+          max_tokens: 12,
+        });
         await engine.unload();
-        return { text: c.choices[0].message.content, source: engine.load.source, cacheError: engine.load.cacheError, listed: await listCachedModels() };
+        return {
+          text: c.choices[0].message.content,
+          source: engine.load.source,
+          cacheError: engine.load.cacheError,
+          listed: await listCachedModels(),
+        };
       } catch (e: any) {
         return { error: { kind: e.kind, message: e.message }, listed: await listCachedModels() };
       }
@@ -125,7 +134,9 @@ test("a body that ends early is never kept as complete, whether the size is hidd
   }
 });
 
-test("a cross-origin host that exposes no headers and refuses preflights still serves a resumable download", async ({ page }) => {
+test("a cross-origin host that exposes no headers and refuses preflights still serves a resumable download", async ({
+  page,
+}) => {
   const path = `/flaky/${MODEL}`;
   const expected = await reference(page, MODEL);
   server.log.length = 0;
@@ -146,7 +157,9 @@ test("two tabs loading one model share one download instead of writing over each
   server.quirks.set(path, { delayMs: 150 });
   const [a, b] = await Promise.all([
     load(page, url, { rangeChunkBytes: 100_000 }),
-    second.evaluate(() => new Promise((ok) => setTimeout(ok, 200))).then(() => load(second, url, { rangeChunkBytes: 100_000 })),
+    second
+      .evaluate(() => new Promise((ok) => setTimeout(ok, 200)))
+      .then(() => load(second, url, { rangeChunkBytes: 100_000 })),
   ]);
   expect(a.error).toBeUndefined();
   expect(b.error).toBeUndefined();

@@ -20,7 +20,15 @@ export function cli(...args: string[]): string {
 export function splitFixture(n: number): string[] {
   const dir = join(ROOT, "target/browser-fixtures");
   mkdirSync(dir, { recursive: true });
-  return cli("split", "--model", join(ROOT, "tests/fixtures", MODEL), "--parts", String(n), "--out", join(dir, "tiny-split"))
+  return cli(
+    "split",
+    "--model",
+    join(ROOT, "tests/fixtures", MODEL),
+    "--parts",
+    String(n),
+    "--out",
+    join(dir, "tiny-split"),
+  )
     .trim()
     .split("\n")
     .map((p) => p.split("/").pop()!);

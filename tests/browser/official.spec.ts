@@ -30,10 +30,34 @@ test.beforeAll(async () => {
     /* not yet written */
   }
   if (size !== SIZE) {
-    cli("synth", "--shape", "2b4t", "--wtype", "I2_S", "--layout", "official", "--vocab", "tests/fixtures/llama3-vocab.gguf", "--out", path);
+    cli(
+      "synth",
+      "--shape",
+      "2b4t",
+      "--wtype",
+      "I2_S",
+      "--layout",
+      "official",
+      "--vocab",
+      "tests/fixtures/llama3-vocab.gguf",
+      "--out",
+      path,
+    );
   }
   expect(statSync(path).size).toBe(SIZE);
-  cli("synth", "--shape", "tiny", "--wtype", "I2_S", "--layout", "official", "--vocab", "tests/fixtures/llama3-vocab.gguf", "--out", join(DIR, SMALL));
+  cli(
+    "synth",
+    "--shape",
+    "tiny",
+    "--wtype",
+    "I2_S",
+    "--layout",
+    "official",
+    "--vocab",
+    "tests/fixtures/llama3-vocab.gguf",
+    "--out",
+    join(DIR, SMALL),
+  );
   writeFileSync(join(DIR, "official-messages.json"), JSON.stringify(MESSAGES));
   server = await startServer();
 });
@@ -60,7 +84,9 @@ test("the full-size official stand-in loads and its chat prompt ids equal the CL
     },
     { url: `${server.url}/models/${FILE}`, messages: MESSAGES },
   );
-  console.log(`official stand-in: ${(SIZE / 1e9).toFixed(2)} GB loaded in ${(r.loadMs / 1000).toFixed(1)} s (${r.load.backend})`);
+  console.log(
+    `official stand-in: ${(SIZE / 1e9).toFixed(2)} GB loaded in ${(r.loadMs / 1000).toFixed(1)} s (${r.load.backend})`,
+  );
   expect(r.load.bytes).toBe(SIZE);
   const info = r.load.info;
   expect(info.architecture).toBe("bitnet-b1.58");
@@ -77,8 +103,12 @@ test("the full-size official stand-in loads and its chat prompt ids equal the CL
 
 test("chatTemplate and preTokenizer give bitnet.cpp's prompt and ids, or a template of one's own", async ({ page }) => {
   const messagesFile = join(DIR, "official-messages.json");
-  const asWritten = JSON.parse(cli("chat-prompt", "--model", join(DIR, SMALL), "--messages", messagesFile, "--chat-format", "gguf"));
-  expect(asWritten.text).toBe("<|begin_of_text|>Human: What is 1 + 1? Answer <|eot_id|> briefly.\n\nBITNETAssistant: <|end_of_text|>");
+  const asWritten = JSON.parse(
+    cli("chat-prompt", "--model", join(DIR, SMALL), "--messages", messagesFile, "--chat-format", "gguf"),
+  );
+  expect(asWritten.text).toBe(
+    "<|begin_of_text|>Human: What is 1 + 1? Answer <|eot_id|> briefly.\n\nBITNETAssistant: <|end_of_text|>",
+  );
   await openPage(page, server);
   const r = await page.evaluate(
     async ({ url, messages }) => {

@@ -28,7 +28,8 @@ test("the packed tarball installs into a fresh Vite app, builds, and chats", asy
   const tarball = join(pack, JSON.parse(run("npm", ["pack", "--json", "--pack-destination", pack], ROOT))[0].filename);
   const listing = run("tar", ["-tzf", tarball], ROOT);
   for (const f of ["index.js", "index.d.ts", "worker.js"]) expect(listing).toContain(`package/dist/js/${f}`);
-  for (const v of ["scalar", "simd128", "relaxed"]) expect(listing).toContain(`package/dist/wasm/${v}/bitnet_web_bg.wasm`);
+  for (const v of ["scalar", "simd128", "relaxed"])
+    expect(listing).toContain(`package/dist/wasm/${v}/bitnet_web_bg.wasm`);
 
   const app = join(ROOT, "target/vite-app");
   rmSync(app, { recursive: true, force: true });
@@ -48,7 +49,9 @@ test("the packed tarball installs into a fresh Vite app, builds, and chats", asy
   expect(readdirSync(join(app, "dist/assets")).some((f) => f.endsWith(".wasm"))).toBe(true);
 
   const prompt = "Hello";
-  const expected = JSON.parse(cli("generate", "--model", `tests/fixtures/${MODEL}`, "--prompt", prompt, "--chat", "--json", "-n", "12"));
+  const expected = JSON.parse(
+    cli("generate", "--model", `tests/fixtures/${MODEL}`, "--prompt", prompt, "--chat", "--json", "-n", "12"),
+  );
   const q = new URLSearchParams({ model: `${server.url}/models/${MODEL}`, prompt, max_tokens: "12" });
   await openPage(page, server);
   await page.goto(`${server.url}/target/vite-app/dist/index.html?${q}`);

@@ -215,11 +215,19 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
           type: "application/octet-stream",
         }).catch(() => res.destroy());
       }
-      return void sendBytes(req, res, server, path, statSync(file).size, (s, e) => createReadStream(file, { start: s, end: e }), {
-        ranges: model[1] !== "norange",
-        cors,
-        type: "application/octet-stream",
-      }).catch(() => res.destroy());
+      return void sendBytes(
+        req,
+        res,
+        server,
+        path,
+        statSync(file).size,
+        (s, e) => createReadStream(file, { start: s, end: e }),
+        {
+          ranges: model[1] !== "norange",
+          cors,
+          type: "application/octet-stream",
+        },
+      ).catch(() => res.destroy());
     }
     if (path === "/html/model.gguf") {
       return void res

@@ -23,7 +23,11 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
     const turns = async (engine: any, between?: () => Promise<unknown>) => {
       const a = await engine.chat.completions.create({ messages: first, temperature: 0, max_tokens: 16 });
       await between?.();
-      const next = [...first, { role: "assistant", content: a.choices[0].message.content }, { role: "user", content: "And three animals?" }];
+      const next = [
+        ...first,
+        { role: "assistant", content: a.choices[0].message.content },
+        { role: "user", content: "And three animals?" },
+      ];
       const b = await engine.chat.completions.create({ messages: next, temperature: 0, max_tokens: 16 });
       return [a.choices[0].message.content, b.choices[0].message.content];
     };
@@ -32,7 +36,12 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
     await wasm.unload();
 
     const lost: any[] = [];
-    const gpu = await CreateEngine({ model: url, device: "webgpu", cache: false, onDeviceLost: (e: any) => lost.push(e) });
+    const gpu = await CreateEngine({
+      model: url,
+      device: "webgpu",
+      cache: false,
+      onDeviceLost: (e: any) => lost.push(e),
+    });
     const backendBefore = gpu.backend;
     let destroyed = false;
     const gpuTurns = await turns(gpu, async () => {
@@ -42,7 +51,17 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
     await gpu.unload();
     const auto = await CreateEngine({ model: url, cache: false });
     await auto.unload();
-    return { wasmTurns, gpuTurns, backendBefore, backendAfter: gpu.backend, lost, destroyed, stats, autoBackend: auto.backend, autoGpuError: auto.load.gpuError ?? null };
+    return {
+      wasmTurns,
+      gpuTurns,
+      backendBefore,
+      backendAfter: gpu.backend,
+      lost,
+      destroyed,
+      stats,
+      autoBackend: auto.backend,
+      autoGpuError: auto.load.gpuError ?? null,
+    };
   }, `${server.url}/models/${MODEL}`);
   expect(r.backendBefore).toMatch(/^webgpu \(.+\)$/);
   expect(r.gpuTurns[0]).toBe(r.wasmTurns[0]);

@@ -16,7 +16,8 @@ export const FIXTURE = join(ROOT, "tests/fixtures/tiny-b158-I2_S.gguf");
 export const BUNDLED = join(ROOT, "tests/fixtures/brown-tiny-I2_S.gguf");
 
 export async function startApp(): Promise<{ url: string; close(): Promise<void> }> {
-  if (!existsSync(join(APP_DIST, "index.html"))) throw new Error("www/dist is missing: run `cd www && npm run build` first");
+  if (!existsSync(join(APP_DIST, "index.html")))
+    throw new Error("www/dist is missing: run `cd www && npm run build` first");
   const server: Server = await serve({ root: APP_DIST, port: 0 });
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => closeServer(server) };
 }
@@ -41,7 +42,7 @@ export async function startSlowModelServer(bytesPerSecond: number): Promise<{ ur
     if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
     const m = /bytes=(\d+)-(\d*)/.exec(req.headers.range ?? "");
     const start = m ? Number(m[1]) : 0;
-    const end = m && m[2] ? Math.min(Number(m[2]), model.length - 1) : model.length - 1;
+    const end = m?.[2] ? Math.min(Number(m[2]), model.length - 1) : model.length - 1;
     res.writeHead(m ? 206 : 200, {
       ...cors,
       "Content-Type": "application/octet-stream",
@@ -83,7 +84,9 @@ export async function loadBundledModel(page: Page) {
 }
 
 export async function expectModelReady(page: Page) {
-  await expect(page.locator("#model-chip-text")).toContainText(/WASM · (relaxed SIMD|SIMD128|scalar)/, { timeout: 60_000 });
+  await expect(page.locator("#model-chip-text")).toContainText(/WASM · (relaxed SIMD|SIMD128|scalar)/, {
+    timeout: 60_000,
+  });
   await expect(page.locator("#composer-input")).toBeEnabled();
 }
 

@@ -68,7 +68,9 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
     const text = page.locator("#progress-text");
     await expect(text).toContainText(/Downloading \d+ KB of 683 KB · \d+ KB\/s · \d+ s left/, { timeout: 20_000 });
     await expect(page.getByRole("button", { name: "Cancel" })).toBeVisible();
-    await page.waitForFunction(() => Number(document.querySelector<HTMLProgressElement>("#progress-bar")?.value) > 0.35);
+    await page.waitForFunction(
+      () => Number(document.querySelector<HTMLProgressElement>("#progress-bar")?.value) > 0.35,
+    );
     await screenshot(page, "downloading");
     await expectModelReady(page);
   } finally {
@@ -115,7 +117,9 @@ test("empty state, a download with progress, then a streamed chat on the WASM ba
   await screenshot(page, "chatting");
 });
 
-test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversation after a reload", async ({ page }) => {
+test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversation after a reload", async ({
+  page,
+}) => {
   await openApp(page, app.url);
   await loadBundledModel(page);
   // Once the model the person picked is ready, typing goes to the message box.
@@ -182,7 +186,10 @@ test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversati
   await page.keyboard.press("Alt+N");
   await expect(page.locator("#messages .msg")).toHaveCount(0);
   await sendAndWait(page, "Second conversation");
-  await expect(page.locator("#conversation-list .conv-title")).toHaveText(["Second conversation", "Tell me a very long story."]);
+  await expect(page.locator("#conversation-list .conv-title")).toHaveText([
+    "Second conversation",
+    "Tell me a very long story.",
+  ]);
   await page.locator("#conversation-list .conv-open", { hasText: "very long story" }).click();
   await expect(page.locator("#messages .msg-user .msg-body")).toHaveText(["Tell me a very long story.", "Hello again"]);
 
@@ -195,7 +202,10 @@ test("stop mid-answer, regenerate, edit-and-resend, settings, and the conversati
   await expect(page.locator("#conversation-list .conv-title")).toHaveText(["Tell me a very long story."]);
 });
 
-test("offline: after the first visit the app and the downloaded model start with no network", async ({ page, context }) => {
+test("offline: after the first visit the app and the downloaded model start with no network", async ({
+  page,
+  context,
+}) => {
   await openApp(page, app.url);
   await waitForServiceWorker(page);
   await loadBundledModel(page);
@@ -289,7 +299,11 @@ test("Markdown keeps list numbering, table alignment and task lists, and still n
   await expect(body.locator('td[align="right"]')).toHaveText("c");
   const boxes = body.locator("li input");
   await expect(boxes).toHaveCount(2);
-  expect(await boxes.evaluateAll((bs) => bs.map((b) => [(b as HTMLInputElement).type, (b as HTMLInputElement).checked, (b as HTMLInputElement).disabled]))).toEqual([
+  expect(
+    await boxes.evaluateAll((bs) =>
+      bs.map((b) => [(b as HTMLInputElement).type, (b as HTMLInputElement).checked, (b as HTMLInputElement).disabled]),
+    ),
+  ).toEqual([
     ["checkbox", true, true],
     ["checkbox", false, true],
   ]);
@@ -299,7 +313,9 @@ test("Markdown keeps list numbering, table alignment and task lists, and still n
   expect(hrefs).toContain("#top");
 });
 
-test("hostile model output (stored reply, same renderer as streaming) shows as text and runs nothing", async ({ page }) => {
+test("hostile model output (stored reply, same renderer as streaming) shows as text and runs nothing", async ({
+  page,
+}) => {
   const dialogs: string[] = [];
   page.on("dialog", (d) => {
     dialogs.push(d.message());
@@ -311,7 +327,9 @@ test("hostile model output (stored reply, same renderer as streaming) shows as t
     const w = window as unknown as { __added: string[]; __violations: string[] };
     w.__added = [];
     w.__violations = [];
-    document.addEventListener("securitypolicyviolation", (e) => w.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`));
+    document.addEventListener("securitypolicyviolation", (e) =>
+      w.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`),
+    );
     new MutationObserver((records) => {
       for (const r of records) {
         for (const n of r.addedNodes) {
@@ -365,14 +383,20 @@ test("hostile model output (stored reply, same renderer as streaming) shows as t
     img.src = "data:,not-an-image";
     document.body.append(img);
     const directives = await blocked;
-    return { directives, inline: (window as { __inline?: number }).__inline, handler: (window as { __handler?: number }).__handler };
+    return {
+      directives,
+      inline: (window as { __inline?: number }).__inline,
+      handler: (window as { __handler?: number }).__handler,
+    };
   });
   expect(csp).toEqual({ directives: ["script-src-attr", "script-src-elem"], inline: undefined, handler: undefined });
   const response = await page.request.get(`${app.url}/`);
   expect(response.headers()["content-security-policy"]).toContain("script-src 'self' 'wasm-unsafe-eval'");
   expect(response.headers()["content-security-policy"]).not.toContain("unsafe-inline");
   expect(response.headers()["content-security-policy"]).not.toContain("'unsafe-eval'");
-  expect(await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content")).not.toContain("'unsafe-eval'");
+  expect(await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content")).not.toContain(
+    "'unsafe-eval'",
+  );
 });
 
 test("Markdown replies: code blocks with copy buttons (a stored reply, for the screenshot)", async ({ page }) => {
@@ -430,7 +454,10 @@ test("Markdown replies: code blocks with copy buttons (a stored reply, for the s
   await screenshot(page, "markdown");
 });
 
-test("PWA basics: a valid manifest with icons, a service worker in control, an offline start", async ({ page, context }) => {
+test("PWA basics: a valid manifest with icons, a service worker in control, an offline start", async ({
+  page,
+  context,
+}) => {
   await openApp(page, app.url);
   const href = await page.locator('link[rel="manifest"]').getAttribute("href");
   expect(href).toBeTruthy();
@@ -546,10 +573,11 @@ test("errors are explained per kind with what to do", async ({ page }) => {
   await expect(alert).toHaveAttribute("data-kind", "wrong-content");
   await expect(alert).toContainText("did not return a model file");
   await screenshot(page, "error");
-
 });
 
-test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the same greedy reply", async ({ page }) => {
+test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the same greedy reply", async ({
+  page,
+}) => {
   test.setTimeout(300_000);
   // Without a repetition penalty, the bundled model's greedy path for this prompt never
   // comes within 0.04 of a tie (tests/fixtures/brown-tiny.ref.json): a GPU's other
@@ -610,7 +638,9 @@ test.describe("phone", () => {
   });
 });
 
-test("keyboard: focus order reaches the controls, Esc closes the settings dialog, labels everywhere", async ({ page }) => {
+test("keyboard: focus order reaches the controls, Esc closes the settings dialog, labels everywhere", async ({
+  page,
+}) => {
   await openApp(page, app.url);
   // Every form control has an accessible name.
   const unnamed = await page.evaluate(() =>
@@ -618,7 +648,12 @@ test("keyboard: focus order reaches the controls, Esc closes the settings dialog
       .filter((el) => (el as HTMLElement).offsetParent !== null)
       .filter((el) => {
         const e = el as HTMLInputElement;
-        return !(e.labels?.length || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") || e.textContent?.trim());
+        return !(
+          e.labels?.length ||
+          e.getAttribute("aria-label") ||
+          e.getAttribute("aria-labelledby") ||
+          e.textContent?.trim()
+        );
       })
       .map((el) => el.outerHTML.slice(0, 80)),
   );
@@ -629,7 +664,9 @@ test("keyboard: focus order reaches the controls, Esc closes the settings dialog
   const order: string[] = [];
   for (let i = 0; i < 6; i++) {
     await page.keyboard.press("Tab");
-    order.push(await page.evaluate(() => document.activeElement?.id || document.activeElement?.getAttribute("aria-label") || ""));
+    order.push(
+      await page.evaluate(() => document.activeElement?.id || document.activeElement?.getAttribute("aria-label") || ""),
+    );
   }
   expect(order).toEqual(expect.arrayContaining(["btn-model", "btn-settings", "btn-theme", "btn-new-chat"]));
   await page.getByRole("button", { name: "Settings" }).click();

@@ -124,7 +124,7 @@ export async function listCachedModels(): Promise<CachedModel[]> {
   if (!cacheAvailable()) return [];
   const d = await dir();
   const out: CachedModel[] = [];
-  for await (const [name] of (d as unknown as AsyncIterable<[string, FileSystemHandle]>)) {
+  for await (const [name] of d as unknown as AsyncIterable<[string, FileSystemHandle]>) {
     if (!name.endsWith(".json")) continue;
     const meta = await readJson(d, name);
     if (!meta) continue;

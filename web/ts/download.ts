@@ -74,9 +74,7 @@ class Progress {
     const [t0, b0] = this.samples[0] ?? [0, 0];
     const [t1, b1] = this.samples[this.samples.length - 1] ?? [0, 0];
     const rate = t1 > t0 ? ((b1 - b0) * 1000) / (t1 - t0) : 0;
-    const total = this.totals.every((t) => t !== null)
-      ? this.totals.reduce<number>((a, t) => a + (t ?? 0), 0)
-      : null;
+    const total = this.totals.every((t) => t !== null) ? this.totals.reduce<number>((a, t) => a + (t ?? 0), 0) : null;
     this.emit({
       phase,
       loaded: this.loaded,
@@ -157,7 +155,11 @@ async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): 
     // changed; a network failure keeps what arrived, so that the next attempt resumes.
     if (opts.cache) {
       const current = reading ? [reading] : [];
-      const drop = isBadBytes(e) ? [...copies.map((c) => c.url), ...current] : e instanceof VersionChanged ? current : [];
+      const drop = isBadBytes(e)
+        ? [...copies.map((c) => c.url), ...current]
+        : e instanceof VersionChanged
+          ? current
+          : [];
       for (const url of drop) await deleteCachedModel(url).catch(() => {});
     }
     throw e;
@@ -191,9 +193,7 @@ async function lockModels(urls: string[], signal?: AbortSignal): Promise<() => v
         await new Promise<() => void>((held, fail) => {
           locks
             .request(`bitnet-web model ${url}`, { signal }, () => new Promise<void>((release) => held(release)))
-            .catch((e: unknown) =>
-              fail(signal?.aborted ? new BitnetError("aborted", "the load was aborted") : e),
-            );
+            .catch((e: unknown) => fail(signal?.aborted ? new BitnetError("aborted", "the load was aborted") : e));
         }),
       );
     }
@@ -313,7 +313,8 @@ async function fromUrl(
     try {
       await pump(cached.file.slice(0, meta.written).stream(), opts.signal, (chunk) => dl.take(chunk, "cache"));
     } catch (e) {
-      if (e instanceof DropError) throw new BitnetError("io", `reading the partial copy of ${url} failed: ${e.message}`);
+      if (e instanceof DropError)
+        throw new BitnetError("io", `reading the partial copy of ${url} failed: ${e.message}`);
       throw e;
     }
   }
@@ -378,7 +379,10 @@ async function fromUrl(
 function cacheOpenError(e: unknown): { kind: ErrorKind; message: string } {
   const name = e instanceof DOMException ? e.name : "";
   if (name === "QuotaExceededError") {
-    return { kind: "quota-exceeded", message: `the model cannot be kept offline: the storage quota is full (${String(e)})` };
+    return {
+      kind: "quota-exceeded",
+      message: `the model cannot be kept offline: the storage quota is full (${String(e)})`,
+    };
   }
   if (name === "NoModificationAllowedError" || name === "InvalidStateError") {
     return { kind: "io", message: "the model cannot be kept offline: another tab is writing its offline copy" };

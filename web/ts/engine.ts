@@ -271,18 +271,20 @@ export class Engine {
         buffered.push(chunk({ content: ev.text }, null));
         notify();
       }
-    }).then(
-      (c) => {
-        buffered.push(chunk({}, FINISH[c.finish_reason], usageOf(c.usage)));
-        ended = true;
-        notify();
-      },
-      (e: BitnetError) => {
-        failure = e;
-        ended = true;
-        notify();
-      },
-    ).finally(() => r.signal?.removeEventListener("abort", forward));
+    })
+      .then(
+        (c) => {
+          buffered.push(chunk({}, FINISH[c.finish_reason], usageOf(c.usage)));
+          ended = true;
+          notify();
+        },
+        (e: BitnetError) => {
+          failure = e;
+          ended = true;
+          notify();
+        },
+      )
+      .finally(() => r.signal?.removeEventListener("abort", forward));
     return {
       async *[Symbol.asyncIterator]() {
         try {
@@ -382,22 +384,22 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
   const sha = opts.sha256 === undefined ? [] : Array.isArray(opts.sha256) ? opts.sha256 : [opts.sha256];
   const rpc = startWorker();
   const request: Body<Request> = {
-      op: "load",
-      parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
-      nCtx: opts.nCtx,
-      head: opts.head,
-      chatTemplate: opts.chatTemplate,
-      preTokenizer: opts.preTokenizer,
-      memoryLimit: opts.memoryLimit,
-      cache: opts.cache ?? true,
-      sha256: parts.map((_, i) => sha[i]),
-      rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,
-      retries: opts.retries ?? 5,
-      wasmVariant: opts.wasmVariant ?? "auto",
-      // Decode reads every weight once per token: past a few cores, memory is the limit.
-      threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
-      device,
-    };
+    op: "load",
+    parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
+    nCtx: opts.nCtx,
+    head: opts.head,
+    chatTemplate: opts.chatTemplate,
+    preTokenizer: opts.preTokenizer,
+    memoryLimit: opts.memoryLimit,
+    cache: opts.cache ?? true,
+    sha256: parts.map((_, i) => sha[i]),
+    rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,
+    retries: opts.retries ?? 5,
+    wasmVariant: opts.wasmVariant ?? "auto",
+    // Decode reads every weight once per token: past a few cores, memory is the limit.
+    threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
+    device,
+  };
   const call = rpc.call<LoadResult>(request, (r) => {
     if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);
   });

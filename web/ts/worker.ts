@@ -141,14 +141,14 @@ async function pickBuild(wanted: LoadRequest["wasmVariant"] | "webgpu", threads:
     wanted === "webgpu"
       ? ["webgpu"]
       : wanted === "auto"
-      ? [
-          ...(threadsOk && relaxedOk ? (["relaxed-threads"] as const) : []),
-          ...(threadsOk && simdOk ? (["simd128-threads"] as const) : []),
-          ...(relaxedOk ? (["relaxed"] as const) : []),
-          ...(simdOk ? (["simd128"] as const) : []),
-          "scalar",
-        ]
-      : [wanted];
+        ? [
+            ...(threadsOk && relaxedOk ? (["relaxed-threads"] as const) : []),
+            ...(threadsOk && simdOk ? (["simd128-threads"] as const) : []),
+            ...(relaxedOk ? (["relaxed"] as const) : []),
+            ...(simdOk ? (["simd128"] as const) : []),
+            "scalar",
+          ]
+        : [wanted];
   for (const v of candidates) {
     const b = builds[v];
     try {
@@ -187,7 +187,8 @@ async function startThreads(variant: Variant, threads: number) {
   const memory = exports.memory as WebAssembly.Memory;
   const workers = Array.from(
     { length: threads },
-    (_, i) => new Worker(new URL("./pool-thread.js", import.meta.url), { type: "module", name: `bitnet-web pool ${i}` }),
+    (_, i) =>
+      new Worker(new URL("./pool-thread.js", import.meta.url), { type: "module", name: `bitnet-web pool ${i}` }),
   );
   try {
     await Promise.all(
@@ -239,7 +240,10 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
   const wantGpu =
     req.device === "webgpu" || (req.device === "auto" && req.wasmVariant === "auto" && !!adapter && !adapter.software);
   if (req.device === "webgpu" && !adapter) {
-    throw new BitnetError("unsupported-device", "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'");
+    throw new BitnetError(
+      "unsupported-device",
+      "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'",
+    );
   }
   const variant = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant, req.threads);
   const glue = builds[variant].glue;
@@ -251,14 +255,23 @@ async function load(req: LoadRequest & { id: number }): Promise<LoadResult> {
     post({
       id: req.id,
       kind: "progress",
-      progress: { phase, loaded: bytes, total: bytes, rate: 0, eta: 0, part: req.parts.length - 1, parts: req.parts.length },
+      progress: {
+        phase,
+        loaded: bytes,
+        total: bytes,
+        rate: 0,
+        eta: 0,
+        part: req.parts.length - 1,
+        parts: req.parts.length,
+      },
     });
   try {
     const streamed = await streamModel(
       req.parts,
       {
         begin(part, bytes) {
-          if (part === 0) e = new glue.Engine({
+          if (part === 0)
+            e = new glue.Engine({
               nCtx: req.nCtx,
               expectedBytes: bytes ?? undefined,
               head: req.head,

@@ -102,7 +102,11 @@ export function serve({ root, port = 8080, host = "127.0.0.1" }) {
         res.writeHead(416, { "Content-Range": `bytes */${stat.size}` }).end();
         return;
       }
-      res.writeHead(206, { ...headers, "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${stat.size}` });
+      res.writeHead(206, {
+        ...headers,
+        "Content-Length": end - start + 1,
+        "Content-Range": `bytes ${start}-${end}/${stat.size}`,
+      });
       if (req.method === "HEAD") res.end();
       else createReadStream(path, { start, end }).pipe(res);
       return;

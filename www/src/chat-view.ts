@@ -59,7 +59,11 @@ function userBody(m: StoredMessage): HTMLElement {
 }
 
 function actionButton(label: string, onClick: () => void, shortcut?: string) {
-  const b = h("button", { class: "btn btn-ghost btn-small", type: "button", ...(shortcut ? { "aria-keyshortcuts": shortcut } : {}) }, label);
+  const b = h(
+    "button",
+    { class: "btn btn-ghost btn-small", type: "button", ...(shortcut ? { "aria-keyshortcuts": shortcut } : {}) },
+    label,
+  );
   b.addEventListener("click", onClick);
   return b;
 }
@@ -94,8 +98,16 @@ function messageElement(m: StoredMessage, offerRegenerate: boolean, actions: Mes
   const buttons: HTMLElement[] = [];
   if (m.role === "user") buttons.push(actionButton("Edit", () => editor(el, m, actions)));
   if (offerRegenerate) buttons.push(actionButton("Regenerate", () => actions.regenerate(), "Alt+R"));
-  if (m.role === "assistant" && m.content) buttons.push(actionButton("Copy", () => void copyText(m.content, buttons.at(-1) as HTMLButtonElement)));
-  el.append(h("div", { class: "msg-foot" }, h("span", { class: "msg-meta" }, meta), h("span", { class: "msg-actions" }, ...buttons)));
+  if (m.role === "assistant" && m.content)
+    buttons.push(actionButton("Copy", () => void copyText(m.content, buttons.at(-1) as HTMLButtonElement)));
+  el.append(
+    h(
+      "div",
+      { class: "msg-foot" },
+      h("span", { class: "msg-meta" }, meta),
+      h("span", { class: "msg-actions" }, ...buttons),
+    ),
+  );
   return el;
 }
 
@@ -103,7 +115,9 @@ function messageElement(m: StoredMessage, offerRegenerate: boolean, actions: Mes
 export function renderConversation(c: Conversation, actions: MessageActions, canGenerate: boolean) {
   const lastAssistant = c.messages.findLastIndex((m) => m.role === "assistant");
   list.replaceChildren(
-    ...c.messages.map((m, i) => messageElement(m, canGenerate && i === lastAssistant && i === c.messages.length - 1, actions)),
+    ...c.messages.map((m, i) =>
+      messageElement(m, canGenerate && i === lastAssistant && i === c.messages.length - 1, actions),
+    ),
   );
   $("empty-chat").hidden = c.messages.length > 0;
 }

@@ -29,7 +29,10 @@ const ADVICE: Record<string, [string, string] | undefined> = {
   "invalid-argument": ["A setting has an invalid value", "Open Settings and press “Defaults”."],
   aborted: ["Cancelled", "Nothing was lost; load the model again when you are ready."],
   io: ["The file could not be read", "If it is on removable storage, check that it is still connected."],
-  "not-found": ["The model was not found at that address", "Check the URL; Hugging Face links must use /resolve/, not /blob/."],
+  "not-found": [
+    "The model was not found at that address",
+    "Check the URL; Hugging Face links must use /resolve/, not /blob/.",
+  ],
   http: ["The server refused the download", "Try again later, or check the URL."],
   network: [
     "The network connection failed",
@@ -39,7 +42,10 @@ const ADVICE: Record<string, [string, string] | undefined> = {
     "That server does not allow downloads from web pages",
     "It sends no CORS headers. Download the file and pick it with “From this device” instead.",
   ],
-  "wrong-content": ["That address did not return a model file", "The server sent something else (often a web page); check the URL."],
+  "wrong-content": [
+    "That address did not return a model file",
+    "The server sent something else (often a web page); check the URL.",
+  ],
   "quota-exceeded": [
     "The browser has no room left to store the model",
     "Delete downloaded models you no longer need, or free disk space, then try again.",

@@ -40,7 +40,8 @@ purify.addHook("uponSanitizeAttribute", (node, data) => {
 // Task-list items are the only inputs: marked writes them as disabled checkboxes, and
 // they stay disabled (a reply cannot ask for input).
 purify.addHook("uponSanitizeElement", (node, data) => {
-  if (data.tagName === "input" && (node as Element).getAttribute("type") !== "checkbox") node.parentNode?.removeChild(node);
+  if (data.tagName === "input" && (node as Element).getAttribute("type") !== "checkbox")
+    node.parentNode?.removeChild(node);
 });
 purify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "INPUT") {

@@ -1,5 +1,11 @@
 /** The model picker: what to load, the download's progress, errors, and the offline copies. */
-import { CreateEngine, deleteCachedModel, listCachedModels, type CreateEngineOptions, type LoadProgress } from "bitnet-web";
+import {
+  CreateEngine,
+  deleteCachedModel,
+  listCachedModels,
+  type CreateEngineOptions,
+  type LoadProgress,
+} from "bitnet-web";
 import { $, h } from "./dom";
 import { engineUpdated, onEngineChange, setEngine } from "./engine-state";
 import { explain, type Explained } from "./errors";
@@ -176,13 +182,21 @@ async function refreshCached() {
   const models = await listCachedModels().catch(() => []);
   list.replaceChildren(
     ...models.map((m) => {
-      const del = h("button", { class: "btn btn-small", type: "button", "aria-label": `Delete ${modelName(m.url)}` }, "Delete");
+      const del = h(
+        "button",
+        { class: "btn btn-small", type: "button", "aria-label": `Delete ${modelName(m.url)}` },
+        "Delete",
+      );
       del.addEventListener("click", async () => {
         if (!confirm(`Delete the offline copy of ${modelName(m.url)} (${bytes(m.bytes)})?`)) return;
         await deleteCachedModel(m.url);
         await refreshCached();
       });
-      const use = h("button", { class: "btn btn-small", type: "button", "aria-label": `Load ${modelName(m.url)}` }, "Load");
+      const use = h(
+        "button",
+        { class: "btn btn-small", type: "button", "aria-label": `Load ${modelName(m.url)}` },
+        "Load",
+      );
       use.addEventListener("click", () => void loadAndFocus(m.url));
       return h(
         "li",
@@ -240,9 +254,11 @@ export async function initModelPanel(): Promise<void> {
   cancelButton.addEventListener("click", () => loading?.abort());
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
-    $("model-chip-text").textContent = engine ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}${
+    $("model-chip-text").textContent = engine
+      ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}${
           engine.load.info.head === "int8" ? " · int8 head" : ""
-        }` : "No model loaded";
+        }`
+      : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
     // With device "auto", a package with WebGPU says why it stayed on WASM.
     const gpuError = (engine?.load as { gpuError?: { message: string } } | undefined)?.gpuError;

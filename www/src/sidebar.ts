@@ -31,7 +31,11 @@ async function refresh() {
         if (fresh) await openConversation(fresh);
         setDrawer(false);
       });
-      const del = h("button", { class: "icon-btn conv-delete", type: "button", "aria-label": `Delete “${c.title}”` }, "×");
+      const del = h(
+        "button",
+        { class: "icon-btn conv-delete", type: "button", "aria-label": `Delete “${c.title}”` },
+        "×",
+      );
       del.addEventListener("click", async () => {
         if (!confirm(`Delete the conversation “${c.title}”?`)) return;
         await deleteConversation(c.id);
@@ -42,7 +46,9 @@ async function refresh() {
     }),
   );
   if (items.length === 0) {
-    $("conversation-list").append(h("li", { class: "conv-empty hint" }, "Your conversations appear here. They stay on this device."));
+    $("conversation-list").append(
+      h("li", { class: "conv-empty hint" }, "Your conversations appear here. They stay on this device."),
+    );
   }
 }
 
