@@ -1,5 +1,5 @@
 //! The WebGPU backend (cargo feature `gpu`): the forward pass as WGSL compute shaders
-//! (top-level `shaders/`) run through wgpu — Vulkan, Metal or DX12 natively, the browser's
+//! (`gpu/shaders/`) run through wgpu — Vulkan, Metal or DX12 natively, the browser's
 //! WebGPU on wasm32. The API is async because the browser cannot block; natively
 //! [`GpuBackend`] also implements the synchronous [`crate::model::Backend`] by blocking.
 

@@ -1,10 +1,11 @@
-//! The WGSL sources (top-level `shaders/`), specialized for subgroups or not, and one
-//! compute pipeline per shader with an explicit bind group layout (so one bind group
-//! serves every pipeline of the same signature, e.g. the decode and prefill matmuls).
+//! The WGSL sources (`shaders/` beside this file: inside the crate, so `cargo package`
+//! keeps them), specialized for subgroups or not, and one compute pipeline per shader
+//! with an explicit bind group layout (so one bind group serves every pipeline of the
+//! same signature, e.g. the decode and prefill matmuls).
 
 use wgpu::{BindGroupLayout, ComputePipeline, Device};
 
-const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+const COMMON: &str = include_str!("shaders/common.wgsl");
 
 /// How a shader sees binding i.
 #[derive(Clone, Copy)]
@@ -125,7 +126,7 @@ impl Pipelines {
             ($file:literal, $sig:expr) => {
                 pipe(
                     $file,
-                    include_str!(concat!("../../../shaders/", $file, ".wgsl")),
+                    include_str!(concat!("shaders/", $file, ".wgsl")),
                     layout($sig),
                 )
             };
@@ -136,12 +137,12 @@ impl Pipelines {
             dequant: p!("dequant", IN2_OUT),
             ternary_matvec: pipe(
                 "ternary_matvec",
-                include_str!("../../../shaders/ternary_matvec.wgsl"),
+                include_str!("shaders/ternary_matvec.wgsl"),
                 ternary.clone(),
             ),
             ternary_matmul: pipe(
                 "ternary_matmul",
-                include_str!("../../../shaders/ternary_matmul.wgsl"),
+                include_str!("shaders/ternary_matmul.wgsl"),
                 ternary,
             ),
             dense: p!("dense_matmul", IN2_OUT),
