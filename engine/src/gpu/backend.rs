@@ -5,6 +5,10 @@
 use super::buffers::{bind_group, readback, scratch, storage, uniform, Chunked, GpuLinear};
 use super::context::{DeviceOptions, GpuContext};
 use super::pack::{self, DenseKind};
+use super::params::{
+    AttnParams, ColsParams, DenseParams, EmbedParams, GateParams, Int8Params, NormParams,
+    RopeParams, Step, TernaryParams, TopkParams,
+};
 use super::shaders::{Pipe, Pipelines};
 use crate::error::{Error, Result};
 use crate::model::{FfnActivation, Logits, Model, ModelConfig};
@@ -89,10 +93,6 @@ pub struct GpuBackend {
     tiled_prefill: bool,
     /// Buffers and bind groups made at load time.
     parts: Parts,
-}
-
-fn f(v: f32) -> u32 {
-    v.to_bits()
 }
 
 impl GpuBackend {
@@ -267,20 +267,30 @@ impl GpuBackend {
     /// One command submission: `part` through every layer, then the head (and top-k).
     async fn submit(&mut self, part: &[u32], head: Head, top_k: Option<usize>) -> Result<()> {
         let n = part.len();
-        let step = [n as u32, self.n_past as u32, n as u32 - 1, 0];
+        let step = Step {
+            n_tok: n as u32,
+            p0: self.n_past as u32,
+            last: n as u32 - 1,
+            _pad: 0,
+        };
         self.ctx
             .queue
-            .write_buffer(&self.parts.step, 0, &pack::u32_bytes(&step));
+            .write_buffer(&self.parts.step, 0, bytemuck::bytes_of(&step));
         self.ctx
             .queue
             .write_buffer(&self.parts.tokens, 0, &pack::u32_bytes(part));
         let v = self.config.n_vocab;
         let n_seg = v.div_ceil(TOPK_SEGMENT);
         if let Some(k) = top_k {
-            let p = [v as u32, k as u32, TOPK_SEGMENT as u32, (n_seg * k) as u32];
+            let p = TopkParams {
+                n: v as u32,
+                k: k as u32,
+                seg_len: TOPK_SEGMENT as u32,
+                n_cand: (n_seg * k) as u32,
+            };
             self.ctx
                 .queue
-                .write_buffer(&self.parts.topk_params, 0, &pack::u32_bytes(&p));
+                .write_buffer(&self.parts.topk_params, 0, bytemuck::bytes_of(&p));
         }
         let mut enc = self
             .ctx
@@ -480,7 +490,7 @@ fn build(
         keep.borrow_mut().push(buf.clone());
         buf
     };
-    let step = hold(uniform(ctx, "step", &[0; 4]));
+    let step = hold(uniform(ctx, "step", &Step::default()));
     let tokens = hold(scratch(ctx, "tokens", (b * 4) as u64));
     let x = hold(scratch(ctx, "x", (b * e * 4) as u64));
     let h = hold(scratch(ctx, "h", (b * wide * 4) as u64));
@@ -495,7 +505,7 @@ fn build(
     let scores = hold(scratch(ctx, "scores", (b * cfg.n_head * n_ctx * 4) as u64));
     let logits = hold(scratch(ctx, "logits", (b * v * 4) as u64));
     let n_seg = v.div_ceil(TOPK_SEGMENT);
-    let topk_params = hold(uniform(ctx, "top-k", &[0; 4]));
+    let topk_params = hold(uniform(ctx, "top-k", &TopkParams::default()));
     let topk_cand = hold(scratch(
         ctx,
         "top-k candidates",
@@ -510,16 +520,13 @@ fn build(
     ));
 
     let norm_params = |cols: usize, quantize: bool, last_only: bool| {
-        uniform(
-            ctx,
-            "norm",
-            &[
-                cols as u32,
-                f(cfg.rms_eps),
-                quantize as u32,
-                last_only as u32,
-            ],
-        )
+        let p = NormParams {
+            cols: cols as u32,
+            eps: cfg.rms_eps,
+            quantize: quantize as u32,
+            last_only: last_only as u32,
+        };
+        uniform(ctx, "norm", &p)
     };
     let norm_e = hold(norm_params(e, true, false));
     let norm_ff = hold(norm_params(ff, true, false));
@@ -552,11 +559,13 @@ fn build(
                         scales,
                         per_block,
                     } => {
-                        let params = uniform(
-                            ctx,
-                            name,
-                            &[*rows as u32, *cols as u32, *per_block as u32, at_p0 as u32],
-                        );
+                        let p = TernaryParams {
+                            rows: *rows as u32,
+                            cols: *cols as u32,
+                            per_block: *per_block as u32,
+                            out_at_p0: at_p0 as u32,
+                        };
+                        let params = uniform(ctx, name, &p);
                         let bg = bind_group(
                             ctx,
                             &pipes.ternary_matvec.layout,
@@ -573,20 +582,17 @@ fn build(
                         kind,
                         out_scale,
                     } => {
-                        let params = uniform(
-                            ctx,
-                            name,
-                            &[
-                                *rows as u32,
-                                *cols as u32,
-                                (*kind == DenseKind::F16) as u32,
-                                *rows as u32,
-                                0,
-                                0,
-                                f(*out_scale),
-                                at_p0 as u32,
-                            ],
-                        );
+                        let p = DenseParams {
+                            rows: *rows as u32,
+                            cols: *cols as u32,
+                            f16: (*kind == DenseKind::F16) as u32,
+                            out_stride: *rows as u32,
+                            row_offset: 0,
+                            last_only: 0,
+                            out_scale: *out_scale,
+                            out_at_p0: at_p0 as u32,
+                        };
+                        let params = uniform(ctx, name, &p);
                         let bg = bind_group(
                             ctx,
                             &pipes.dense.layout,
@@ -611,25 +617,25 @@ fn build(
         let ffn_norm = hold(vec("ffn_norm", &lw.ffn_norm));
         let ffn_sub_norm = hold(vec("ffn_sub_norm", &lw.ffn_sub_norm));
         let rope_params = |heads: usize, at_p0: bool| {
-            uniform(
-                ctx,
-                "rope",
-                &[heads as u32, hd as u32, cfg.n_rot as u32, at_p0 as u32],
-            )
+            let p = RopeParams {
+                n_heads: heads as u32,
+                head_dim: hd as u32,
+                n_rot: cfg.n_rot as u32,
+                at_p0: at_p0 as u32,
+            };
+            uniform(ctx, "rope", &p)
         };
         let rope_q_params = hold(rope_params(cfg.n_head, false));
         let rope_k_params = hold(rope_params(cfg.n_head_kv, true));
-        let attn_params = hold(uniform(
-            ctx,
-            "attention",
-            &[
-                cfg.n_head as u32,
-                cfg.n_head_kv as u32,
-                hd as u32,
-                n_ctx as u32,
-                f(1.0 / (hd as f32).sqrt()),
-            ],
-        ));
+        let attn = AttnParams {
+            n_head: cfg.n_head as u32,
+            n_head_kv: cfg.n_head_kv as u32,
+            head_dim: hd as u32,
+            n_ctx: n_ctx as u32,
+            scale: 1.0 / (hd as f32).sqrt(),
+            ..Default::default()
+        };
+        let attn_params = hold(uniform(ctx, "attention", &attn));
         layers.push(LayerOps {
             attn_norm: norm_bg(&norm_e, &x, &attn_norm),
             q: ops_q,
@@ -672,11 +678,13 @@ fn build(
     };
     let mut embed = Vec::new();
     for (buf, r0, rows) in &embd.chunks {
-        let params = hold(uniform(
-            ctx,
-            "embed",
-            &[e as u32, embd.kind.code(), *r0 as u32, *rows as u32],
-        ));
+        let p = EmbedParams {
+            cols: e as u32,
+            kind: embd.kind.code(),
+            row_start: *r0 as u32,
+            row_count: *rows as u32,
+        };
+        let params = hold(uniform(ctx, "embed", &p));
         embed.push(bind_group(
             ctx,
             &pipes.embed.layout,
@@ -688,17 +696,15 @@ fn build(
         let mut out = Vec::new();
         for (buf, r0, rows) in &head.chunks {
             let (bg, params) = if head_int8_kind {
-                let params = uniform(
-                    ctx,
-                    "head",
-                    &[
-                        *rows as u32,
-                        e as u32,
-                        v as u32,
-                        *r0 as u32,
-                        last_only as u32,
-                    ],
-                );
+                let p = Int8Params {
+                    rows: *rows as u32,
+                    cols: e as u32,
+                    out_stride: v as u32,
+                    row_offset: *r0 as u32,
+                    last_only: last_only as u32,
+                    ..Default::default()
+                };
+                let params = uniform(ctx, "head", &p);
                 let bg = bind_group(
                     ctx,
                     &pipes.int8.layout,
@@ -714,20 +720,17 @@ fn build(
                 );
                 (bg, params)
             } else {
-                let params = uniform(
-                    ctx,
-                    "head",
-                    &[
-                        *rows as u32,
-                        e as u32,
-                        (head.kind == DenseKind::F16) as u32,
-                        v as u32,
-                        *r0 as u32,
-                        last_only as u32,
-                        f(1.0),
-                        0,
-                    ],
-                );
+                let p = DenseParams {
+                    rows: *rows as u32,
+                    cols: e as u32,
+                    f16: (head.kind == DenseKind::F16) as u32,
+                    out_stride: v as u32,
+                    row_offset: *r0 as u32,
+                    last_only: last_only as u32,
+                    out_scale: 1.0,
+                    out_at_p0: 0,
+                };
+                let params = uniform(ctx, "head", &p);
                 let bg = bind_group(
                     ctx,
                     &pipes.dense.layout,
@@ -756,13 +759,21 @@ fn build(
         "output_norm",
         &pack::f32_bytes(&w.output_norm),
     ));
-    let cols_params = |cols: usize, extra: u32| uniform(ctx, "cols", &[cols as u32, extra]);
-    let cols_e = hold(cols_params(e, 0));
-    let cols_ff = hold(cols_params(ff, 0));
-    let gate_params = hold(cols_params(
-        ff,
-        (cfg.activation == FfnActivation::Silu) as u32,
-    ));
+    let cols_params = |cols: usize| {
+        let p = ColsParams {
+            cols: cols as u32,
+            ..Default::default()
+        };
+        uniform(ctx, "cols", &p)
+    };
+    let cols_e = hold(cols_params(e));
+    let cols_ff = hold(cols_params(ff));
+    let gate_p = GateParams {
+        cols: ff as u32,
+        silu: (cfg.activation == FfnActivation::Silu) as u32,
+        ..Default::default()
+    };
+    let gate_params = hold(uniform(ctx, "gate", &gate_p));
     let parts = Parts {
         final_norm_all: norm_bg(&norm_final_all, &x, &final_norm_w),
         final_norm_last: norm_bg(&norm_final_last, &x, &final_norm_w),

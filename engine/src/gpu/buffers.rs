@@ -2,6 +2,7 @@
 
 use super::context::GpuContext;
 use super::pack::{self, DenseKind};
+use super::params::Params;
 use crate::error::{Error, Result};
 use crate::formats::{DenseMatrix, TernaryMatrix};
 use crate::model::Linear;
@@ -36,14 +37,12 @@ pub fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> Buffer {
     })
 }
 
-/// A uniform block of u32/f32 fields (given as raw u32 bits), padded to 16 bytes.
-pub fn uniform(ctx: &GpuContext, label: &str, words: &[u32]) -> Buffer {
-    let mut w = words.to_vec();
-    w.resize(words.len().next_multiple_of(4).max(4), 0);
+/// A uniform block holding `params`.
+pub fn uniform<P: Params>(ctx: &GpuContext, label: &str, params: &P) -> Buffer {
     ctx.device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: &pack::u32_bytes(&w),
+            contents: bytemuck::bytes_of(params),
             usage: BufferUsages::UNIFORM | BufferUsages::COPY_DST,
         })
 }

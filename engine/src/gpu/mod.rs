@@ -7,6 +7,7 @@ mod backend;
 mod buffers;
 mod context;
 mod pack;
+mod params;
 mod shaders;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;

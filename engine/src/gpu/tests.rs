@@ -5,6 +5,7 @@
 use super::buffers::{bind_group, readback, storage, uniform};
 use super::context::{DeviceOptions, GpuContext};
 use super::pack;
+use super::params::*;
 use super::shaders::{Pipe, Pipelines};
 use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
 use crate::gguf::AlignedBuf;
@@ -70,11 +71,16 @@ impl Gpu {
     fn u32s(&self, v: &[u32]) -> Buffer {
         storage(&self.ctx, "test", &pack::u32_bytes(v))
     }
-    fn uni(&self, w: &[u32]) -> Buffer {
-        uniform(&self.ctx, "test", w)
+    fn uni<P: Params>(&self, p: &P) -> Buffer {
+        uniform(&self.ctx, "test", p)
     }
     fn step(&self, n: usize, p0: usize) -> Buffer {
-        self.uni(&[n as u32, p0 as u32, n as u32 - 1, 0])
+        self.uni(&Step {
+            n_tok: n as u32,
+            p0: p0 as u32,
+            last: n as u32 - 1,
+            _pad: 0,
+        })
     }
     fn meta(&self, a: &QuantActs) -> Buffer {
         let w: Vec<u32> = (0..a.n_tok)
@@ -169,7 +175,12 @@ fn norm_and_quantization_match_the_cpu() {
             }
             let w = rng.vec(cols, 2.0);
             let (h, q, meta) = (g.zeros(n * cols), g.zeros(n * cols), g.zeros(2 * n));
-            let params = g.uni(&[cols as u32, 1e-5f32.to_bits(), 1, 0]);
+            let params = g.uni(&NormParams {
+                cols: cols as u32,
+                eps: 1e-5,
+                quantize: 1,
+                last_only: 0,
+            });
             g.run(
                 &g.pipes.norm_quant,
                 &[
@@ -224,7 +235,12 @@ fn ternary_matvec_and_matmul_match_the_cpu() {
             scalar::ternary_rows(&m, &a, 0..rows, &mut tile);
             let want = transpose(&tile, rows, n);
             let (scales, pb) = pack::ternary_scales(&m);
-            let params = g.uni(&[rows as u32, cols as u32, pb as u32, 0]);
+            let params = g.uni(&TernaryParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                per_block: pb as u32,
+                out_at_p0: 0,
+            });
             let (w, s) = (g.u32s(&pack::ternary_words(&m)), g.f32s(&scales));
             let q = g.i32s(&a.q.iter().map(|&v| v as i32).collect::<Vec<_>>());
             let meta = g.meta(&a);
@@ -280,7 +296,13 @@ fn dense_and_int8_heads_match_the_cpu() {
                 scalar::int8_rows(&m, &a, 0..rows, &mut tile);
                 let mut scales = vec![0.0; off];
                 scales.extend(&m.row_scales);
-                let params = g.uni(&[rows as u32, cols as u32, stride as u32, off as u32, 0]);
+                let params = g.uni(&Int8Params {
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    out_stride: stride as u32,
+                    row_offset: off as u32,
+                    ..Default::default()
+                });
                 let q = g.i32s(&a.q.iter().map(|&v| v as i32).collect::<Vec<_>>());
                 let (_, bytes) = pack::dense_rows_bytes(&m, 0..rows);
                 g.run(
@@ -300,16 +322,16 @@ fn dense_and_int8_heads_match_the_cpu() {
                 scalar::dense_rows(&m, &x, n, 0..rows, &mut tile);
                 let (kind, bytes) = pack::dense_rows_bytes(&m, 0..rows);
                 let f16 = (kind == pack::DenseKind::F16) as u32;
-                let params = g.uni(&[
-                    rows as u32,
-                    cols as u32,
+                let params = g.uni(&DenseParams {
+                    rows: rows as u32,
+                    cols: cols as u32,
                     f16,
-                    stride as u32,
-                    off as u32,
-                    0,
-                    1f32.to_bits(),
-                    0,
-                ]);
+                    out_stride: stride as u32,
+                    row_offset: off as u32,
+                    last_only: 0,
+                    out_scale: 1.0,
+                    out_at_p0: 0,
+                });
                 g.run(
                     &g.pipes.dense,
                     &[
@@ -361,7 +383,12 @@ fn embedding_lookup_reads_split_tables() {
             // Two pieces, rows [0, 17) and [17, 40).
             for (r0, r1) in [(0, 17), (17, rows)] {
                 let (kind, bytes) = pack::dense_rows_bytes(&m, r0..r1);
-                let params = g.uni(&[cols as u32, kind.code(), r0 as u32, (r1 - r0) as u32]);
+                let params = g.uni(&EmbedParams {
+                    cols: cols as u32,
+                    kind: kind.code(),
+                    row_start: r0 as u32,
+                    row_count: (r1 - r0) as u32,
+                });
                 g.run(
                     &g.pipes.embed,
                     &[
@@ -393,7 +420,12 @@ fn rope_matches_the_cpu() {
         let table = g.f32s(&pack::rope_table(n_ctx, n_rot, 10000.0));
         let x = rng.vec(n * heads * hd, 2.0);
         let buf = g.f32s(&x);
-        let params = g.uni(&[heads as u32, hd as u32, n_rot as u32, 0]);
+        let params = g.uni(&RopeParams {
+            n_heads: heads as u32,
+            head_dim: hd as u32,
+            n_rot: n_rot as u32,
+            at_p0: 0,
+        });
         g.run(
             &g.pipes.rope,
             &[&g.step(n, p0), &params, &table, &buf],
@@ -459,13 +491,14 @@ fn attention_matches_the_cpu() {
             let k = rng.vec(n_ctx * kvd, 2.0);
             let v = rng.vec(n_ctx * kvd, 2.0);
             let want = cpu_attention(&q, &k, &v, n, p0, nh, nkv, hd);
-            let params = g.uni(&[
-                nh as u32,
-                nkv as u32,
-                hd as u32,
-                n_ctx as u32,
-                (1.0 / (hd as f32).sqrt()).to_bits(),
-            ]);
+            let params = g.uni(&AttnParams {
+                n_head: nh as u32,
+                n_head_kv: nkv as u32,
+                head_dim: hd as u32,
+                n_ctx: n_ctx as u32,
+                scale: 1.0 / (hd as f32).sqrt(),
+                ..Default::default()
+            });
             let (scores, out) = (g.zeros(n * nh * n_ctx), g.zeros(n * e));
             g.run(
                 &g.pipes.attention,
@@ -499,7 +532,15 @@ fn residual_gate_and_dequant_match_the_cpu() {
         let x = g.f32s(&a);
         g.run(
             &g.pipes.add,
-            &[&g.step(n, 0), &g.uni(&[cols as u32]), &g.f32s(&b), &x],
+            &[
+                &g.step(n, 0),
+                &g.uni(&ColsParams {
+                    cols: cols as u32,
+                    ..Default::default()
+                }),
+                &g.f32s(&b),
+                &x,
+            ],
             (10, 1),
         );
         let want: Vec<f32> = a.iter().zip(&b).map(|(x, o)| x + o).collect();
@@ -510,7 +551,11 @@ fn residual_gate_and_dequant_match_the_cpu() {
                 &g.pipes.gate,
                 &[
                     &g.step(n, 0),
-                    &g.uni(&[cols as u32, silu as u32]),
+                    &g.uni(&GateParams {
+                        cols: cols as u32,
+                        silu: silu as u32,
+                        ..Default::default()
+                    }),
                     &g.f32s(&b),
                     &gate,
                 ],
@@ -536,7 +581,10 @@ fn residual_gate_and_dequant_match_the_cpu() {
             &g.pipes.dequant,
             &[
                 &g.step(n, 0),
-                &g.uni(&[cols as u32]),
+                &g.uni(&ColsParams {
+                    cols: cols as u32,
+                    ..Default::default()
+                }),
                 &q,
                 &g.meta(&acts),
                 &out,
@@ -560,7 +608,12 @@ fn top_k_matches_the_sampler_order() {
             }
             let want = crate::sampler::top_k(&logits, k);
             let n_seg = n.div_ceil(1024);
-            let params = g.uni(&[n as u32, k as u32, 1024, (n_seg * k) as u32]);
+            let params = g.uni(&TopkParams {
+                n: n as u32,
+                k: k as u32,
+                seg_len: 1024,
+                n_cand: (n_seg * k) as u32,
+            });
             let lb = g.f32s(&logits);
             let cand = g.zeros(n_seg * k * 2);
             let result = g.zeros(k * 2);

@@ -1,9 +1,9 @@
 // The residual add x += o over the batch.
 
-struct AddParams { cols: u32, _a: u32, _b: u32, _c: u32 }
+struct ColsParams { cols: u32, _a: u32, _b: u32, _c: u32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> p: AddParams;
+@group(0) @binding(1) var<uniform> p: ColsParams;
 @group(0) @binding(2) var<storage, read> o: array<f32>;
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
 

@@ -1,9 +1,9 @@
 // The int8 activations as floats (q · max/127): what a float linear layer sees in int8 mode.
 
-struct DequantParams { cols: u32, _a: u32, _b: u32, _c: u32 }
+struct ColsParams { cols: u32, _a: u32, _b: u32, _c: u32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> p: DequantParams;
+@group(0) @binding(1) var<uniform> p: ColsParams;
 @group(0) @binding(2) var<storage, read> q: array<i32>;
 @group(0) @binding(3) var<storage, read> act_meta: array<ActMeta>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
