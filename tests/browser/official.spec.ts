@@ -85,7 +85,7 @@ test("the full-size official stand-in loads and its chat prompt ids equal the CL
     { url: `${server.url}/models/${FILE}`, messages: MESSAGES },
   );
   console.log(
-    `official stand-in: ${(SIZE / 1e9).toFixed(2)} GB loaded in ${(r.loadMs / 1000).toFixed(1)} s (${r.load.backend})`,
+    `official stand-in: ${(SIZE / 1e9).toFixed(2)} GB loaded in ${(r.loadMs / 1000).toFixed(1)} s (${r.load.backend.build})`,
   );
   expect(r.load.bytes).toBe(SIZE);
   const info = r.load.info;

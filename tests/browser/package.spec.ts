@@ -57,5 +57,5 @@ test("the packed tarball installs into a fresh Vite app, builds, and chats", asy
   await page.goto(`${server.url}/target/vite-app/dist/index.html?${q}`);
   await expect(page).toHaveTitle("done", { timeout: 60_000 });
   const out = JSON.parse((await page.textContent("#out")) ?? "{}");
-  expect(out).toEqual({ backend: "wasm-relaxed", text: expected.text });
+  expect(out).toEqual({ backend: { kind: "wasm", build: "relaxed", threads: 1 }, text: expected.text });
 });

@@ -64,7 +64,7 @@ test("loads over HTTP with progress, streams a chat, and matches the CLI's greed
   // Several Range requests of 256 KiB each.
   expect(server.log.filter((l) => l.status === 206).length).toBeGreaterThan(1);
   // Relaxed SIMD where the browser has it (Chromium does).
-  expect(r.backend).toBe("wasm-relaxed");
+  expect(r.backend).toEqual({ kind: "wasm", build: "relaxed", threads: 1 });
 
   // The OpenAI-style answer equals the CLI's for the same prompt.
   expect(r.plain.object).toBe("chat.completion");
@@ -441,10 +441,21 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
       { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT },
     );
     expect(r.isolated).toBe(true);
-    expect(r.threaded).toMatchObject({ backend: "wasm-relaxed-threads", threads: 2, memoryOk: true });
-    expect(r.relaxedThreads).toMatchObject({ backend: "wasm-relaxed-threads", threads: 3 });
-    expect(r.simdThreads).toMatchObject({ backend: "wasm-simd128-threads", threads: 2, memoryOk: true });
-    expect(r.single).toMatchObject({ backend: "wasm-relaxed", threads: 1 });
+    expect(r.threaded).toMatchObject({
+      backend: { kind: "wasm", build: "relaxed-threads", threads: 2 },
+      threads: 2,
+      memoryOk: true,
+    });
+    expect(r.relaxedThreads).toMatchObject({
+      backend: { kind: "wasm", build: "relaxed-threads", threads: 3 },
+      threads: 3,
+    });
+    expect(r.simdThreads).toMatchObject({
+      backend: { kind: "wasm", build: "simd128-threads", threads: 2 },
+      threads: 2,
+      memoryOk: true,
+    });
+    expect(r.single).toMatchObject({ backend: { kind: "wasm", build: "relaxed", threads: 1 }, threads: 1 });
     // Same greedy reply on every build and thread count.
     for (const x of [r.threaded, r.relaxedThreads, r.simdThreads]) expect(x.text).toBe(r.single.text);
     expect(r.single.text.length).toBeGreaterThan(0);
@@ -461,7 +472,7 @@ test("without cross-origin isolation the engine falls back to one thread", async
     await engine.unload();
     return { backend: l.backend, threads: l.threads, isolated: crossOriginIsolated };
   }, `${server.url}/models/${MODEL}`);
-  expect(load).toEqual({ backend: "wasm-relaxed", threads: 1, isolated: false });
+  expect(load).toEqual({ backend: { kind: "wasm", build: "relaxed", threads: 1 }, threads: 1, isolated: false });
 });
 
 test("leaving a stream early, unloading mid-reply and an aborted signal all stop the work", async ({ page }) => {

@@ -3,6 +3,7 @@
 import { BitnetError, fromPlain } from "./errors.js";
 import type { EngineCompletion, EngineGenerateOptions, Reply, Request } from "./protocol.js";
 import type {
+  Backend,
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionRequest,
@@ -130,9 +131,8 @@ function engineOptions(r: ChatCompletionRequest, prefillChunk: number): EngineGe
 export class Engine {
   /** The model's shape and the engine's memory. */
   readonly info: ModelInfo;
-  /** `webgpu (<adapter>)`, `wasm-relaxed`, `wasm-simd128` or `wasm-scalar`; changes to
-   * WASM when the GPU is lost (see `onDeviceLost`). */
-  backend: string;
+  /** What runs the model; changes to WASM when the GPU is lost (see `onDeviceLost`). */
+  backend: Backend;
   readonly load: LoadResult;
   private modelName: string;
 

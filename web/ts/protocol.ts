@@ -1,6 +1,6 @@
 /** Messages between the page's `Engine` proxy and the worker that runs the engine. */
 import type { PlainError } from "./errors.js";
-import type { ChatMessage, LoadProgress, LoadResult, ModelPart, WasmVariant } from "./types.js";
+import type { Backend, ChatMessage, LoadProgress, LoadResult, ModelPart, WasmVariant } from "./types.js";
 
 export interface LoadRequest {
   op: "load";
@@ -68,7 +68,7 @@ export type Reply = { id: number } & (
   | { kind: "progress"; progress: LoadProgress }
   | { kind: "prefill"; done: number; total: number }
   | { kind: "token"; text: string; token: number }
-  | { kind: "device-lost"; backend: string; message: string }
+  | { kind: "device-lost"; backend: Backend; message: string }
   | { kind: "result"; value: unknown }
   | { kind: "error"; error: PlainError }
 );

@@ -55,9 +55,25 @@ export interface CreateEngineOptions {
 
 export type WasmVariant = "auto" | "relaxed" | "simd128" | "scalar" | "relaxed-threads" | "simd128-threads";
 
+/** A WebAssembly build of the engine: the CPU builds, and `webgpu` (the GPU backend, with
+ * SIMD128 kernels for its CPU path). */
+export type WasmBuild = Exclude<WasmVariant, "auto"> | "webgpu";
+
+/** What runs the model. */
+export interface Backend {
+  /** `wasm`: the CPU kernels of a WebAssembly build; `webgpu`: the GPU. */
+  kind: "wasm" | "webgpu";
+  /** The build loaded. */
+  build: WasmBuild;
+  /** The GPU adapter's name ("Apple M2", "SwiftShader"), when `kind` is `webgpu`. */
+  adapter?: string;
+  /** Threads the CPU kernels run on. */
+  threads: number;
+}
+
 export interface DeviceLostEvent {
-  /** The backend that runs now (e.g. `wasm-simd128`). */
-  backend: string;
+  /** The backend that runs now (the CPU kernels of the same build). */
+  backend: Backend;
   message: string;
 }
 
@@ -174,9 +190,8 @@ export interface LoadResult {
   info: ModelInfo;
   /** Where the bytes came from (the first part's source when parts differ). */
   source: "network" | "cache" | "file";
-  /** `webgpu (<adapter>, …)`, `wasm-relaxed`, `wasm-simd128`, `wasm-scalar`, or one of
-   * the first two with `-threads`. */
-  backend: string;
+  /** What runs the model (`engine.backend` follows it after a GPU loss). */
+  backend: Backend;
   /** Threads the CPU kernels run on (1 unless a `-threads` build runs). */
   threads: number;
   /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
@@ -188,7 +203,7 @@ export interface LoadResult {
 }
 
 export interface EngineStats {
-  backend: string;
+  backend: Backend;
   kernels: string;
   wasmMemoryBytes: number;
   cachedTokens: number;

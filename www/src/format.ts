@@ -1,3 +1,5 @@
+import type { Backend } from "bitnet-web";
+
 const UNITS = ["B", "KB", "MB", "GB", "TB"];
 
 /** Decimal units, as download sizes are quoted on model hubs. */
@@ -23,24 +25,20 @@ export function duration(seconds: number): string {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
-const WASM_BUILDS: Record<string, string> = {
+const CPU_KERNELS: Record<string, string> = {
   relaxed: "relaxed SIMD",
   simd128: "SIMD128",
   scalar: "scalar",
   "relaxed-threads": "relaxed SIMD",
   "simd128-threads": "SIMD128",
+  // The webgpu build's CPU path.
+  webgpu: "SIMD128",
 };
 
-/** `wasm-relaxed` → "WASM · relaxed SIMD", `webgpu (adapter, …)` → "WebGPU · adapter, …";
- * other backends are shown as the engine names them. */
-export function backendLabel(backend: string, threads = 1): string {
-  const gpu = /^webgpu\s*\((.*)\)$/.exec(backend);
-  if (gpu) return `WebGPU · ${gpu[1]}`;
-  const [kind, ...rest] = backend.split("-");
-  const detail = rest.join("-");
-  if (kind === "wasm") return `WASM · ${WASM_BUILDS[detail] ?? detail}${threads > 1 ? ` · ${threads} threads` : ""}`;
-  if (kind === "webgpu") return detail ? `WebGPU · ${detail}` : "WebGPU";
-  return backend;
+/** `{kind: "wasm", build: "relaxed"}` → "WASM · relaxed SIMD", a GPU → "WebGPU · adapter". */
+export function backendLabel(b: Backend): string {
+  if (b.kind === "webgpu") return `WebGPU · ${b.adapter ?? "GPU"}`;
+  return `WASM · ${CPU_KERNELS[b.build] ?? b.build}${b.threads > 1 ? ` · ${b.threads} threads` : ""}`;
 }
 
 export function relativeTime(ms: number, now = Date.now()): string {

@@ -255,9 +255,7 @@ export async function initModelPanel(): Promise<void> {
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
     $("model-chip-text").textContent = engine
-      ? `${name} · ${backendLabel(engine.backend, engine.load.threads)}${
-          engine.load.info.head === "int8" ? " · int8 head" : ""
-        }`
+      ? `${name} · ${backendLabel(engine.backend)}${engine.load.info.head === "int8" ? " · int8 head" : ""}`
       : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
     // With device "auto", a package with WebGPU says why it stayed on WASM.

@@ -1,0 +1,136 @@
+/**
+ * The engine's WebAssembly builds and how the worker picks one: the fastest build this
+ * browser validates, whose kernels pass a self-test against the scalar reference. The
+ * `-threads` builds also need a cross-origin-isolated page (a shared memory) and start
+ * a pool of threads on it.
+ */
+import * as relaxed from "../wasm/relaxed/bitnet_web.js";
+import * as relaxedThreads from "../wasm/relaxed-threads/bitnet_web.js";
+import * as scalar from "../wasm/scalar/bitnet_web.js";
+import * as simd128 from "../wasm/simd128/bitnet_web.js";
+import * as simd128Threads from "../wasm/simd128-threads/bitnet_web.js";
+import * as webgpu from "../wasm/webgpu/bitnet_web.js";
+import { BitnetError } from "./errors.js";
+import type { WasmBuild, WasmVariant } from "./types.js";
+
+export type Glue = typeof simd128;
+type ThreadsGlue = typeof simd128Threads;
+export type CpuEngine = InstanceType<Glue["Engine"]>;
+/** The webgpu build has every method of the CPU builds plus the GPU ones. */
+export type GpuEngine = InstanceType<typeof webgpu.Engine>;
+
+const build = (glue: unknown, dir: WasmBuild) => ({
+  glue: glue as Glue,
+  wasm: new URL(`../wasm/${dir}/bitnet_web_bg.wasm`, import.meta.url),
+});
+
+const builds: Record<WasmBuild, { glue: Glue; wasm: URL }> = {
+  webgpu: build(webgpu, "webgpu"),
+  "relaxed-threads": build(relaxedThreads, "relaxed-threads"),
+  "simd128-threads": build(simd128Threads, "simd128-threads"),
+  relaxed: build(relaxed, "relaxed"),
+  simd128: build(simd128, "simd128"),
+  scalar: build(scalar, "scalar"),
+};
+
+export const glueOf = (b: WasmBuild): Glue => builds[b].glue;
+
+// The smallest modules using a SIMD128 and a relaxed-SIMD instruction.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
+]);
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15,
+  253, 128, 2, 11,
+]);
+
+/** The builds `auto` tries, fastest first, that this browser can validate. */
+function candidates(wanted: WasmVariant | "webgpu", threads: number): WasmBuild[] {
+  if (wanted !== "auto") return [wanted];
+  const relaxedOk = WebAssembly.validate(RELAXED_PROBE);
+  const simdOk = WebAssembly.validate(SIMD_PROBE);
+  // Threads need a shared memory, which browsers give only to cross-origin-isolated pages.
+  const threadsOk = threads > 1 && self.crossOriginIsolated === true;
+  const list: WasmBuild[] = [];
+  if (threadsOk && relaxedOk) list.push("relaxed-threads");
+  if (threadsOk && simdOk) list.push("simd128-threads");
+  if (relaxedOk) list.push("relaxed");
+  if (simdOk) list.push("simd128");
+  list.push("scalar");
+  return list;
+}
+
+/** A `-threads` build's pool: `threads` workers that each instantiate the module on the
+ * same shared memory and become one of rayon's threads (pool-thread.ts). */
+export interface Pool {
+  build: WasmBuild;
+  threads: number;
+  workers: Worker[];
+}
+
+/**
+ * Instantiates the build `wanted` names, or for `auto` the first candidate that loads
+ * and passes the kernel self-test (failures go to `log`). A worker keeps one pool for
+ * its life: `pool` is the one it has, and the result says which it has after.
+ */
+export async function pickBuild(
+  wanted: WasmVariant | "webgpu",
+  threads: number,
+  pool: Pool | null,
+  log: (...args: unknown[]) => void,
+): Promise<{ build: WasmBuild; pool: Pool | null }> {
+  for (const b of candidates(wanted, threads)) {
+    try {
+      let next = pool;
+      if (b.endsWith("-threads")) next = pool ? reusePool(pool, b) : await startPool(b, threads);
+      else await builds[b].glue.default({ module_or_path: builds[b].wasm });
+      // Some engines ship a pre-standard relaxed SIMD with other results: trust only
+      // a build whose kernels agree with the scalar reference here.
+      builds[b].glue.kernelSelfTest();
+      return { build: b, pool: next };
+    } catch (e) {
+      if (wanted !== "auto") throw e;
+      log(`bitnet-web: the ${b} build is not usable here:`, e);
+    }
+  }
+  throw new BitnetError("worker", "no WebAssembly build of the engine runs in this browser");
+}
+
+function reusePool(pool: Pool, b: WasmBuild): Pool {
+  if (pool.build !== b) throw new BitnetError("worker", `this worker already runs the ${pool.build} build`);
+  return pool;
+}
+
+/** Instantiates a `-threads` build here and starts its pool; while the engine computes,
+ * this worker waits for the pool's threads. */
+async function startPool(b: WasmBuild, threads: number): Promise<Pool> {
+  const glue = builds[b].glue as unknown as ThreadsGlue;
+  const res = await fetch(builds[b].wasm);
+  if (!res.ok) throw new BitnetError("worker", `cannot fetch the ${b} build: HTTP ${res.status}`);
+  const module = await WebAssembly.compile(await res.arrayBuffer());
+  const exports = await glue.default({ module_or_path: module });
+  const memory = exports.memory as WebAssembly.Memory;
+  const workers = Array.from(
+    { length: threads },
+    (_, i) =>
+      new Worker(new URL("./pool-thread.js", import.meta.url), { type: "module", name: `bitnet-web pool ${i}` }),
+  );
+  try {
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((ok, fail) => {
+            w.onmessage = () => ok();
+            w.onerror = (e) => fail(new BitnetError("worker", `a pool thread did not start: ${e.message}`));
+            w.postMessage({ variant: b, module, memory });
+          }),
+      ),
+    );
+    // Returns once every thread runs.
+    glue.buildThreadPool(threads);
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  return { build: b, threads, workers };
+}
