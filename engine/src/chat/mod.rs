@@ -29,6 +29,8 @@
 //! property on every call and fails with [`Error::Template`] when it does not hold, so
 //! the caller can fall back to a full re-prefill.
 
+mod expression_size;
+
 use std::ops::Range;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -303,6 +305,13 @@ impl ChatTemplate {
     }
 
     fn environment(src: &str) -> Result<Environment<'static>> {
+        if let Some(line) = expression_size::oversized_tag(src) {
+            return Err(Error::Template(format!(
+                "a tag on line {line} holds more than {} operators; evaluating it could \
+                 overflow the stack",
+                expression_size::MAX_TAG_OPERATORS
+            )));
+        }
         let mut env = Environment::new();
         env.set_fuel(Some(TEMPLATE_FUEL));
         // Hugging Face renders chat templates with these jinja2 settings.
@@ -962,6 +971,40 @@ mod tests {
             .collect();
         let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
         assert!(hf.render(&long, true).unwrap().len() > 40_000);
+    }
+
+    #[test]
+    fn operator_chains_that_would_overflow_the_stack_are_template_errors() {
+        // 4,000 chained operators in a 4 KB template overflowed a 1 MiB stack (the wasm
+        // builds' stack) inside minijinja, aborting the process; run on one to show it.
+        let run = || {
+            for src in [
+                format!("{{{{ 1{} }}}}", "+1".repeat(4000)),
+                format!("{{{{ {}1 }}}}", "not ".repeat(4000)),
+                format!("{{{{ {}1 }}}}", "-".repeat(4000)),
+                format!("{{{{ 'a'{} }}}}", "~'a'".repeat(4000)),
+            ] {
+                let err = ChatTemplate::new(Some(&src), BOS, EOS).unwrap_err();
+                assert!(matches!(err, Error::Template(_)), "{err:?}");
+                assert!(err.to_string().contains("300 operators"), "{err}");
+            }
+            // A long tag of text in strings is not an expression.
+            let long = format!(
+                "{{{{ '{}' }}}}{{{{ messages[0].content }}}}",
+                "+".repeat(4000)
+            );
+            let t = ChatTemplate::new(Some(&long), BOS, EOS).unwrap();
+            assert!(t
+                .render(&[ChatMessage::user("hi")], false)
+                .unwrap()
+                .ends_with("hi"));
+        };
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
