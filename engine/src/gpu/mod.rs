@@ -6,6 +6,7 @@
 mod backend;
 mod buffers;
 mod context;
+mod graph;
 mod pack;
 mod params;
 mod shaders;
