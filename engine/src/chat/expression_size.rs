@@ -19,16 +19,16 @@ pub fn oversized_tag(src: &str) -> Option<usize> {
             continue;
         }
         match b[i + 1] {
-            b'#' => i = find(b, i + 2, b"#}").map_or(b.len(), |e| e + 2),
+            b'#' => i = find(src, i + 2, "#}").map_or(b.len(), |e| e + 2),
             b'{' | b'%' => {
                 let close: &[u8] = if b[i + 1] == b'{' { b"}}" } else { b"%}" };
-                let (end, ops, words) = scan_tag(b, i + 2, close);
+                let (end, ops, first_word) = scan_tag(b, i + 2, close);
                 if ops > MAX_TAG_OPERATORS {
                     return Some(1 + b[..i].iter().filter(|&&c| c == b'\n').count());
                 }
                 // A raw block's body is text, not code.
-                i = if close == b"%}" && words.first().map(String::as_str) == Some("raw") {
-                    find(b, end, b"endraw").unwrap_or(b.len())
+                i = if close == b"%}" && first_word == Some(b"raw") {
+                    find(src, end, "endraw").unwrap_or(b.len())
                 } else {
                     end
                 };
@@ -41,13 +41,13 @@ pub fn oversized_tag(src: &str) -> Option<usize> {
 
 /// Scans one tag's body from `i`: where it ends (after `close`), its operator count and
 /// its first word.
-fn scan_tag(b: &[u8], mut i: usize, close: &[u8]) -> (usize, usize, Vec<String>) {
+fn scan_tag<'a>(b: &'a [u8], mut i: usize, close: &[u8]) -> (usize, usize, Option<&'a [u8]>) {
     let mut ops = 0;
-    let mut words = Vec::new();
+    let mut first_word = None;
     while i < b.len() {
         let c = b[i];
         if b[i..].starts_with(close) {
-            return (i + close.len(), ops, words);
+            return (i + close.len(), ops, first_word);
         }
         match c {
             b'\'' | b'"' => {
@@ -76,21 +76,18 @@ fn scan_tag(b: &[u8], mut i: usize, close: &[u8]) -> (usize, usize, Vec<String>)
                 if matches!(w, b"not" | b"and" | b"or" | b"in" | b"is" | b"if" | b"else") {
                     ops += 1;
                 }
-                if words.is_empty() {
-                    words.push(String::from_utf8_lossy(w).into_owned());
-                }
+                first_word.get_or_insert(w);
             }
             _ => i += 1,
         }
     }
-    (b.len(), ops, words)
+    (b.len(), ops, first_word)
 }
 
-fn find(b: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
-    b.get(from..)?
-        .windows(pat.len())
-        .position(|w| w == pat)
-        .map(|p| from + p)
+/// Where `pat` next occurs in `src` from byte `from` on (`from` follows an ASCII tag
+/// marker, so it is a character boundary).
+fn find(src: &str, from: usize, pat: &str) -> Option<usize> {
+    src.get(from..)?.find(pat).map(|p| from + p)
 }
 
 #[cfg(test)]
