@@ -225,6 +225,7 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 /// Detects a generation stuck in a loop: the newest tokens repeat one period
 /// (1 to 64 tokens long) at least `min_repeats` times and cover `min_span` tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoopGuard {
     pub max_period: usize,
     pub min_repeats: usize,

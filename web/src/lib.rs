@@ -1,6 +1,6 @@
 //! JavaScript bindings of the engine (wasm-bindgen). An `Engine` takes the model
-//! file chunk by chunk as it downloads, then tokenizes, chats and generates with
-//! a per-token callback that can abort. Errors reach JavaScript as `Error`s with a
+//! file chunk by chunk as it downloads, then tokenizes, chats and generates one step
+//! per call (a prefill chunk or a token), so the caller can abort between steps. Errors reach JavaScript as `Error`s with a
 //! machine-readable `kind`; panics are printed to the console (and the call
 //! throws `RuntimeError: unreachable`), never a silent hang.
 
@@ -12,7 +12,7 @@ use bitnet_engine::session::{
     GenerateOptions, Generation, LoadSettings, LoadedModel, Session, Step, Usage,
 };
 use bitnet_engine::tokenizer::PreTokenizerChoice;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,7 +20,12 @@ use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "webgpu")]
 mod gpu;
+mod options;
+mod replies;
 mod threads;
+
+use options::{bad_options, from_js, EngineOptions};
+use replies::{JsStep, ModelInfo, Progress, Stats};
 
 /// What wasm32 addresses: the default memory limit.
 const ADDRESS_SPACE: u64 = 4 << 30;
@@ -82,88 +87,16 @@ impl Sha256 {
     }
 }
 
-fn js_error(e: bitnet_engine::Error) -> JsValue {
+pub(crate) fn js_error(e: bitnet_engine::Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     // Reflect::set on a fresh Error object cannot fail.
     let _ = js_sys::Reflect::set(&err, &"kind".into(), &e.kind().into());
     err.into()
 }
 
-fn bad_options(e: serde_wasm_bindgen::Error) -> JsValue {
-    js_error(bitnet_engine::Error::InvalidArgument(e.to_string()))
-}
-
 fn to_js<T: Serialize>(v: &T) -> JsValue {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .unwrap_or(JsValue::NULL)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct EngineOptions {
-    /// KV cache size in tokens (default 2048, at most the model's context length).
-    n_ctx: Option<usize>,
-    /// File size when known (Content-Length): lets the loader refuse bad offsets early.
-    expected_bytes: Option<f64>,
-    /// "int8" (default) or "f32".
-    act: Option<String>,
-    /// Use the scalar kernels even in a SIMD build (for comparisons).
-    scalar: bool,
-    /// "file" (default) or "int8": an int8 LM head built at load time (faster, smaller).
-    head: Option<String>,
-    /// Threads for the matrix kernels (the `threads` build, after `buildThreadPool`):
-    /// default all of the pool's.
-    threads: Option<usize>,
-    /// "auto" (default), "gguf", "bitnet", or Jinja source.
-    chat_template: Option<String>,
-    /// "auto" (default) or a llama.cpp pre-tokenizer name such as "default".
-    pre_tokenizer: Option<String>,
-    /// Bytes the engine may use in all (default: the 4 GiB wasm32 addresses). The model's
-    /// tensors, over all parts of a split model, may take this less 512 MiB; a KV cache
-    /// what is left beside the memory in use.
-    memory_limit: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Progress {
-    phase: &'static str,
-    bytes_received: f64,
-    bytes_expected: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ModelInfo {
-    architecture: String,
-    n_layer: usize,
-    n_embd: usize,
-    n_vocab: usize,
-    n_ctx: usize,
-    weights_bytes: usize,
-    kv_cache_bytes: usize,
-    kernels: String,
-    /// "file" or "int8": the LM head in use.
-    head: String,
-    /// The chat format in use (`bitnet-2b4t`, `gguf`, `jinja`) and why.
-    chat_format: bitnet_engine::chat::ChatFormatInfo,
-    /// The pre-tokenizer in use and why.
-    pre_tokenizer: bitnet_engine::tokenizer::PreTokenizerInfo,
-    bos_token: Option<u32>,
-    eos_token: Option<u32>,
-    eot_token: Option<u32>,
-    /// Every token that ends a reply.
-    stop_tokens: Vec<u32>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Stats {
-    backend: String,
-    kernels: String,
-    wasm_memory_bytes: f64,
-    cached_tokens: usize,
-    last_usage: Option<Usage>,
 }
 
 #[wasm_bindgen]
@@ -189,33 +122,12 @@ struct Live {
     gpu_device: Option<bitnet_engine::gpu::wgpu::Device>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum JsStep<'a> {
-    Prefill {
-        done: usize,
-        total: usize,
-    },
-    Token {
-        id: u32,
-        text: &'a str,
-    },
-    Done {
-        text: &'a str,
-        completion: &'a bitnet_engine::session::Completion,
-    },
-}
-
 #[wasm_bindgen]
 impl Engine {
     /// `options`: `{ nCtx?, expectedBytes?, act?: "int8" | "f32", scalar? }`.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<Engine, JsValue> {
-        let opts: EngineOptions = if options.is_undefined() || options.is_null() {
-            EngineOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_options)?
-        };
+        let opts: EngineOptions = from_js(options)?;
         let mut engine = Engine {
             opts,
             loader: None,
@@ -439,7 +351,7 @@ impl Engine {
     pub fn begin_chat(&mut self, messages: JsValue, options: JsValue) -> Result<(), JsValue> {
         let messages: Vec<ChatMessage> =
             serde_wasm_bindgen::from_value(messages).map_err(bad_options)?;
-        let opts = generate_options(options)?;
+        let opts: GenerateOptions = from_js(options)?;
         let mut live = self.live()?;
         let g = live.session.begin_chat(&messages, &opts);
         live.generation = Some(g.map_err(js_error)?);
@@ -449,7 +361,7 @@ impl Engine {
     /// Starts a raw completion to be run with `step()`.
     #[wasm_bindgen(js_name = beginComplete)]
     pub fn begin_complete(&mut self, prompt: &str, options: JsValue) -> Result<(), JsValue> {
-        let opts = generate_options(options)?;
+        let opts: GenerateOptions = from_js(options)?;
         let mut live = self.live()?;
         let g = live.session.begin_complete(prompt, &opts);
         live.generation = Some(g.map_err(js_error)?);
@@ -592,60 +504,4 @@ fn live_of(cell: &RefCell<Option<Live>>) -> Result<RefMut<'_, Live>, JsValue> {
             "no model is loaded yet".into(),
         ))
     })
-}
-
-/// OpenAI-style option names (`max_tokens`, `temperature`, `top_p`, …) → engine options.
-fn generate_options(options: JsValue) -> Result<GenerateOptions, JsValue> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Js {
-        max_tokens: Option<usize>,
-        temperature: Option<f32>,
-        top_k: Option<usize>,
-        top_p: Option<f32>,
-        min_p: Option<f32>,
-        repetition_penalty: Option<f32>,
-        seed: Option<u64>,
-        stop: Option<Vec<String>>,
-        loop_guard: Option<bool>,
-        prefill_chunk: Option<usize>,
-    }
-    let js: Js = if options.is_undefined() || options.is_null() {
-        Js::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(bad_options)?
-    };
-    let mut o = GenerateOptions::default();
-    if let Some(v) = js.max_tokens {
-        o.max_tokens = v;
-    }
-    let s = &mut o.sampler;
-    if let Some(v) = js.temperature {
-        s.temperature = v;
-    }
-    if let Some(v) = js.top_k {
-        s.top_k = v;
-    }
-    if let Some(v) = js.top_p {
-        s.top_p = v;
-    }
-    if let Some(v) = js.min_p {
-        s.min_p = v;
-    }
-    if let Some(v) = js.repetition_penalty {
-        s.repetition_penalty = v;
-    }
-    if let Some(v) = js.seed {
-        s.seed = v;
-    }
-    if let Some(v) = js.stop {
-        o.stop = v;
-    }
-    if let Some(v) = js.prefill_chunk {
-        o.prefill_chunk = v;
-    }
-    if js.loop_guard == Some(false) {
-        o.loop_guard = None;
-    }
-    Ok(o)
 }

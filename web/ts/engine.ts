@@ -121,8 +121,10 @@ function engineOptions(r: ChatCompletionRequest, prefillChunk: number): EngineGe
     min_p: r.min_p,
     // As in OpenAI's API, no penalty unless asked for (so temperature 0 is plain argmax).
     repetition_penalty: r.repetition_penalty ?? 1,
+    repeat_window: r.repeat_window,
     seed: r.seed,
     stop: r.stop === undefined ? undefined : Array.isArray(r.stop) ? r.stop : [r.stop],
+    loop_guard: r.loop_guard,
     prefill_chunk: prefillChunk,
   };
 }

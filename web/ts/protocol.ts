@@ -19,7 +19,22 @@ export interface LoadRequest {
   device: "auto" | "webgpu" | "wasm";
 }
 
-/** Engine option names (see `generate_options` in web/src/lib.rs). */
+/** The wasm `Engine` constructor's options: `EngineOptions` in web/src/options.rs (a Rust
+ * test checks that both name the same fields). */
+export interface EngineLoadOptions {
+  nCtx?: number;
+  expectedBytes?: number;
+  act?: "int8" | "f32";
+  scalar?: boolean;
+  head?: "file" | "int8";
+  threads?: number;
+  chatTemplate?: string;
+  preTokenizer?: string;
+  memoryLimit?: number;
+}
+
+/** One generation's options: the serde form of `bitnet_engine::session::GenerateOptions`
+ * (a Rust test checks that both name the same fields). */
 export interface EngineGenerateOptions {
   max_tokens?: number;
   temperature?: number;
@@ -27,8 +42,10 @@ export interface EngineGenerateOptions {
   top_p?: number;
   min_p?: number;
   repetition_penalty?: number;
+  repeat_window?: number;
   seed?: number;
   stop?: string[];
+  loop_guard?: boolean | { max_period?: number; min_repeats?: number; min_span?: number };
   prefill_chunk?: number;
 }
 

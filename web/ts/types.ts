@@ -108,9 +108,14 @@ export interface SamplingOptions {
   top_k?: number;
   min_p?: number;
   repetition_penalty?: number;
+  /** Tokens back that `repetition_penalty` looks at (default 64). */
+  repeat_window?: number;
   max_tokens?: number;
   stop?: string | string[];
   seed?: number;
+  /** Ends a reply whose newest tokens keep repeating one phrase (`finish_reason: "loop"`);
+   * on by default, `false` turns it off. */
+  loop_guard?: boolean;
 }
 
 export interface ChatCompletionRequest extends SamplingOptions {

@@ -6,7 +6,7 @@
 import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild } from "./builds.js";
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
-import type { EngineCompletion, LoadRequest, Reply, Request } from "./protocol.js";
+import type { EngineCompletion, EngineLoadOptions, LoadRequest, Reply, Request } from "./protocol.js";
 import type { Backend, LoadResult } from "./types.js";
 
 type Step =
@@ -190,7 +190,7 @@ class EngineWorker {
                 chatTemplate: req.chatTemplate,
                 preTokenizer: req.preTokenizer,
                 memoryLimit: req.memoryLimit,
-              });
+              } satisfies EngineLoadOptions);
             else e!.nextPart(bytes ?? undefined);
           },
           push(chunk) {

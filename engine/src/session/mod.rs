@@ -5,206 +5,22 @@
 //! chunks, so a long prompt can be aborted). Multi-turn chat therefore re-reads
 //! nothing, and regenerate / edit-and-resend rewind to the first changed token.
 
-use crate::chat::{ChatFormat, ChatMessage, ChatTemplate};
+use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
-use crate::model::{Backend, HeadMode, Logits, Model};
+use crate::model::{Backend, Logits};
+mod loaded;
+mod options;
 mod stop_strings;
+pub use loaded::{chat_parts, chat_prompt_ids, LoadSettings, LoadedModel};
+use loaded::{check_roles, encode_rendered};
+pub use options::GenerateOptions;
 use stop_strings::StopStrings;
 
-use crate::sampler::{LoopGuard, Sampler, SamplerConfig};
-use crate::tokenizer::{PreTokenizerChoice, StreamDecoder, Tokenizer, VocabSpec};
+use crate::sampler::Sampler;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use web_time::Instant;
-
-/// A model with its tokenizer and chat template, ready to make sessions from.
-pub struct LoadedModel {
-    pub model: Arc<Model>,
-    pub tokenizer: Arc<Tokenizer>,
-    pub template: Arc<ChatTemplate>,
-}
-
-/// What a caller may choose when loading a model; the defaults follow the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadSettings {
-    pub head: HeadMode,
-    pub chat_format: ChatFormat,
-    pub pre_tokenizer: PreTokenizerChoice,
-}
-
-impl LoadedModel {
-    pub fn from_gguf(file: GgufFile) -> Result<LoadedModel> {
-        LoadedModel::from_gguf_with(file, &LoadSettings::default())
-    }
-
-    pub fn from_gguf_with(mut file: GgufFile, settings: &LoadSettings) -> Result<LoadedModel> {
-        let (tokenizer, template) = chat_parts(&file, settings)?;
-        let mut model = Model::from_gguf(&mut file)?;
-        model.set_head(settings.head);
-        if tokenizer.n_vocab() > model.config.n_vocab {
-            return Err(Error::Model(format!(
-                "the tokenizer has {} tokens but the model only {} embeddings",
-                tokenizer.n_vocab(),
-                model.config.n_vocab
-            )));
-        }
-        Ok(LoadedModel {
-            model: Arc::new(model),
-            tokenizer: Arc::new(tokenizer),
-            template: Arc::new(template),
-        })
-    }
-
-    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<LoadedModel> {
-        LoadedModel::from_gguf(GgufFile::from_path(path)?)
-    }
-}
-
-/// The tokenizer and chat template of `file` (its metadata only: vocabulary-only
-/// files work too).
-pub fn chat_parts(file: &GgufFile, settings: &LoadSettings) -> Result<(Tokenizer, ChatTemplate)> {
-    let spec = VocabSpec::from_metadata(&file.metadata)?;
-    let tokenizer = Tokenizer::from_spec_with(&spec, &settings.pre_tokenizer)?;
-    let token_text = |id: Option<u32>| {
-        id.map(|i| String::from_utf8_lossy(tokenizer.token_bytes(i)).into_owned())
-            .unwrap_or_default()
-    };
-    let template = ChatTemplate::choose(
-        spec.chat_template.as_deref(),
-        &settings.chat_format,
-        &token_text(tokenizer.bos()),
-        &token_text(tokenizer.eos()),
-        tokenizer.token_id(crate::chat::BUILTIN_EOT).is_some(),
-    )?;
-    Ok((tokenizer, template))
-}
-
-/// The prompt tokens of a whole conversation: the template's markers as special tokens,
-/// message contents and roles as plain text (a message holding `<|eot_id|>` does not end
-/// its turn).
-pub fn chat_prompt_ids(
-    tokenizer: &Tokenizer,
-    template: &ChatTemplate,
-    messages: &[ChatMessage],
-) -> Result<Vec<u32>> {
-    check_roles(tokenizer, messages)?;
-    encode_rendered(
-        tokenizer,
-        &template.render_prompt(messages, true)?,
-        messages,
-    )
-}
-
-/// A role is compared by the template, never tokenized on its own, so it may not hold
-/// special-token text (it could not be kept plain inside a Jinja template's output).
-fn check_roles(tokenizer: &Tokenizer, messages: &[ChatMessage]) -> Result<()> {
-    for m in messages {
-        if let Some(t) = tokenizer.special_text_in(&m.role) {
-            return Err(Error::InvalidArgument(format!(
-                "the message role '{}' holds the special token text '{t}'",
-                m.role
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn encode_rendered(
-    tokenizer: &Tokenizer,
-    rendered: &crate::chat::RenderedPrompt,
-    messages: &[ChatMessage],
-) -> Result<Vec<u32>> {
-    match &rendered.plain {
-        Some(ranges) => tokenizer.encode_chat(&rendered.text, ranges),
-        None => {
-            // The template rewrote the contents beyond recognition: only safe when no
-            // content holds special-token text to begin with.
-            if let Some(t) = messages
-                .iter()
-                .find_map(|m| tokenizer.special_text_in(&m.content))
-            {
-                return Err(Error::Template(format!(
-                    "a message holds the special token text '{t}', and this chat template \
-                     changes message contents so that they cannot be kept apart from its \
-                     own markers"
-                )));
-            }
-            tokenizer.encode(&rendered.text, false, true)
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GenerateOptions {
-    pub max_tokens: usize,
-    pub sampler: SamplerConfig,
-    /// Generation ends when the text contains one of these (the stop string itself is not returned).
-    pub stop: Vec<String>,
-    /// `None` disables loop detection.
-    pub loop_guard: Option<LoopGuard>,
-    /// Tokens per prefill batch; abort is checked between batches.
-    pub prefill_chunk: usize,
-}
-
-impl Default for GenerateOptions {
-    fn default() -> Self {
-        GenerateOptions {
-            max_tokens: 512,
-            sampler: SamplerConfig::default(),
-            stop: Vec::new(),
-            loop_guard: Some(LoopGuard::default()),
-            prefill_chunk: 128,
-        }
-    }
-}
-
-impl GenerateOptions {
-    /// Refuses values no sampler can mean, naming the option as the package spells it.
-    pub fn validate(&self) -> Result<()> {
-        let s = &self.sampler;
-        let bad = |field: &str, want: &str, got: String| {
-            Err(Error::InvalidArgument(format!(
-                "{field} must be {want} (got {got})"
-            )))
-        };
-        if !(s.temperature.is_finite() && s.temperature >= 0.0) {
-            return bad(
-                "temperature",
-                "a number ≥ 0 (0 is greedy)",
-                s.temperature.to_string(),
-            );
-        }
-        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-            return bad("top_p", "in (0, 1] (1 turns it off)", s.top_p.to_string());
-        }
-        if !(0.0..=1.0).contains(&s.min_p) {
-            return bad("min_p", "in [0, 1] (0 turns it off)", s.min_p.to_string());
-        }
-        if !(s.repetition_penalty.is_finite() && s.repetition_penalty > 0.0) {
-            return bad(
-                "repetition_penalty",
-                "a number > 0 (1 turns it off)",
-                s.repetition_penalty.to_string(),
-            );
-        }
-        if self.max_tokens < 1 {
-            return bad("max_tokens", "at least 1", self.max_tokens.to_string());
-        }
-        if self.prefill_chunk < 1 {
-            return bad(
-                "prefill_chunk",
-                "at least 1",
-                self.prefill_chunk.to_string(),
-            );
-        }
-        if self.stop.iter().any(String::is_empty) {
-            return bad("stop", "non-empty strings", format!("{:?}", self.stop));
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
