@@ -20,11 +20,12 @@ cargo test --workspace --locked
 echo "== fuzz: every committed corpus input through the libFuzzer targets, then short seeded runs"
 ./scripts/fuzz-replay.sh
 
-declare -A flags=(
-  [scalar]=""
-  [simd128]="-C target-feature=+simd128"
-  [relaxed]="-C target-feature=+simd128,+relaxed-simd"
-)
+# The single-threaded CPU builds' target features, from web/ts/wasm-builds.json.
+. scripts/wasm-builds.sh
+declare -A flags=()
+while IFS='|' read -r name target_features _ _; do
+  flags[$name]="${target_features:+-C target-feature=$target_features}"
+done < <(wasm_builds)
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 wasm_test() { # variant, then "node" or "browser"

@@ -23,10 +23,10 @@ pub struct BenchArgs {
     scalar: bool,
     /// LM head: as in the file, or the int8 copy.
     #[arg(long, value_enum, default_value = "file")]
-    head: crate::Head,
+    head: crate::args::Head,
     /// cpu, or gpu (wgpu; on a software adapter such as lavapipe the speed means nothing).
     #[arg(long, value_enum, default_value = "cpu")]
-    backend: crate::BackendKind,
+    backend: crate::backend::BackendKind,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,7 +74,7 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
     let n_ctx = a.prompt_tokens + a.gen_tokens + 1;
-    let mut backend = crate::make_backend(
+    let mut backend = crate::backend::make_backend(
         a.backend,
         &m.model,
         CpuOptions {

@@ -27,7 +27,8 @@ test("the packed tarball installs into a fresh Vite app, builds, and chats", asy
   mkdirSync(pack, { recursive: true });
   const tarball = join(pack, JSON.parse(run("npm", ["pack", "--json", "--pack-destination", pack], ROOT))[0].filename);
   const listing = run("tar", ["-tzf", tarball], ROOT);
-  for (const f of ["index.js", "index.d.ts", "worker.js"]) expect(listing).toContain(`package/dist/js/${f}`);
+  for (const f of ["index.js", "index.d.ts", "worker.js", "wasm-builds.json"])
+    expect(listing).toContain(`package/dist/js/${f}`);
   for (const v of ["scalar", "simd128", "relaxed"])
     expect(listing).toContain(`package/dist/wasm/${v}/bitnet_web_bg.wasm`);
 

@@ -2,7 +2,8 @@
  * The engine's WebAssembly builds and how the worker picks one: the fastest build this
  * browser validates, whose kernels pass a self-test against the scalar reference. The
  * `-threads` builds also need a cross-origin-isolated page (a shared memory) and start
- * a pool of threads on it.
+ * a pool of threads on it. The list is WASM_BUILDS (wasm-builds.json); the glue
+ * modules below are imported one by one because bundlers need static import paths.
  */
 import * as relaxed from "../wasm/relaxed/bitnet_web.js";
 import * as relaxedThreads from "../wasm/relaxed-threads/bitnet_web.js";
@@ -12,6 +13,7 @@ import * as simd128Threads from "../wasm/simd128-threads/bitnet_web.js";
 import * as webgpu from "../wasm/webgpu/bitnet_web.js";
 import { BitnetError } from "./errors.js";
 import type { WasmBuild, WasmVariant } from "./types.js";
+import { WASM_BUILDS, type WasmBuildSpec } from "./wasm-builds.js";
 
 export type Glue = typeof simd128;
 type ThreadsGlue = typeof simd128Threads;
@@ -32,8 +34,11 @@ const builds: Record<WasmBuild, { glue: Glue; wasm: URL }> = {
   simd128: build(simd128, "simd128"),
   scalar: build(scalar, "scalar"),
 };
+for (const b of WASM_BUILDS)
+  if (!(b.name in builds)) throw new BitnetError("worker", `wasm-builds.json names ${b.name}, which has no glue here`);
 
 export const glueOf = (b: WasmBuild): Glue => builds[b].glue;
+const specOf = (b: WasmBuild): WasmBuildSpec => WASM_BUILDS.find((s) => s.name === b)!;
 
 // The smallest modules using a SIMD128 and a relaxed-SIMD instruction.
 const SIMD_PROBE = new Uint8Array([
@@ -47,17 +52,15 @@ const RELAXED_PROBE = new Uint8Array([
 /** The builds `auto` tries, fastest first, that this browser can validate. */
 function candidates(wanted: WasmVariant | "webgpu", threads: number): WasmBuild[] {
   if (wanted !== "auto") return [wanted];
-  const relaxedOk = WebAssembly.validate(RELAXED_PROBE);
-  const simdOk = WebAssembly.validate(SIMD_PROBE);
+  const validates: Record<string, boolean> = {
+    simd128: WebAssembly.validate(SIMD_PROBE),
+    "relaxed-simd": WebAssembly.validate(RELAXED_PROBE),
+  };
   // Threads need a shared memory, which browsers give only to cross-origin-isolated pages.
   const threadsOk = threads > 1 && self.crossOriginIsolated === true;
-  const list: WasmBuild[] = [];
-  if (threadsOk && relaxedOk) list.push("relaxed-threads");
-  if (threadsOk && simdOk) list.push("simd128-threads");
-  if (relaxedOk) list.push("relaxed");
-  if (simdOk) list.push("simd128");
-  list.push("scalar");
-  return list;
+  return WASM_BUILDS.filter(
+    (b) => !b.gpu && (!b.threads || threadsOk) && b.targetFeatures.every((f) => validates[f] === true),
+  ).map((b) => b.name);
 }
 
 /** A `-threads` build's pool: `threads` workers that each instantiate the module on the
@@ -82,7 +85,7 @@ export async function pickBuild(
   for (const b of candidates(wanted, threads)) {
     try {
       let next = pool;
-      if (b.endsWith("-threads")) next = pool ? reusePool(pool, b) : await startPool(b, threads);
+      if (specOf(b).threads) next = pool ? reusePool(pool, b) : await startPool(b, threads);
       else await builds[b].glue.default({ module_or_path: builds[b].wasm });
       // Some engines ship a pre-standard relaxed SIMD with other results: trust only
       // a build whose kernels agree with the scalar reference here.

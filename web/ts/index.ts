@@ -8,3 +8,4 @@ export { CreateEngine, Engine } from "./engine.js";
 export { BitnetError, type ErrorKind } from "./errors.js";
 export { listCachedModels, deleteCachedModel } from "./cache.js";
 export type * from "./types.js";
+export { WASM_BUILDS, type WasmBuildSpec } from "./wasm-builds.js";

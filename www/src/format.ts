@@ -1,4 +1,4 @@
-import type { Backend } from "bitnet-web";
+import { type Backend, WASM_BUILDS } from "bitnet-web";
 
 const UNITS = ["B", "KB", "MB", "GB", "TB"];
 
@@ -25,20 +25,11 @@ export function duration(seconds: number): string {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
-const CPU_KERNELS: Record<string, string> = {
-  relaxed: "relaxed SIMD",
-  simd128: "SIMD128",
-  scalar: "scalar",
-  "relaxed-threads": "relaxed SIMD",
-  "simd128-threads": "SIMD128",
-  // The webgpu build's CPU path.
-  webgpu: "SIMD128",
-};
-
 /** `{kind: "wasm", build: "relaxed"}` → "WASM · relaxed SIMD", a GPU → "WebGPU · adapter". */
 export function backendLabel(b: Backend): string {
   if (b.kind === "webgpu") return `WebGPU · ${b.adapter ?? "GPU"}`;
-  return `WASM · ${CPU_KERNELS[b.build] ?? b.build}${b.threads > 1 ? ` · ${b.threads} threads` : ""}`;
+  const kernels = WASM_BUILDS.find((w) => w.name === b.build)?.kernels ?? b.build;
+  return `WASM · ${kernels}${b.threads > 1 ? ` · ${b.threads} threads` : ""}`;
 }
 
 export function relativeTime(ms: number, now = Date.now()): string {

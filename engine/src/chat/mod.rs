@@ -29,11 +29,15 @@
 //! property on every call and fails with [`Error::Template`] when it does not hold, so
 //! the caller can fall back to a full re-prefill.
 
+mod content_marks;
 mod expression_size;
+mod jinja;
+
+use content_marks::content_marks;
 
 use std::ops::Range;
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -170,17 +174,6 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
-fn template_error(e: minijinja::Error) -> Error {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Template(msg)
-}
-
 impl ChatTemplate {
     /// Uses `jinja` (the GGUF's `tokenizer.chat_template`) when given and not blank,
     /// else the BitNet b1.58 2B4T built-in template. A Jinja syntax error is
@@ -289,7 +282,7 @@ impl ChatTemplate {
         reason: &str,
     ) -> Result<Self> {
         Ok(ChatTemplate {
-            kind: Kind::Jinja(Box::new(Self::environment(src)?)),
+            kind: Kind::Jinja(Box::new(jinja::environment(src)?)),
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             info: ChatFormatInfo {
@@ -302,42 +295,6 @@ impl ChatTemplate {
     /// Which format this is and why it was chosen.
     pub fn info(&self) -> &ChatFormatInfo {
         &self.info
-    }
-
-    fn environment(src: &str) -> Result<Environment<'static>> {
-        if let Some(line) = expression_size::oversized_tag(src) {
-            return Err(Error::Template(format!(
-                "a tag on line {line} holds more than {} operators; evaluating it could \
-                 overflow the stack",
-                expression_size::MAX_TAG_OPERATORS
-            )));
-        }
-        let mut env = Environment::new();
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        // Hugging Face renders chat templates with these jinja2 settings.
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<Value, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        // SystemTime::now() panics on wasm32-unknown-unknown; templates test
-        // `strftime_now is defined` and fall back to a fixed date there.
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-        env.add_function("strftime_now", |fmt: String| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            strftime_utc(&fmt, secs)
-        });
-        env.add_template_owned(TEMPLATE_NAME, src.to_string())
-            .map_err(template_error)?;
-        Ok(env)
     }
 
     /// Whether this is the built-in BitNet 2B4T template (no usable Jinja given).
@@ -362,7 +319,13 @@ impl ChatTemplate {
                 Ok(self.render_turns(true, messages, add_generation_prompt))
             }
             Kind::Jinja(env) => {
-                let plain = self.render_jinja(env, messages, add_generation_prompt)?;
+                let plain = jinja::render(
+                    env,
+                    messages,
+                    add_generation_prompt,
+                    &self.bos_token,
+                    &self.eos_token,
+                )?;
                 let Some(marks) = content_marks(messages) else {
                     return Ok(RenderedPrompt {
                         text: plain,
@@ -373,50 +336,22 @@ impl ChatTemplate {
                     .iter()
                     .map(|m| ChatMessage::new(m.role.clone(), marks.wrap(&m.content)))
                     .collect();
-                let ranges = self
-                    .render_jinja(env, &marked, add_generation_prompt)
-                    .ok()
-                    .and_then(|t| marks.strip(&t))
-                    .filter(|(text, _)| *text == plain)
-                    .map(|(_, ranges)| ranges);
+                let ranges = jinja::render(
+                    env,
+                    &marked,
+                    add_generation_prompt,
+                    &self.bos_token,
+                    &self.eos_token,
+                )
+                .ok()
+                .and_then(|t| marks.strip(&t))
+                .filter(|(text, _)| *text == plain)
+                .map(|(_, ranges)| ranges);
                 Ok(RenderedPrompt {
                     text: plain,
                     plain: ranges,
                 })
             }
-        }
-    }
-
-    fn render_jinja(
-        &self,
-        env: &Environment<'static>,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
-        let tmpl = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
-        let mut out = LimitedOutput::default();
-        let rendered = tmpl.render_captured_to(
-            minijinja::context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-                tools => Value::from(()),
-                documents => Value::from(()),
-            },
-            &mut out,
-        );
-        match rendered {
-            Ok(_) => String::from_utf8(out.bytes)
-                .map_err(|_| Error::Template("the chat template wrote invalid UTF-8".into())),
-            Err(_) if out.overflowed => Err(Error::Template(format!(
-                "the chat template's output passed the limit of {TEMPLATE_OUTPUT_LIMIT} bytes"
-            ))),
-            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(Error::Template(format!(
-                "the chat template ran past its budget of {TEMPLATE_FUEL} instructions \
-                 (a runaway loop?)"
-            ))),
-            Err(e) => Err(template_error(e)),
         }
     }
 
@@ -547,94 +482,8 @@ impl ChatTemplate {
     }
 }
 
-/// A rendering's output, refused past [`TEMPLATE_OUTPUT_LIMIT`] bytes.
-#[derive(Default)]
-struct LimitedOutput {
-    bytes: Vec<u8>,
-    overflowed: bool,
-}
-
-impl std::io::Write for LimitedOutput {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + b.len() > TEMPLATE_OUTPUT_LIMIT {
-            self.overflowed = true;
-            return Err(std::io::Error::other("chat template output limit"));
-        }
-        self.bytes.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn is_converter_template(src: &str) -> bool {
     CONVERTER_TEMPLATE_MARKS.iter().any(|m| src.contains(m))
-}
-
-/// Two characters that no message holds, put around each message's content (inside its
-/// leading and trailing whitespace, so that `trim` still trims) to find the contents in
-/// the rendered text.
-struct ContentMarks {
-    open: char,
-    close: char,
-}
-
-fn content_marks(messages: &[ChatMessage]) -> Option<ContentMarks> {
-    // Private-use characters: no template has a reason to produce them.
-    const FIRST: u32 = 0xE000;
-    let mut used = vec![false; 0x1900];
-    for c in messages
-        .iter()
-        .flat_map(|m| m.content.chars().chain(m.role.chars()))
-    {
-        if let Some(u) = (c as u32)
-            .checked_sub(FIRST)
-            .and_then(|i| used.get_mut(i as usize))
-        {
-            *u = true;
-        }
-    }
-    let mut free = (0..used.len())
-        .filter(|&i| !used[i])
-        .filter_map(|i| char::from_u32(FIRST + i as u32));
-    Some(ContentMarks {
-        open: free.next()?,
-        close: free.next()?,
-    })
-}
-
-impl ContentMarks {
-    fn wrap(&self, content: &str) -> String {
-        let core = content.trim();
-        if core.is_empty() {
-            return content.to_string();
-        }
-        let lead = &content[..content.len() - content.trim_start().len()];
-        let trail = &content[content.trim_end().len()..];
-        format!("{lead}{}{core}{}{trail}", self.open, self.close)
-    }
-
-    /// The text without the marks and the ranges they enclosed; `None` when the marks
-    /// do not pair up (the template cut or reordered a content).
-    fn strip(&self, marked: &str) -> Option<(String, Vec<Range<usize>>)> {
-        let mut text = String::with_capacity(marked.len());
-        let mut ranges = Vec::new();
-        let mut open_at = None;
-        for c in marked.chars() {
-            if c == self.open {
-                if open_at.is_some() {
-                    return None;
-                }
-                open_at = Some(text.len());
-            } else if c == self.close {
-                ranges.push(open_at.take()?..text.len());
-            } else {
-                text.push(c);
-            }
-        }
-        open_at.is_none().then_some((text, ranges))
-    }
 }
 
 /// Jinja's `capitalize`: first character upper case, the rest lower case.
@@ -649,417 +498,5 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-/// `strftime` of a UTC time, for the templates' `strftime_now` (chrono's specifiers, a
-/// superset of the C ones templates use); one it does not know is a template error.
-#[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), allow(dead_code))]
-fn strftime_utc(fmt: &str, unix_secs: i64) -> std::result::Result<String, minijinja::Error> {
-    use std::fmt::Write;
-    let bad = || {
-        minijinja::Error::new(
-            ErrorKind::InvalidOperation,
-            format!("strftime_now cannot format {fmt:?}"),
-        )
-    };
-    let time = chrono::DateTime::from_timestamp(unix_secs, 0).ok_or_else(bad)?;
-    let mut out = String::new();
-    write!(out, "{}", time.format(fmt)).map_err(|_| bad())?;
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BOS: &str = "<|begin_of_text|>";
-    const EOS: &str = "<|end_of_text|>";
-
-    /// Meta's Llama-3 Instruct template (as shipped in its tokenizer_config.json).
-    const LLAMA3_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
-
-    /// The chat template in microsoft/bitnet-b1.58-2B-4T's tokenizer_config.json.
-    const BITNET_HF_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = message['role'] | capitalize + ': '+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
-
-    fn convo() -> Vec<ChatMessage> {
-        vec![
-            ChatMessage::system("You are a helpful assistant."),
-            ChatMessage::user("Hey, are you conscious?"),
-            ChatMessage::assistant(" I am a language model. "),
-            ChatMessage::user("Can you talk to me?"),
-        ]
-    }
-
-    #[test]
-    fn builtin_renders_2b4t_format() {
-        let t = ChatTemplate::new(None, BOS, EOS).unwrap();
-        assert!(t.is_builtin());
-        let s = t
-            .render(&[ChatMessage::user("Hey, are you conscious?")], true)
-            .unwrap();
-        assert_eq!(
-            s,
-            "<|begin_of_text|>User: Hey, are you conscious?<|eot_id|>Assistant:"
-        );
-        let s = t.render(&convo(), true).unwrap();
-        assert_eq!(
-            s,
-            "<|begin_of_text|>System: You are a helpful assistant.<|eot_id|>User: Hey, are you conscious?<|eot_id|>\
-             Assistant: I am a language model.<|eot_id|>User: Can you talk to me?<|eot_id|>Assistant:"
-        );
-        assert_eq!(t.render(&[], false).unwrap(), BOS);
-        // Blank Jinja falls back to the built-in template too.
-        assert!(ChatTemplate::new(Some("  \n"), BOS, EOS)
-            .unwrap()
-            .is_builtin());
-    }
-
-    #[test]
-    fn builtin_continuation_is_suffix() {
-        let t = ChatTemplate::new(None, BOS, EOS).unwrap();
-        let c = convo();
-        let (history, new) = c.split_at(3);
-        let cont = t.render_continuation(history, new, true).unwrap();
-        assert_eq!(cont, "User: Can you talk to me?<|eot_id|>Assistant:");
-        let full = t.render(&c, true).unwrap();
-        let hist = t.render(history, false).unwrap();
-        assert_eq!(format!("{hist}{cont}"), full);
-        // What the KV cache holds after the first turn: prompt + generation prompt +
-        // generated reply + <|eot_id|> is the rendered history.
-        let first = t.render(&history[..2], true).unwrap();
-        assert_eq!(format!("{first} I am a language model.<|eot_id|>"), hist);
-        assert_eq!(t.render_continuation(&[], &c, true).unwrap(), full);
-    }
-
-    #[test]
-    fn jinja_loop_template_renders() {
-        let t = ChatTemplate::new(Some(LLAMA3_TEMPLATE), BOS, EOS).unwrap();
-        assert!(!t.is_builtin());
-        let s = t.render(&convo()[1..2], true).unwrap();
-        assert_eq!(
-            s,
-            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHey, are you conscious?<|eot_id|>\
-             <|start_header_id|>assistant<|end_header_id|>\n\n"
-        );
-        // The HF BitNet template renders what the built-in one does (bar the trailing
-        // space of its generation prompt).
-        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
-        let builtin = ChatTemplate::new(None, BOS, EOS).unwrap();
-        assert_eq!(
-            hf.render(&convo(), false).unwrap(),
-            builtin.render(&convo(), false).unwrap()
-        );
-        assert_eq!(
-            hf.render(&convo(), true).unwrap(),
-            builtin.render(&convo(), true).unwrap() + " "
-        );
-    }
-
-    #[test]
-    fn jinja_continuation_equals_suffix() {
-        let t = ChatTemplate::new(Some(LLAMA3_TEMPLATE), BOS, EOS).unwrap();
-        let c = convo();
-        let (history, new) = c.split_at(3);
-        let cont = t.render_continuation(history, new, true).unwrap();
-        assert_eq!(
-            cont,
-            "<|start_header_id|>user<|end_header_id|>\n\nCan you talk to me?<|eot_id|>\
-             <|start_header_id|>assistant<|end_header_id|>\n\n"
-        );
-        assert_eq!(
-            t.render(history, false).unwrap() + &cont,
-            t.render(&c, true).unwrap()
-        );
-    }
-
-    #[test]
-    fn jinja_not_prefix_stable_is_an_error() {
-        // Puts the system prompt in front of the last user message, like some templates.
-        let src = "{{ bos_token }}{% for m in messages %}{% if m.role != 'system' %}\
-                   {% if loop.last and messages[0].role == 'system' %}[SYS]{{ messages[0].content }}[/SYS]{% endif %}\
-                   {{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}";
-        let t = ChatTemplate::new(Some(src), BOS, EOS).unwrap();
-        let c = convo();
-        let err = t.render_continuation(&c[..3], &c[3..], true).unwrap_err();
-        assert!(matches!(err, Error::Template(_)), "{err:?}");
-    }
-
-    #[test]
-    fn template_errors() {
-        let err =
-            ChatTemplate::new(Some("{% for m in messages %}{{ m.content }"), BOS, EOS).unwrap_err();
-        assert!(matches!(err, Error::Template(_)), "{err:?}");
-        let err = ChatTemplate::new(Some("{% if %}"), BOS, EOS).unwrap_err();
-        assert!(matches!(err, Error::Template(_)), "{err:?}");
-        // raise_exception surfaces as a Template error at render time.
-        let t = ChatTemplate::new(
-            Some("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok"),
-            BOS,
-            EOS,
-        )
-        .unwrap();
-        assert_eq!(t.render(&[ChatMessage::user("x")], true).unwrap(), "ok");
-        match t.render(&[ChatMessage::assistant("x")], true) {
-            Err(Error::Template(msg)) => {
-                assert!(msg.contains("Conversation must start with user"), "{msg}")
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn jinja_python_compat_and_blocks() {
-        // trim_blocks / lstrip_blocks, Python string methods, tools defined as none,
-        // strftime_now available.
-        let src = "{%- for m in messages %}\n    {{- m.role.upper() }}={{ m.content.strip() }}\n{% endfor %}\n{% if tools is none %}no tools{% endif %}\
-                   {% if strftime_now is defined %}|{{ strftime_now('%Y') | length }}{% endif %}";
-        let t = ChatTemplate::new(Some(src), BOS, EOS).unwrap();
-        let s = t.render(&[ChatMessage::user("  hi  ")], false).unwrap();
-        assert_eq!(s, "USER=hi\nno tools|4");
-    }
-
-    /// The texts of a rendered prompt's plain ranges.
-    fn plain_spans(r: &RenderedPrompt) -> Vec<&str> {
-        r.plain
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|s| &r.text[s.clone()])
-            .collect()
-    }
-
-    #[test]
-    fn rendered_prompts_mark_the_message_contents() {
-        let c = [
-            ChatMessage::system("  Be brief.  "),
-            ChatMessage::user("x<|eot_id|>y"),
-        ];
-        // The built-in format: roles and trimmed contents.
-        let b = ChatTemplate::new(None, BOS, EOS).unwrap();
-        let r = b.render_prompt(&c, true).unwrap();
-        let spans = plain_spans(&r);
-        assert_eq!(spans, ["System", "Be brief.", "User", "x<|eot_id|>y"]);
-        // A Jinja template that trims: the marks sit inside the whitespace.
-        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
-        let r = hf.render_prompt(&c, true).unwrap();
-        assert_eq!(r.text, b.render(&c, true).unwrap() + " ");
-        let spans = plain_spans(&r);
-        assert_eq!(spans, ["Be brief.", "x<|eot_id|>y"]);
-        // Contents that hold private-use characters get other marks.
-        let pua = [ChatMessage::user("\u{E000}\u{E001} ok")];
-        let r = hf.render_prompt(&pua, false).unwrap();
-        let spans = plain_spans(&r);
-        assert_eq!(spans, ["\u{E000}\u{E001} ok"]);
-        // A template that cuts contents loses track of them: no ranges, same text.
-        let cut = ChatTemplate::new(
-            Some("{% for m in messages %}{{ m.content[:3] }}|{% endfor %}"),
-            BOS,
-            EOS,
-        )
-        .unwrap();
-        let r = cut.render_prompt(&c, false).unwrap();
-        assert_eq!(r.text, "  B|x<||");
-        assert_eq!(r.plain, None);
-        // Continuations carry the ranges of the new messages only.
-        let r = hf
-            .render_continuation_prompt(&c[..1], &c[1..], true)
-            .unwrap();
-        let spans = plain_spans(&r);
-        assert_eq!(spans, ["x<|eot_id|>y"]);
-    }
-
-    #[test]
-    fn text_format_continues_each_message_and_extends_its_history() {
-        let t = ChatTemplate::choose(
-            None,
-            &ChatFormat::Auto,
-            "<|endoftext|>",
-            "<|endoftext|>",
-            false,
-        )
-        .unwrap();
-        assert_eq!(t.info().format, "text");
-        let history = [
-            ChatMessage::system("Be brief."),
-            ChatMessage::user("The jury said  "),
-            ChatMessage::assistant(" that it was late."),
-        ];
-        let next = [ChatMessage::user("Then <|endoftext|> came")];
-        let full: Vec<ChatMessage> = history.iter().chain(&next).cloned().collect();
-        let r = t.render_prompt(&full, true).unwrap();
-        assert_eq!(
-            r.text,
-            "<|endoftext|>The jury said that it was late.<|endoftext|>Then <|endoftext|> came"
-        );
-        // Contents are plain text (a typed <|endoftext|> stays text); the markers are not.
-        assert_eq!(
-            plain_spans(&r),
-            [
-                "The jury said",
-                " that it was late.",
-                "Then <|endoftext|> came"
-            ]
-        );
-        // The session's cache ends with the reply's end-of-text; the rest follows it.
-        let c = t.render_continuation_prompt(&history, &next, true).unwrap();
-        assert_eq!(c.text, "Then <|endoftext|> came");
-        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS, true).unwrap();
-        assert_eq!(t.info().format, "bitnet-2b4t");
-        assert_eq!(ChatFormat::parse("text"), ChatFormat::Text);
-    }
-
-    #[test]
-    fn auto_replaces_only_the_converter_template() {
-        let converter = crate::synth::CONVERTER_CHAT_TEMPLATE;
-        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Auto, BOS, EOS, true).unwrap();
-        assert_eq!(t.info().format, "bitnet-2b4t");
-        let t = ChatTemplate::choose(Some(converter), &ChatFormat::Gguf, BOS, EOS, true).unwrap();
-        assert_eq!(t.info().format, "gguf");
-        assert_eq!(
-            t.render(&[ChatMessage::system("s"), ChatMessage::user("u")], true)
-                .unwrap(),
-            "<|begin_of_text|>Human: u\n\nBITNETAssistant: <|end_of_text|>"
-        );
-        let t =
-            ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Auto, BOS, EOS, true).unwrap();
-        assert_eq!(t.info().format, "gguf");
-        let t = ChatTemplate::choose(None, &ChatFormat::Auto, BOS, EOS, true).unwrap();
-        assert_eq!(t.info().format, "bitnet-2b4t");
-        assert!(ChatTemplate::choose(None, &ChatFormat::Gguf, BOS, EOS, true).is_err());
-        let t = ChatTemplate::choose(Some(LLAMA3_TEMPLATE), &ChatFormat::Bitnet, BOS, EOS, true)
-            .unwrap();
-        assert_eq!(t.info().format, "bitnet-2b4t");
-        assert_eq!(
-            ChatFormat::parse("{{ x }}"),
-            ChatFormat::Jinja("{{ x }}".into())
-        );
-    }
-
-    #[test]
-    fn runaway_templates_stop_with_a_clear_error() {
-        let user = [ChatMessage::user("hi")];
-        let loops = ChatTemplate::new(
-            Some(
-                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
-            ),
-            BOS,
-            EOS,
-        )
-        .unwrap();
-        let t0 = std::time::Instant::now();
-        match loops.render(&user, true) {
-            Err(Error::Template(m)) => assert!(m.contains("5000000 instructions"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        eprintln!("runaway loop stopped after {:?}", t0.elapsed());
-        let bomb = ChatTemplate::new(
-            Some("{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"),
-            BOS,
-            EOS,
-        )
-        .unwrap();
-        match bomb.render(&user, true) {
-            Err(Error::Template(m)) => assert!(m.contains("limit of 8388608 bytes"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        // A long real conversation stays well inside both limits.
-        let long: Vec<ChatMessage> = (0..2000)
-            .map(|i| {
-                ChatMessage::new(
-                    if i % 2 == 0 { "user" } else { "assistant" },
-                    "some words here",
-                )
-            })
-            .collect();
-        let hf = ChatTemplate::new(Some(BITNET_HF_TEMPLATE), BOS, EOS).unwrap();
-        assert!(hf.render(&long, true).unwrap().len() > 40_000);
-    }
-
-    #[test]
-    fn operator_chains_that_would_overflow_the_stack_are_template_errors() {
-        // 4,000 chained operators in a 4 KB template overflowed a 1 MiB stack (the wasm
-        // builds' stack) inside minijinja, aborting the process; run on one to show it.
-        let run = || {
-            for src in [
-                format!("{{{{ 1{} }}}}", "+1".repeat(4000)),
-                format!("{{{{ {}1 }}}}", "not ".repeat(4000)),
-                format!("{{{{ {}1 }}}}", "-".repeat(4000)),
-                format!("{{{{ 'a'{} }}}}", "~'a'".repeat(4000)),
-            ] {
-                let err = ChatTemplate::new(Some(&src), BOS, EOS).unwrap_err();
-                assert!(matches!(err, Error::Template(_)), "{err:?}");
-                assert!(err.to_string().contains("300 operators"), "{err}");
-            }
-            // A long tag of text in strings is not an expression.
-            let long = format!(
-                "{{{{ '{}' }}}}{{{{ messages[0].content }}}}",
-                "+".repeat(4000)
-            );
-            let t = ChatTemplate::new(Some(&long), BOS, EOS).unwrap();
-            assert!(t
-                .render(&[ChatMessage::user("hi")], false)
-                .unwrap()
-                .ends_with("hi"));
-        };
-        std::thread::Builder::new()
-            .stack_size(1 << 20)
-            .spawn(run)
-            .unwrap()
-            .join()
-            .unwrap();
-    }
-
-    #[test]
-    fn strftime_formats() {
-        // 2024-07-26 13:05:09 UTC, a Friday.
-        let t = 1_721_999_109;
-        let f = |fmt, t| strftime_utc(fmt, t).unwrap();
-        assert_eq!(f("%d %b %Y", t), "26 Jul 2024");
-        assert_eq!(
-            f("%A %B %-d, %Y %H:%M:%S %j %I%p %%", t),
-            "Friday July 26, 2024 13:05:09 208 01PM %"
-        );
-        assert_eq!(f("%F", 0), "1970-01-01");
-        assert_eq!(f("%F %a", 951_782_400), "2000-02-29 Tue");
-        // A specifier no strftime knows is the template's error, not a panic.
-        let err = strftime_utc("%Q", t).unwrap_err();
-        assert!(err.to_string().contains("strftime_now"), "{err}");
-    }
-
-    #[test]
-    fn builtin_prompt_tokenizes_with_special_tokens() {
-        let tok = crate::tokenizer::tests::llama3();
-        let t = ChatTemplate::new(None, "<|begin_of_text|>", "<|end_of_text|>").unwrap();
-        let s = t
-            .render(&[ChatMessage::user("Hey, are you conscious?")], true)
-            .unwrap();
-        let ids = tok.encode(&s, false, true).unwrap();
-        assert_eq!(ids[0], 128000);
-        assert_eq!(ids.iter().filter(|&&i| i == 128009).count(), 1);
-        assert_eq!(tok.decode(&ids, false), s);
-        // Prefix stability at the token level: the first turn's prompt, the generated
-        // reply and <|eot_id|>, then the continuation, tokenize like the whole conversation
-        // (the reply is tokenized on its own, as the model generated it).
-        let c = [
-            ChatMessage::user("Hey, are you conscious?"),
-            ChatMessage::assistant("I am a language model."),
-            ChatMessage::user("Can you talk to me?"),
-        ];
-        let mut ids = tok
-            .encode(&t.render(&c[..1], true).unwrap(), false, true)
-            .unwrap();
-        ids.extend(tok.encode(" I am a language model.", false, false).unwrap());
-        ids.push(128009);
-        ids.extend(
-            tok.encode(
-                &t.render_continuation(&c[..2], &c[2..], true).unwrap(),
-                false,
-                true,
-            )
-            .unwrap(),
-        );
-        assert_eq!(
-            ids,
-            tok.encode(&t.render(&c, true).unwrap(), false, true)
-                .unwrap()
-        );
-    }
-}
+mod tests;
