@@ -1,6 +1,7 @@
 //! GGUF: the container every model arrives in.
 
 mod buf;
+mod header;
 mod reader;
 mod split;
 mod types;

@@ -1,0 +1,234 @@
+//! The inner dot products of the ternary and int8 matmuls: one or two weight rows
+//! against `N` tokens at once, so each weight load serves every token of a tile.
+
+use super::lanes::{hsum_i32, load_at, loop_constants};
+use crate::formats::i2s;
+use core::arch::wasm32::*;
+
+/// Σ code·q for one or two rows (`row1` empty for one) and `N` tokens over I2_S-layout
+/// codes (relaxed build): `[row][token]`.
+///
+/// Byte `j` of a 32-byte block holds the codes of columns `j` (bits 6-7), `32 + j`,
+/// `64 + j` and `96 + j` (bits 0-1). Three of the four fields are only masked, not
+/// shifted, so they come out multiplied by 1, 4 and 16; they have their own
+/// accumulators, shifted back at the end (exact: every term is a multiple of the
+/// scale). Codes × 16 ≤ 32 still fit the 7-bit operand of
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` (`vpdpbusd` where the CPU has VNNI), so every
+/// platform gives the same sums. Four accumulators per dot product keep each
+/// dependency chain to two multiply-adds per block.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub(super) fn code_dot_tile<const N: usize>(
+    row0: &[u8],
+    row1: &[u8],
+    q: [&[i8]; N],
+) -> [[i32; N]; 2] {
+    let two = !row1.is_empty();
+    let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    let [m1, m4, m16] = loop_constants([u8x16_splat(0x03), u8x16_splat(0x0c), u8x16_splat(0x30)]);
+    for b in 0..row0.len() / i2s::BLOCK_BYTES {
+        for h in 0..2 {
+            let at = b * 128 + 16 * h;
+            let qv: [[v128; 4]; N] =
+                core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)));
+            for (r, codes) in [row0, row1].into_iter().enumerate() {
+                if r == 1 && !two {
+                    break;
+                }
+                let w = load_at(codes, b * i2s::BLOCK_BYTES + 16 * h);
+                let g0 = v128_and(u16x8_shr(w, 6), m1);
+                let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
+                for t in 0..N {
+                    let (a, x) = (&mut acc[r][t], &qv[t]);
+                    a[0] = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], g0, a[0]);
+                    a[1] = i32x4_relaxed_dot_i8x16_i7x16_add(x[1], g1, a[1]);
+                    a[2] = i32x4_relaxed_dot_i8x16_i7x16_add(x[2], g2, a[2]);
+                    a[3] = i32x4_relaxed_dot_i8x16_i7x16_add(x[3], g3, a[3]);
+                }
+            }
+        }
+    }
+    acc.map(|row| {
+        row.map(|[a0, a16, a4, a1]| {
+            let a = i32x4_add(
+                i32x4_add(a0, a1),
+                i32x4_add(i32x4_shr(a4, 2), i32x4_shr(a16, 4)),
+            );
+            hsum_i32(a)
+        })
+    })
+}
+
+/// The activations of one token as i16, in the order [`code_dot_tile`] reads them:
+/// per 128-column block, per 16-byte half `h`, per shift `s` of the lane and per
+/// mask `m`, the eight columns whose codes land in bits `m` after shifting by `s`.
+#[cfg(not(target_feature = "relaxed-simd"))]
+pub(super) fn permute_i16(q: &[i8], out: &mut Vec<i16>) {
+    out.clear();
+    for qb in q.chunks_exact(128) {
+        for h in 0..2 {
+            for s in [0, 4, 8, 12] {
+                for m in [0, 2] {
+                    // Bit b of the lane: byte b / 8; bits 6-7 of a byte are group 0
+                    // (columns 0..32), bits 0-1 group 3.
+                    let b = s + m;
+                    let (odd, g) = (b / 8, 3 - (b % 8) / 2);
+                    out.extend((0..8).map(|i| qb[32 * g + 16 * h + 2 * i + odd] as i16));
+                }
+            }
+        }
+    }
+}
+
+/// Σ code·q for one or two rows (`row1` empty for one) and `N` tokens over I2_S-layout
+/// codes (plain SIMD128): `[row][token]`.
+///
+/// A 16-bit lane holds eight codes. Shifting it by 0, 4, 8 and 12 bits and masking
+/// bits 0-1 and 2-3 cuts out all eight with three shifts and eight ANDs; the codes
+/// under the second mask come out multiplied by 4, so they have their own
+/// accumulator, shifted back at the end (exact: every term is a multiple of 4).
+/// `i32x4.dot_i16x8` (`pmaddwd`) multiplies with the activations, widened and
+/// permuted to match by [`permute_i16`]. (Four masks and one shift, tried too, are
+/// slower: V8 then runs out of registers and spills.)
+#[cfg(not(target_feature = "relaxed-simd"))]
+#[inline(always)]
+pub(super) fn code_dot_tile<const N: usize>(
+    row0: &[u8],
+    row1: &[u8],
+    q16: [&[i16]; N],
+) -> [[i32; N]; 2] {
+    let two = !row1.is_empty();
+    let mut acc = [[[i32x4_splat(0); 2]; N]; 2];
+    let [m1, m4] = loop_constants([u16x8_splat(0x3), u16x8_splat(0xc)]);
+    for b in 0..row0.len() / i2s::BLOCK_BYTES {
+        for h in 0..2 {
+            for j in 0..4 {
+                let at = b * 128 + 64 * h + 16 * j;
+                let qv: [[v128; 2]; N] =
+                    core::array::from_fn(|t| [load_at(q16[t], at), load_at(q16[t], at + 8)]);
+                for (r, codes) in [row0, row1].into_iter().enumerate() {
+                    if r == 1 && !two {
+                        break;
+                    }
+                    let w = u16x8_shr(load_at(codes, b * i2s::BLOCK_BYTES + 16 * h), 4 * j as u32);
+                    let (c1, c4) = (v128_and(w, m1), v128_and(w, m4));
+                    for t in 0..N {
+                        let a = &mut acc[r][t];
+                        a[0] = i32x4_add(a[0], i32x4_dot_i16x8(c1, qv[t][0]));
+                        a[1] = i32x4_add(a[1], i32x4_dot_i16x8(c4, qv[t][1]));
+                    }
+                }
+            }
+        }
+    }
+    acc.map(|row| row.map(|[a1, a4]| hsum_i32(i32x4_add(a1, i32x4_shr(a4, 2)))))
+}
+
+/// One token's int8 activations, prepared for [`int8_dot_tile`].
+pub(super) struct Int8Acts<'a> {
+    q: &'a [i8],
+    /// Plain build: widened to i16 for `i32x4.dot_i16x8`.
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    wide: Vec<i16>,
+    /// Relaxed build: max(q, 0) and max(−q, 0), both 7-bit, so a signed weight can
+    /// take the other operand of `i32x4.relaxed_dot_i8x16_i7x16_add` (q ≥ −127).
+    #[cfg(target_feature = "relaxed-simd")]
+    pos: Vec<i8>,
+    #[cfg(target_feature = "relaxed-simd")]
+    neg: Vec<i8>,
+}
+
+impl<'a> Int8Acts<'a> {
+    pub(super) fn new(q: &'a [i8]) -> Self {
+        Int8Acts {
+            q,
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            wide: q.iter().map(|&v| v as i16).collect(),
+            #[cfg(target_feature = "relaxed-simd")]
+            pos: q.iter().map(|&v| v.max(0)).collect(),
+            #[cfg(target_feature = "relaxed-simd")]
+            neg: q.iter().map(|&v| v.saturating_neg().max(0)).collect(),
+        }
+    }
+}
+
+/// Σ w·q for one or two rows of int8 weights (`row1` empty for one) and `N` tokens:
+/// `[row][token]`. Plain build: weights sign-extended as they load
+/// (`i16x8.load8x8_s`), `i32x4.dot_i16x8` against the widened activations. Relaxed
+/// build: two `vpdpbusd`-able dot products per 16 weights (against the positive and
+/// the negative part of q), in two interleaved sets of accumulators so that no
+/// dependency chain waits on the one before.
+#[inline(always)]
+pub(super) fn int8_dot_tile<const N: usize>(
+    row0: &[u8],
+    row1: &[u8],
+    x: [&Int8Acts; N],
+) -> [[i32; N]; 2] {
+    let cols = row0.len();
+    let two = !row1.is_empty();
+    let rows = [row0, row1];
+    let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    let mut chunk = |j: usize, set: usize| {
+        #[cfg(target_feature = "relaxed-simd")]
+        let xv: [[v128; 2]; N] =
+            core::array::from_fn(|t| [load_at(&x[t].pos, j), load_at(&x[t].neg, j)]);
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        let xv: [[v128; 2]; N] =
+            core::array::from_fn(|t| [load_at(&x[t].wide, j), load_at(&x[t].wide, j + 8)]);
+        for r in 0..2 {
+            if r == 1 && !two {
+                break;
+            }
+            #[cfg(target_feature = "relaxed-simd")]
+            {
+                let wv = load_at(rows[r], j);
+                for t in 0..N {
+                    let a = &mut acc[r][t];
+                    a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][0], a[set]);
+                    a[set + 1] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][1], a[set + 1]);
+                }
+            }
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            {
+                // SAFETY: j + 16 <= cols = the row's length.
+                let (w_lo, w_hi) = unsafe {
+                    let p = rows[r].as_ptr().add(j);
+                    (
+                        i16x8_load_extend_i8x8(p.cast()),
+                        i16x8_load_extend_i8x8(p.add(8).cast()),
+                    )
+                };
+                for t in 0..N {
+                    let a = &mut acc[r][t];
+                    a[set] = i32x4_add(a[set], i32x4_dot_i16x8(w_lo, xv[t][0]));
+                    a[set + 1] = i32x4_add(a[set + 1], i32x4_dot_i16x8(w_hi, xv[t][1]));
+                }
+            }
+        }
+    };
+    let mut j = 0;
+    while j + 32 <= cols {
+        chunk(j, 0);
+        chunk(j + 16, 2);
+        j += 32;
+    }
+    if j + 16 <= cols {
+        chunk(j, 0);
+        j += 16;
+    }
+    let mut dots = [[0i32; N]; 2];
+    for r in 0..if two { 2 } else { 1 } {
+        for t in 0..N {
+            let [a0, a1, a2, a3] = acc[r][t];
+            #[cfg(target_feature = "relaxed-simd")]
+            let v = i32x4_sub(i32x4_add(a0, a2), i32x4_add(a1, a3));
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            let v = i32x4_add(i32x4_add(a0, a1), i32x4_add(a2, a3));
+            let tail: i32 = (j..cols)
+                .map(|c| rows[r][c] as i8 as i32 * x[t].q[c] as i32)
+                .sum();
+            dots[r][t] = hsum_i32(v) + tail;
+        }
+    }
+    dots
+}
