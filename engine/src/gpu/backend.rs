@@ -4,19 +4,19 @@
 
 use super::context::{DeviceOptions, GpuContext};
 use super::graph::{build, LinOp, Parts};
+use super::ops::topk::{self, TopkParams};
+use super::ops::{
+    add, attention, dense, dequant, embed, gate, int8, norm_quant, rope, ternary, Pipe, Pipelines,
+    Step,
+};
 use super::pack;
-use super::params::{Step, TopkParams};
-use super::shaders::{Pipe, Pipelines};
 use crate::error::{Error, Result};
 use crate::model::{Logits, Model, ModelConfig};
 use std::sync::Arc;
 use wgpu::{BindGroup, ComputePass};
 
 /// The most candidates [`GpuBackend::forward_top_k_async`] selects on the GPU.
-pub const MAX_TOP_K: usize = 256;
-/// Logits per workgroup in the first top-k stage (`SEG` in topk_segments.wgsl).
-pub(super) const TOPK_SEGMENT: usize = 1024;
-const WG: usize = 64;
+pub use super::ops::topk::MAX_TOP_K;
 
 #[derive(Debug, Clone, Copy)]
 pub struct GpuOptions {
@@ -254,12 +254,12 @@ impl GpuBackend {
             .queue
             .write_buffer(&self.parts.tokens, 0, &pack::u32_bytes(part));
         let v = self.config.n_vocab;
-        let n_seg = v.div_ceil(TOPK_SEGMENT);
+        let n_seg = v.div_ceil(topk::SEGMENT);
         if let Some(k) = top_k {
             let p = TopkParams {
                 n: v as u32,
                 k: k as u32,
-                seg_len: TOPK_SEGMENT as u32,
+                seg_len: topk::SEGMENT as u32,
                 n_cand: (n_seg * k) as u32,
             };
             self.ctx
@@ -278,7 +278,7 @@ impl GpuBackend {
                     &mut pass,
                     &self.pipes.topk_segments,
                     &self.parts.topk_segments,
-                    (n_seg as u32, 1),
+                    topk::segment_workgroups(v),
                 );
                 self.run(
                     &mut pass,
@@ -337,69 +337,91 @@ impl GpuBackend {
     }
 
     fn linear(&self, pass: &mut ComputePass, op: &LinOp, n: usize) {
+        let p = &self.pipes;
         if op.dense {
-            self.run(pass, &self.pipes.dense, &op.bg, self.grid(op.rows));
+            self.run(
+                pass,
+                &p.dense,
+                &op.bg,
+                self.grid(dense::workgroups(op.rows)),
+            );
         } else if n == 1 || !self.tiled_prefill {
-            self.run(pass, &self.pipes.ternary_matvec, &op.bg, self.grid(op.rows));
+            let groups = self.grid(ternary::matvec_workgroups(op.rows));
+            self.run(pass, &p.ternary_matvec, &op.bg, groups);
         } else {
-            let groups = (op.rows.div_ceil(WG) as u32, n.div_ceil(8) as u32);
-            self.run(pass, &self.pipes.ternary_matmul, &op.bg, groups);
+            let groups = ternary::matmul_workgroups(op.rows, n);
+            self.run(pass, &p.ternary_matmul, &op.bg, groups);
         }
     }
 
+    /// The whole forward pass of `n` tokens into one compute pass: embedding, every
+    /// layer, then the final norm and the head for the rows `head` asks for.
     fn encode(&self, pass: &mut ComputePass, n: usize, head: Head) {
         let cfg = &self.config;
         let p = &self.pipes;
+        let parts = &self.parts;
         let (e, ff) = (cfg.n_embd, cfg.n_ff);
-        let elems = |cols: usize| self.grid((n * cols).div_ceil(WG));
-        for bg in &self.parts.embed {
-            self.run(pass, &p.embed, bg, elems(e));
+        let rows = norm_quant::workgroups(n);
+        for bg in &parts.embed {
+            self.run(pass, &p.embed, bg, self.grid(embed::workgroups(n, e)));
         }
-        let half = cfg.n_rot / 2;
-        for l in &self.parts.layers {
-            self.run(pass, &p.norm_quant, &l.attn_norm, (n as u32, 1));
+        let dequant_e = self.grid(dequant::workgroups(n, e));
+        let add_e = self.grid(add::workgroups(n, e));
+        for l in &parts.layers {
+            // Attention block.
+            self.run(pass, &p.norm_quant, &l.attn_norm, rows);
             if l.q.dense || l.k.dense || l.v.dense {
-                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &parts.dequant_embd, dequant_e);
             }
             self.linear(pass, &l.q, n);
             self.linear(pass, &l.k, n);
             self.linear(pass, &l.v, n);
-            self.run(pass, &p.rope, &l.rope_q, elems(cfg.n_head * half));
-            self.run(pass, &p.rope, &l.rope_k, elems(cfg.n_head_kv * half));
-            self.run(pass, &p.attention, &l.attention, self.grid(n * cfg.n_head));
-            self.run(pass, &p.norm_quant, &l.sub_norm, (n as u32, 1));
+            let rope_q = self.grid(rope::workgroups(n, cfg.n_head, cfg.n_rot));
+            let rope_k = self.grid(rope::workgroups(n, cfg.n_head_kv, cfg.n_rot));
+            self.run(pass, &p.rope, &l.rope_q, rope_q);
+            self.run(pass, &p.rope, &l.rope_k, rope_k);
+            let heads = self.grid(attention::workgroups(n, cfg.n_head));
+            self.run(pass, &p.attention, &l.attention, heads);
+            self.run(pass, &p.norm_quant, &l.sub_norm, rows);
             if l.o.dense {
-                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &parts.dequant_embd, dequant_e);
             }
             self.linear(pass, &l.o, n);
-            self.run(pass, &p.add, &self.parts.add, elems(e));
-            self.run(pass, &p.norm_quant, &l.ffn_norm, (n as u32, 1));
+            self.run(pass, &p.add, &parts.add, add_e);
+            // Feed-forward block.
+            self.run(pass, &p.norm_quant, &l.ffn_norm, rows);
             if l.gate.dense || l.up.dense {
-                self.run(pass, &p.dequant, &self.parts.dequant_embd, elems(e));
+                self.run(pass, &p.dequant, &parts.dequant_embd, dequant_e);
             }
             self.linear(pass, &l.gate, n);
             self.linear(pass, &l.up, n);
-            self.run(pass, &p.gate, &self.parts.gate_act, elems(ff));
-            self.run(pass, &p.norm_quant, &l.ffn_sub_norm, (n as u32, 1));
+            let act = self.grid(gate::workgroups(n, ff));
+            self.run(pass, &p.gate, &parts.gate_act, act);
+            self.run(pass, &p.norm_quant, &l.ffn_sub_norm, rows);
             if l.down.dense {
-                self.run(pass, &p.dequant, &self.parts.dequant_ff, elems(ff));
+                let groups = self.grid(dequant::workgroups(n, ff));
+                self.run(pass, &p.dequant, &parts.dequant_ff, groups);
             }
             self.linear(pass, &l.down, n);
-            self.run(pass, &p.add, &self.parts.add, elems(e));
+            self.run(pass, &p.add, &parts.add, add_e);
         }
-        let (norm, chunks, rows) = match head {
+        let (norm, chunks, head_rows) = match head {
             Head::None => return,
-            Head::Last => (&self.parts.final_norm_last, &self.parts.head_last, 1),
-            Head::All => (&self.parts.final_norm_all, &self.parts.head_all, n),
+            Head::Last => (&parts.final_norm_last, &parts.head_last, 1),
+            Head::All => (&parts.final_norm_all, &parts.head_all, n),
         };
-        self.run(pass, &p.norm_quant, norm, (rows as u32, 1));
-        let pipe = if self.parts.head_int8 {
-            &p.int8
-        } else {
-            &p.dense
-        };
+        self.run(pass, &p.norm_quant, norm, norm_quant::workgroups(head_rows));
         for (bg, chunk_rows) in chunks {
-            self.run(pass, pipe, bg, self.grid(*chunk_rows));
+            if parts.head_int8 {
+                self.run(pass, &p.int8, bg, self.grid(int8::workgroups(*chunk_rows)));
+            } else {
+                self.run(
+                    pass,
+                    &p.dense,
+                    bg,
+                    self.grid(dense::workgroups(*chunk_rows)),
+                );
+            }
         }
     }
 }

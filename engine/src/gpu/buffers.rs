@@ -1,8 +1,8 @@
 //! Buffer creation helpers and the uploaded weights of one model.
 
 use super::context::GpuContext;
+use super::ops::Params;
 use super::pack::{self, DenseKind};
-use super::params::Params;
 use crate::error::{Error, Result};
 use crate::formats::{DenseMatrix, TernaryMatrix};
 use crate::model::Linear;

@@ -1,15 +1,22 @@
 //! What a model is on the GPU: its weights, activations and KV cache as buffers, and every
 //! bind group the forward pass dispatches, all made once at load time ([`build`]).
 
-use super::backend::{GpuOptions, MAX_TOP_K, TOPK_SEGMENT};
-use super::buffers::{bind_group, readback, scratch, storage, uniform, Chunked, GpuLinear};
+use super::backend::GpuOptions;
+use super::buffers::{readback, scratch, storage, uniform, Chunked, GpuLinear};
 use super::context::GpuContext;
+use super::ops::add::Add;
+use super::ops::attention::{Attention, AttnParams};
+use super::ops::dense::{Dense, DenseParams};
+use super::ops::dequant::Dequant;
+use super::ops::embed::{Embed, EmbedParams};
+use super::ops::gate::{Gate, GateParams};
+use super::ops::int8::{Int8, Int8Params};
+use super::ops::norm_quant::{NormParams, NormQuant};
+use super::ops::rope::{Rope, RopeParams};
+use super::ops::ternary::{Ternary, TernaryParams};
+use super::ops::topk::{self, Merge, Segments, TopkParams, MAX_TOP_K};
+use super::ops::{ColsParams, Pipelines, Step};
 use super::pack::{self, DenseKind};
-use super::params::{
-    AttnParams, ColsParams, DenseParams, EmbedParams, GateParams, Int8Params, NormParams,
-    RopeParams, Step, TernaryParams, TopkParams,
-};
-use super::shaders::Pipelines;
 use crate::error::{Error, Result};
 use crate::model::{FfnActivation, Model};
 use wgpu::{BindGroup, Buffer};
@@ -111,7 +118,7 @@ pub(super) fn build(
     let up = hold(scratch(ctx, "up", (b * ff * 4) as u64));
     let scores = hold(scratch(ctx, "scores", (b * cfg.n_head * n_ctx * 4) as u64));
     let logits = hold(scratch(ctx, "logits", (b * v * 4) as u64));
-    let n_seg = v.div_ceil(TOPK_SEGMENT);
+    let n_seg = v.div_ceil(topk::SEGMENT);
     let topk_params = hold(uniform(ctx, "top-k", &TopkParams::default()));
     let topk_cand = hold(scratch(
         ctx,
@@ -142,11 +149,16 @@ pub(super) fn build(
     let norm_final_last = hold(norm_params(e, head_int8, true));
 
     let norm_bg = |params: &Buffer, input: &Buffer, weight: &Buffer| {
-        bind_group(
-            ctx,
-            &pipes.norm_quant.layout,
-            &[&step, params, input, weight, &h, &acts, &act_meta],
-        )
+        NormQuant {
+            step: &step,
+            p: params,
+            x: input,
+            w: weight,
+            h: &h,
+            q: &acts,
+            act_meta: &act_meta,
+        }
+        .bind(ctx, &pipes.norm_quant)
     };
 
     let mut layers = Vec::with_capacity(w.layers.len());
@@ -173,11 +185,16 @@ pub(super) fn build(
                             out_at_p0: at_p0 as u32,
                         };
                         let params = uniform(ctx, name, &p);
-                        let bg = bind_group(
-                            ctx,
-                            &pipes.ternary_matvec.layout,
-                            &[&step, &params, words, scales, &acts, &act_meta, out],
-                        );
+                        let bg = Ternary {
+                            step: &step,
+                            p: &params,
+                            w: words,
+                            scales,
+                            q: &acts,
+                            act_meta: &act_meta,
+                            out,
+                        }
+                        .bind(ctx, &pipes.ternary_matvec);
                         keep.borrow_mut()
                             .extend([params, words.clone(), scales.clone()]);
                         bg
@@ -200,11 +217,14 @@ pub(super) fn build(
                             out_at_p0: at_p0 as u32,
                         };
                         let params = uniform(ctx, name, &p);
-                        let bg = bind_group(
-                            ctx,
-                            &pipes.dense.layout,
-                            &[&step, &params, words, &deq, out],
-                        );
+                        let bg = Dense {
+                            step: &step,
+                            p: &params,
+                            w: words,
+                            x: &deq,
+                            out,
+                        }
+                        .bind(ctx, &pipes.dense);
                         keep.borrow_mut().extend([params, words.clone()]);
                         bg
                     }
@@ -248,21 +268,30 @@ pub(super) fn build(
             q: ops_q,
             k: ops_k,
             v: ops_v,
-            rope_q: bind_group(
-                ctx,
-                &pipes.rope.layout,
-                &[&step, &rope_q_params, &table, &q],
-            ),
-            rope_k: bind_group(
-                ctx,
-                &pipes.rope.layout,
-                &[&step, &rope_k_params, &table, &k_cache],
-            ),
-            attention: bind_group(
-                ctx,
-                &pipes.attention.layout,
-                &[&step, &attn_params, &q, &k_cache, &v_cache, &scores, &att],
-            ),
+            rope_q: Rope {
+                step: &step,
+                p: &rope_q_params,
+                table: &table,
+                x: &q,
+            }
+            .bind(ctx, &pipes.rope),
+            rope_k: Rope {
+                step: &step,
+                p: &rope_k_params,
+                table: &table,
+                x: &k_cache,
+            }
+            .bind(ctx, &pipes.rope),
+            attention: Attention {
+                step: &step,
+                p: &attn_params,
+                q: &q,
+                kc: &k_cache,
+                vc: &v_cache,
+                scores: &scores,
+                out: &att,
+            }
+            .bind(ctx, &pipes.attention),
             sub_norm: norm_bg(&norm_e, &att, &attn_sub_norm),
             o: ops_o,
             ffn_norm: norm_bg(&norm_e, &x, &ffn_norm),
@@ -292,11 +321,17 @@ pub(super) fn build(
             row_count: *rows as u32,
         };
         let params = hold(uniform(ctx, "embed", &p));
-        embed.push(bind_group(
-            ctx,
-            &pipes.embed.layout,
-            &[&step, &params, &tokens, buf, &embd.row_scales, &x],
-        ));
+        embed.push(
+            Embed {
+                step: &step,
+                p: &params,
+                tokens: &tokens,
+                w: buf,
+                row_scales: &embd.row_scales,
+                x: &x,
+            }
+            .bind(ctx, &pipes.embed),
+        );
     }
     let head_int8_kind = head.kind == DenseKind::I8;
     let head_bgs = |last_only: bool| {
@@ -312,19 +347,16 @@ pub(super) fn build(
                     ..Default::default()
                 };
                 let params = uniform(ctx, "head", &p);
-                let bg = bind_group(
-                    ctx,
-                    &pipes.int8.layout,
-                    &[
-                        &step,
-                        &params,
-                        buf,
-                        &head.row_scales,
-                        &acts,
-                        &act_meta,
-                        &logits,
-                    ],
-                );
+                let bg = Int8 {
+                    step: &step,
+                    p: &params,
+                    w: buf,
+                    row_scales: &head.row_scales,
+                    q: &acts,
+                    act_meta: &act_meta,
+                    out: &logits,
+                }
+                .bind(ctx, &pipes.int8);
                 (bg, params)
             } else {
                 let p = DenseParams {
@@ -338,11 +370,14 @@ pub(super) fn build(
                     out_at_p0: 0,
                 };
                 let params = uniform(ctx, "head", &p);
-                let bg = bind_group(
-                    ctx,
-                    &pipes.dense.layout,
-                    &[&step, &params, buf, &h, &logits],
-                );
+                let bg = Dense {
+                    step: &step,
+                    p: &params,
+                    w: buf,
+                    x: &h,
+                    out: &logits,
+                }
+                .bind(ctx, &pipes.dense);
                 (bg, params)
             };
             keep.borrow_mut().push(params);
@@ -384,28 +419,49 @@ pub(super) fn build(
     let parts = Parts {
         final_norm_all: norm_bg(&norm_final_all, &x, &final_norm_w),
         final_norm_last: norm_bg(&norm_final_last, &x, &final_norm_w),
-        dequant_embd: bind_group(
-            ctx,
-            &pipes.dequant.layout,
-            &[&step, &cols_e, &acts, &act_meta, &deq],
-        ),
-        dequant_ff: bind_group(
-            ctx,
-            &pipes.dequant.layout,
-            &[&step, &cols_ff, &acts, &act_meta, &deq],
-        ),
-        add: bind_group(ctx, &pipes.add.layout, &[&step, &cols_e, &o, &x]),
-        gate_act: bind_group(ctx, &pipes.gate.layout, &[&step, &gate_params, &up, &gate]),
-        topk_segments: bind_group(
-            ctx,
-            &pipes.topk_segments.layout,
-            &[&topk_params, &logits, &topk_cand],
-        ),
-        topk_merge: bind_group(
-            ctx,
-            &pipes.topk_merge.layout,
-            &[&topk_params, &logits, &topk_cand, &topk_result],
-        ),
+        dequant_embd: Dequant {
+            step: &step,
+            p: &cols_e,
+            q: &acts,
+            act_meta: &act_meta,
+            out: &deq,
+        }
+        .bind(ctx, &pipes.dequant),
+        dequant_ff: Dequant {
+            step: &step,
+            p: &cols_ff,
+            q: &acts,
+            act_meta: &act_meta,
+            out: &deq,
+        }
+        .bind(ctx, &pipes.dequant),
+        add: Add {
+            step: &step,
+            p: &cols_e,
+            o: &o,
+            x: &x,
+        }
+        .bind(ctx, &pipes.add),
+        gate_act: Gate {
+            step: &step,
+            p: &gate_params,
+            up: &up,
+            gate: &gate,
+        }
+        .bind(ctx, &pipes.gate),
+        topk_segments: Segments {
+            p: &topk_params,
+            logits: &logits,
+            cand: &topk_cand,
+        }
+        .bind(ctx, &pipes.topk_segments),
+        topk_merge: Merge {
+            p: &topk_params,
+            logits: &logits,
+            cand: &topk_cand,
+            result: &topk_result,
+        }
+        .bind(ctx, &pipes.topk_merge),
         step,
         tokens,
         logits,

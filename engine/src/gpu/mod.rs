@@ -1,5 +1,5 @@
 //! The WebGPU backend (cargo feature `gpu`): the forward pass as WGSL compute shaders
-//! (`gpu/shaders/`) run through wgpu — Vulkan, Metal or DX12 natively, the browser's
+//! (`gpu/ops/`, one Rust file per op beside its WGSL) run through wgpu — Vulkan, Metal or DX12 natively, the browser's
 //! WebGPU on wasm32. The API is async because the browser cannot block; natively
 //! [`GpuBackend`] also implements the synchronous [`crate::model::Backend`] by blocking.
 
@@ -7,9 +7,8 @@ mod backend;
 mod buffers;
 mod context;
 mod graph;
+mod ops;
 mod pack;
-mod params;
-mod shaders;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 

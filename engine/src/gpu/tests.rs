@@ -4,9 +4,17 @@
 
 use super::buffers::{bind_group, readback, storage, uniform};
 use super::context::{DeviceOptions, GpuContext};
+use super::ops::attention::AttnParams;
+use super::ops::dense::DenseParams;
+use super::ops::embed::EmbedParams;
+use super::ops::gate::GateParams;
+use super::ops::int8::Int8Params;
+use super::ops::norm_quant::NormParams;
+use super::ops::rope::RopeParams;
+use super::ops::ternary::TernaryParams;
+use super::ops::topk::TopkParams;
+use super::ops::{ColsParams, Params, Pipe, Pipelines, Step};
 use super::pack;
-use super::params::*;
-use super::shaders::{Pipe, Pipelines};
 use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
 use crate::gguf::AlignedBuf;
 use crate::kernels::{scalar, QuantActs};
