@@ -1,6 +1,8 @@
-//! Which backend runs the model: the CPU kernels, or the GPU through wgpu.
+//! Which backend runs the model: the CPU kernels, or the GPU through wgpu (built by the
+//! engine's `backends`, as in the browser).
 
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, Model};
+use bitnet_engine::backends::{self, BackendOptions, Device};
+use bitnet_engine::model::{Backend, CpuOptions, Model};
 use clap::ValueEnum;
 use std::sync::Arc;
 
@@ -10,43 +12,24 @@ pub enum BackendKind {
     Gpu,
 }
 
-/// The backend `kind` for `model`, sized and configured by `opts`.
+/// The backend `kind` for `model`, sized and configured by `opts`. On the GPU the
+/// tokens `self_test` (may be empty) run on both devices first, and a GPU whose top
+/// tokens differ from the CPU's is an error.
 pub fn make_backend(
     kind: BackendKind,
     model: &Arc<Model>,
     opts: CpuOptions,
+    self_test: Vec<u32>,
 ) -> bitnet_engine::Result<Box<dyn Backend>> {
-    match kind {
-        BackendKind::Cpu => Ok(Box::new(CpuBackend::try_new(
-            Arc::clone(model),
-            opts,
-            None,
-        )?)),
-        BackendKind::Gpu => gpu_backend(model, opts),
-    }
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_backend(model: &Arc<Model>, opts: CpuOptions) -> bitnet_engine::Result<Box<dyn Backend>> {
-    use bitnet_engine::gpu::{GpuBackend, GpuOptions};
-    if opts.act != ActMode::Int8 {
-        return Err(bitnet_engine::Error::InvalidArgument(
-            "the GPU backend runs int8 activations only (drop --act f32)".into(),
-        ));
-    }
-    let gpu = pollster::block_on(GpuBackend::new(
-        Arc::clone(model),
-        GpuOptions {
-            n_ctx: opts.n_ctx,
-            ..GpuOptions::default()
-        },
-    ))?;
-    Ok(Box::new(gpu))
-}
-
-#[cfg(not(feature = "gpu"))]
-fn gpu_backend(_: &Arc<Model>, _: CpuOptions) -> bitnet_engine::Result<Box<dyn Backend>> {
-    Err(bitnet_engine::Error::InvalidArgument(
-        "this bitnet was built without the `gpu` feature".into(),
-    ))
+    let device = match kind {
+        BackendKind::Cpu => Device::Cpu,
+        BackendKind::Gpu => Device::Gpu,
+    };
+    let opts = BackendOptions {
+        cpu: opts,
+        kv_budget: None,
+        gpu_tiled_prefill: true,
+        self_test,
+    };
+    Ok(pollster::block_on(backends::build(model, device, &opts))?.backend)
 }

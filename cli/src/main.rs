@@ -16,7 +16,7 @@ mod backend;
 mod bench;
 
 use args::{Cli, Cmd, Layout, RunOpts, SampleOpts, TextOpts};
-use backend::make_backend;
+use backend::{make_backend, BackendKind};
 
 fn main() {
     let cli = Cli::parse();
@@ -39,12 +39,28 @@ fn load(path: &PathBuf, run: &RunOpts, text: &TextOpts) -> bitnet_engine::Result
 }
 
 fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {
-    let backend = make_backend(run.backend, &m.model, run.cpu(&m.model))?;
+    let backend = make_backend(
+        run.backend,
+        &m.model,
+        run.cpu(&m.model),
+        self_test(run, &m.tokenizer)?,
+    )?;
     Ok(Session::new(
         backend,
         Arc::clone(&m.tokenizer),
         Arc::clone(&m.template),
     ))
+}
+
+/// The tokens the GPU's self-test runs, on the GPU only.
+fn self_test(
+    run: &RunOpts,
+    tokenizer: &bitnet_engine::tokenizer::Tokenizer,
+) -> bitnet_engine::Result<Vec<u32>> {
+    match run.backend {
+        BackendKind::Gpu => bitnet_engine::backends::self_test_tokens(tokenizer),
+        BackendKind::Cpu => Ok(Vec::new()),
+    }
 }
 
 fn run(cli: Cli) -> bitnet_engine::Result<()> {
@@ -108,7 +124,8 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             let model = Arc::new(model);
             let mut opts = run.cpu(&model);
             opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
-            let mut backend = make_backend(run.backend, &model, opts)?;
+            // The logits are the output to compare, so no self-test decides for the caller.
+            let mut backend = make_backend(run.backend, &model, opts, Vec::new())?;
             let logits = backend.forward(&ids, Logits::All)?;
             write_npy(
                 &out,
@@ -317,7 +334,7 @@ fn perplexity(
         .encode(&body, m.tokenizer.add_bos_default(), false)?;
     let mut opts = run.cpu(&m.model);
     opts.n_ctx = Some(ctx.max(1));
-    let mut backend = make_backend(run.backend, &m.model, opts)?;
+    let mut backend = make_backend(run.backend, &m.model, opts, self_test(run, &m.tokenizer)?)?;
     let n_vocab = m.model.config.n_vocab;
     let rows = (tokens.len() / ctx.max(1)) * quality::scored_per_window(ctx.max(4));
     let mut saver = match &save_logits {

@@ -3,6 +3,7 @@
 //! Data flows one way: bytes → [`gguf`] reader → typed tensors ([`formats`]) →
 //! [`kernels`] → [`model`] forward pass → [`session`] (tokenize, template, sample).
 
+pub mod backends;
 pub mod bench;
 pub mod chat;
 pub mod error;

@@ -3,18 +3,12 @@
 //! for its GPU), and falling back to the CPU when the device is lost.
 
 use super::{js_error, live_of, to_js, Engine, Live};
-use bitnet_engine::gpu::{GpuBackend, GpuOptions};
-use bitnet_engine::model::{Backend, CpuBackend, Logits, Model};
-use bitnet_engine::{Error, Result};
+use bitnet_engine::backends::{self, BackendOptions, Device, SelfTest};
 use serde::Serialize;
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-
-/// Text whose tokens the self-test forces through both backends.
-const SELF_TEST_TEXT: &str = "The quick brown fox jumps over the lazy dog. 1 2 3";
-const SELF_TEST_TOKENS: usize = 12;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,43 +30,33 @@ impl Engine {
     pub fn use_gpu(&mut self) -> std::result::Result<js_sys::Promise, JsValue> {
         let loaded = self.loaded()?;
         let model = Arc::clone(&loaded.model);
-        let mut tokens = loaded
-            .tokenizer
-            .encode(SELF_TEST_TEXT, true, false)
-            .map_err(js_error)?;
-        tokens.truncate(SELF_TEST_TOKENS);
         let n_ctx = self.live()?.session.backend().n_ctx();
-        let cpu_opts = self.cpu_options(Some(tokens.len().max(1)));
+        let opts = BackendOptions {
+            // Known issue: see `GpuOptions::tiled_prefill`.
+            gpu_tiled_prefill: false,
+            self_test: backends::self_test_tokens(&loaded.tokenizer).map_err(js_error)?,
+            ..self.backend_options(n_ctx)
+        };
         let live = Rc::clone(&self.live);
         Ok(future_to_promise(async move {
-            let mut cpu = CpuBackend::new(Arc::clone(&model), cpu_opts);
-            let want = cpu.forward(&tokens, Logits::All).map_err(js_error)?;
-            let mut gpu = GpuBackend::new(
-                Arc::clone(&model),
-                GpuOptions {
-                    n_ctx: Some(n_ctx),
-                    // Known issue: see `GpuOptions::tiled_prefill`.
-                    tiled_prefill: false,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(js_error)?;
-            let agreed = self_test(&model, &mut gpu, &tokens, &want)
+            let built = backends::build(&model, Device::Gpu, &opts)
                 .await
                 .map_err(js_error)?;
+            let test = built.self_test.unwrap_or(SelfTest {
+                agreed: 0,
+                positions: 0,
+            });
             let info = GpuInfo {
-                backend: gpu.name(),
-                self_test_agreed: agreed,
-                self_test_positions: 2 * tokens.len(),
+                backend: built.backend.name(),
+                self_test_agreed: test.agreed,
+                self_test_positions: test.positions,
             };
             let mut l = live_of(&live)?;
-            let device = gpu.device();
             // A fresh backend has an empty cache: the conversation restarts on the GPU.
             l.generation = None;
             l.session.reset();
-            l.session.replace_backend(Box::new(gpu)).map_err(js_error)?;
-            l.gpu_device = Some(device);
+            l.session.replace_backend(built.backend).map_err(js_error)?;
+            l.gpu_device = built.gpu_device;
             Ok(to_js(&info))
         }))
     }
@@ -120,58 +104,4 @@ impl Engine {
             None => false,
         })
     }
-}
-
-/// Runs `tokens` on the GPU and checks each position's top-1 token against the CPU's
-/// logits `want`: the GPU's choice must be (within rounding) the CPU's best. Silent
-/// garbage from a broken GPU stack is the failure this catches.
-async fn self_test(
-    model: &Model,
-    gpu: &mut GpuBackend,
-    tokens: &[u32],
-    want: &[f32],
-) -> Result<usize> {
-    let v = model.config.n_vocab;
-    // The prompt path first (all tokens in one submission), then decode steps.
-    let mut got = Vec::with_capacity(2 * tokens.len() * v);
-    got.extend(gpu.forward_async(tokens, Logits::All).await?);
-    gpu.truncate(0);
-    for t in tokens {
-        got.extend(
-            gpu.forward_async(std::slice::from_ref(t), Logits::Last)
-                .await?,
-        );
-    }
-    gpu.truncate(0);
-    let want: Vec<f32> = want.iter().chain(want).copied().collect();
-    let mut agreed = 0;
-    for (pos, (g, w)) in got.chunks_exact(v).zip(want.chunks_exact(v)).enumerate() {
-        let pos = pos % tokens.len();
-        let top = |row: &[f32]| {
-            row.iter().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-            )
-        };
-        let (g_top, _) = top(g);
-        let (w_top, w_max) = top(w);
-        if g_top == w_top {
-            agreed += 1;
-        } else if w[g_top] < w_max - 1e-2 * (1.0 + w_max.abs()) {
-            let max_diff = g
-                .iter()
-                .zip(w)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            return Err(Error::Gpu(format!(
-                "the GPU self-test failed: at position {pos} the GPU's top token is {g_top} \
-                 (CPU logit {}), the CPU's is {w_top} ({w_max}); largest logit difference \
-                 {max_diff}; GPU {:?}… CPU {:?}…; this GPU stack computes wrong results",
-                w[g_top],
-                &g[..4.min(v)],
-                &w[..4.min(v)],
-            )));
-        }
-    }
-    Ok(agreed)
 }

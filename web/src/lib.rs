@@ -301,12 +301,16 @@ impl Engine {
         model: &Arc<bitnet_engine::model::Model>,
         n_ctx: usize,
     ) -> Result<CpuBackend, JsValue> {
-        CpuBackend::try_new(
-            Arc::clone(model),
-            self.cpu_options(Some(n_ctx)),
-            Some(self.kv_budget()),
-        )
-        .map_err(js_error)
+        bitnet_engine::backends::cpu(model, &self.backend_options(n_ctx)).map_err(js_error)
+    }
+
+    /// How this engine builds a backend with a KV cache of `n_ctx` positions.
+    fn backend_options(&self, n_ctx: usize) -> bitnet_engine::backends::BackendOptions {
+        bitnet_engine::backends::BackendOptions {
+            cpu: self.cpu_options(Some(n_ctx)),
+            kv_budget: Some(self.kv_budget()),
+            ..Default::default()
+        }
     }
 
     fn cpu_options(&self, n_ctx: Option<usize>) -> CpuOptions {
