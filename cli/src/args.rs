@@ -132,6 +132,9 @@ pub(crate) struct SampleOpts {
     pub(crate) min_p: Option<f32>,
     #[arg(long)]
     pub(crate) repeat_penalty: Option<f32>,
+    /// Tokens back that the repeat penalty looks at (default 64).
+    #[arg(long)]
+    pub(crate) repeat_window: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Stop when the output contains this text (repeatable).
@@ -157,7 +160,7 @@ impl SampleOpts {
                 top_p: self.top_p.unwrap_or(base.top_p),
                 min_p: self.min_p.unwrap_or(base.min_p),
                 repetition_penalty: self.repeat_penalty.unwrap_or(base.repetition_penalty),
-                repeat_window: 64,
+                repeat_window: self.repeat_window.unwrap_or(64),
                 seed: self.seed,
             },
             stop: self.stop.clone(),

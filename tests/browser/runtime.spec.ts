@@ -82,6 +82,57 @@ test("loads over HTTP with progress, streams a chat, and matches the CLI's greed
   expect(r.tokens.length).toBeGreaterThan(1);
 });
 
+test("the loop guard and the repetition window cross the worker boundary as the CLI's flags do", async ({ page }) => {
+  const gen = (...flags: string[]) =>
+    JSON.parse(
+      cli(
+        "generate",
+        "--model",
+        `tests/fixtures/${MODEL}`,
+        "--prompt",
+        "Hello",
+        "--chat",
+        "--json",
+        "-n",
+        "120",
+        ...flags,
+      ),
+    );
+  // The fixture falls into a loop under greedy decoding: the guard ends it early.
+  const guarded = gen();
+  const unguarded = gen("--no-loop-guard");
+  const window64 = gen("--no-loop-guard", "--repeat-penalty", "1.3");
+  const window4 = gen("--no-loop-guard", "--repeat-penalty", "1.3", "--repeat-window", "4");
+  expect(guarded.finish_reason).toBe("loop");
+  expect(unguarded.finish_reason).toBe("length");
+  expect(window4.text).not.toBe(window64.text);
+  const r = await page.evaluate(
+    async ({ url }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const engine = await CreateEngine({ model: url });
+      const ask = async (o: object) => {
+        const messages = [{ role: "user", content: "Hello" }];
+        const c = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 120, ...o });
+        await engine.resetChat();
+        return { text: c.choices[0].message.content, finish: c.choices[0].finish_reason };
+      };
+      const out = {
+        guarded: await ask({}),
+        unguarded: await ask({ loop_guard: false }),
+        window64: await ask({ loop_guard: false, repetition_penalty: 1.3 }),
+        window4: await ask({ loop_guard: false, repetition_penalty: 1.3, repeat_window: 4 }),
+      };
+      await engine.unload();
+      return out;
+    },
+    { url: `${server.url}/models/${MODEL}` },
+  );
+  expect(r.guarded).toEqual({ text: guarded.text, finish: "loop" });
+  expect(r.unguarded).toEqual({ text: unguarded.text, finish: "length" });
+  expect(r.window64.text).toBe(window64.text);
+  expect(r.window4.text).toBe(window4.text);
+});
+
 test("abort works in prefill and in decode, the next request runs, and queued requests never interleave", async ({
   page,
 }) => {
