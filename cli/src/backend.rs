@@ -27,9 +27,8 @@ pub fn make_backend(
     };
     let opts = BackendOptions {
         cpu: opts,
-        kv_budget: None,
-        gpu_tiled_prefill: true,
         self_test,
+        ..BackendOptions::default()
     };
     Ok(pollster::block_on(backends::build(model, device, &opts))?.backend)
 }

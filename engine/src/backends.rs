@@ -27,18 +27,30 @@ pub fn self_test_tokens(tokenizer: &crate::tokenizer::Tokenizer) -> Result<Vec<u
     Ok(tokens)
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BackendOptions {
     /// The kernels, threads and activation mode of the CPU, and the KV cache size
     /// (`n_ctx`) of either device.
     pub cpu: CpuOptions,
     /// Bytes the CPU's KV cache may take (a browser tab's memory left); `None`: no limit.
     pub kv_budget: Option<u64>,
-    /// GPU only: prompts through the tiled matmul shader (see `GpuOptions::tiled_prefill`).
+    /// GPU only: prompts through the tiled matmul shader (default; see
+    /// `GpuOptions::tiled_prefill`).
     pub gpu_tiled_prefill: bool,
     /// GPU only: tokens run on both devices before the GPU is trusted; empty skips the
     /// check.
     pub self_test: Vec<u32>,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            cpu: CpuOptions::default(),
+            kv_budget: None,
+            gpu_tiled_prefill: true,
+            self_test: Vec::new(),
+        }
+    }
 }
 
 /// What the GPU's self-test saw.

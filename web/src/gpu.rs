@@ -32,8 +32,6 @@ impl Engine {
         let model = Arc::clone(&loaded.model);
         let n_ctx = self.live()?.session.backend().n_ctx();
         let opts = BackendOptions {
-            // Known issue: see `GpuOptions::tiled_prefill`.
-            gpu_tiled_prefill: false,
             self_test: backends::self_test_tokens(&loaded.tokenizer).map_err(js_error)?,
             ..self.backend_options(n_ctx)
         };

@@ -28,9 +28,7 @@ pub struct GpuOptions {
     /// split a small head the way the 2B4T embedding is split).
     pub max_binding: Option<u64>,
     /// Prompts through the tiled matmul shader (weights read once per 8 tokens). Off: the
-    /// matvec shader loops over the batch's tokens instead (still one submission). The web
-    /// build turns it off: on Chromium's SwiftShader WebGPU the tiled shader disagrees with
-    /// the CPU (lavapipe agrees) and the cause is not found yet.
+    /// matvec shader loops over the batch's tokens instead (still one submission).
     pub tiled_prefill: bool,
     pub device: DeviceOptions,
 }

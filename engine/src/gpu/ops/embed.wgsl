@@ -25,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let tok = tokens[t];
     if (tok < p.row_start || tok >= p.row_start + p.row_count) { return; }
     let e = (tok - p.row_start) * p.cols + c;
-    var v: f32;
+    var v = 0.0;
     if (p.kind == 0u) {
         v = bitcast<f32>(w[e]);
     } else if (p.kind == 1u) {

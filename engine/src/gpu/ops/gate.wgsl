@@ -13,7 +13,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = flat_group(wid, nwg) * WG + lid;
     if (i >= step.n_tok * p.cols) { return; }
     let g = gate[i];
-    var a: f32;
+    var a = 0.0;
     if (p.silu != 0u) {
         a = g / (1.0 + exp(-g));
     } else {

@@ -30,8 +30,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let valid = r < p.rows;
     let wpr = p.cols / 16u;
     let bpr = p.cols / BLK;
-    var acc_i: array<i32, 8>;
-    var acc_f: array<f32, 8>;
+    // Every var gets an explicit initializer (see ops/tests.rs): Chromium's WebGPU on
+    // SwiftShader does not zero `d` below again on each pass of the loop when the
+    // initializer is left implicit, and every block then adds the earlier blocks' sums.
+    var acc_i = array<i32, 8>();
+    var acc_f = array<f32, 8>();
     for (var b = 0u; b < bpr; b++) {
         for (var k = lid; k < TT * BLK; k += WG) {
             let t = t0 + k / BLK;
@@ -41,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
         if (valid) {
-            var d: array<i32, 8>;
+            var d = array<i32, 8>();
             for (var wj = 0u; wj < 8u; wj++) {
                 let word = w[r * wpr + b * 8u + wj];
                 for (var j = 0u; j < 16u; j++) {
@@ -65,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var t = 0u; t < TT; t++) {
         let tok = t0 + t;
         if (tok >= step.n_tok) { break; }
-        var y: f32;
+        var y = 0.0;
         if (p.per_block != 0u) {
             y = acc_f[t] * act_meta[tok].inv_scale;
         } else {

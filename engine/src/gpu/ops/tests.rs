@@ -143,6 +143,51 @@ fn workgroup_shapes_match_the_shaders() {
     assert_eq!(wgsl_const(topk::SEGMENTS_WGSL, "SEG"), SEGMENT);
 }
 
+/// Function-scope `var`s declared without an initializer, as `(line, text)`.
+fn uninitialized_vars(src: &str) -> Vec<(usize, String)> {
+    code(src)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim();
+            // `var<…>` declares a module-scope variable (uniform, storage, workgroup).
+            l.starts_with("var ") && !l.contains('=')
+        })
+        .map(|(i, l)| (i + 1, l.trim().to_string()))
+        .collect()
+}
+
+/// WGSL zero-initializes a `var` without an initializer each time its declaration runs,
+/// but Chromium's WebGPU on SwiftShader did not for one declared in a loop (the tiled
+/// ternary matmul's per-block sums carried over between blocks, while lavapipe was
+/// right). No shader leaves the zero to the implementation.
+#[test]
+fn every_function_scope_var_has_an_initializer() {
+    let shaders = [
+        ("common", COMMON),
+        ("add", add::WGSL),
+        ("attention", attention::WGSL),
+        ("dense_matmul", dense::WGSL),
+        ("dequant", dequant::WGSL),
+        ("embed", embed::WGSL),
+        ("gate", gate::WGSL),
+        ("int8_matmul", int8::WGSL),
+        ("norm_quant", norm_quant::WGSL),
+        ("rope", rope::WGSL),
+        ("ternary_matvec", ternary::MATVEC_WGSL),
+        ("ternary_matmul", ternary::MATMUL_WGSL),
+        ("topk_segments", topk::SEGMENTS_WGSL),
+        ("topk_merge", topk::MERGE_WGSL),
+    ];
+    for (name, src) in shaders {
+        assert_eq!(uninitialized_vars(src), [], "{name}.wgsl");
+    }
+    assert_eq!(
+        uninitialized_vars("fn f() {\n  for (;;) {\n    var d: array<i32, 8>;\n  }\n}"),
+        [(3, "var d: array<i32, 8>;".to_string())]
+    );
+}
+
 #[test]
 fn the_parsers_see_a_mismatch() {
     let wgsl = "struct RopeParams {\n n_heads: u32, // heads\n n_rot: u32,\n head_dim: u32,\n at_p0: u32,\n}";
