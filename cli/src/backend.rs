@@ -14,12 +14,13 @@ pub enum BackendKind {
 
 /// The backend `kind` for `model`, sized and configured by `opts`. On the GPU the
 /// tokens `self_test` (may be empty) run on both devices first, and a GPU whose top
-/// tokens differ from the CPU's is an error.
+/// tokens differ from the CPU's is an error; `profile` times its passes.
 pub fn make_backend(
     kind: BackendKind,
     model: &Arc<Model>,
     opts: CpuOptions,
     self_test: Vec<u32>,
+    profile: bool,
 ) -> bitnet_engine::Result<Box<dyn Backend>> {
     let device = match kind {
         BackendKind::Cpu => Device::Cpu,
@@ -28,6 +29,7 @@ pub fn make_backend(
     let opts = BackendOptions {
         cpu: opts,
         self_test,
+        gpu_profile: profile,
         ..BackendOptions::default()
     };
     Ok(pollster::block_on(backends::build(model, device, &opts))?.backend)

@@ -89,12 +89,14 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         },
         // A benchmark of speed: the GPU's correctness is the tests' job.
         Vec::new(),
+        a.backend == crate::backend::BackendKind::Gpu,
     )?;
-    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    let (mut prefill, mut decode, mut gpu_runs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.runs.max(1) {
         let speed = bitnet_engine::bench::measure(backend.as_mut(), a.prompt_tokens, a.gen_tokens)?;
         prefill.push(speed.prefill_tps);
         decode.push(speed.decode_tps);
+        gpu_runs.extend(speed.decode_gpu);
     }
     // Read before the bandwidth probe allocates its buffer.
     let peak = peak_rss();
@@ -107,6 +109,11 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         } else {
             m.model.weights.embd.size_bytes() as f64
         };
+    let gpu = if gpu_runs.is_empty() {
+        serde_json::Value::Null
+    } else {
+        gpu_report(&gpu_runs, bytes_per_token, decode_tps)?
+    };
     let out = serde_json::json!({
         "model": a.model.display().to_string(),
         "backend": backend.name(),
@@ -126,7 +133,56 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
         // f32 K and V per layer and position, on either backend.
         "kv_cache_bytes": 2 * m.model.config.n_layer * n_ctx * m.model.config.kv_dim() * 4,
         "peak_rss_bytes": peak,
+        "gpu": gpu,
     });
     println!("{}", serde_json::to_string(&out).unwrap());
     Ok(())
+}
+
+/// The GPU's side of a decode: time per token split into GPU time and the rest
+/// (submission, readback, the CPU's share), dispatches and submissions per token, bytes
+/// read per token, and the fraction of the card's copy bandwidth (measured now, on a
+/// second device of the same adapter) that the decode streams.
+#[cfg(feature = "gpu")]
+fn gpu_report(
+    runs: &[bitnet_engine::bench::GpuPerToken],
+    bytes_per_token: f64,
+    decode_tps: f64,
+) -> bitnet_engine::Result<serde_json::Value> {
+    use bitnet_engine::gpu::{DeviceOptions, GpuContext};
+    let mid = |f: &dyn Fn(&bitnet_engine::bench::GpuPerToken) -> f64| {
+        median(runs.iter().map(f).collect())
+    };
+    let wall_ms = mid(&|r| r.wall_ms);
+    let gpu_ms = runs
+        .iter()
+        .all(|r| r.gpu_ms.is_some())
+        .then(|| mid(&|r| r.gpu_ms.unwrap_or(0.0)));
+    let ctx = pollster::block_on(GpuContext::new(DeviceOptions::default()))?;
+    let copy_gbps = pollster::block_on(ctx.copy_bandwidth(1 << 30, 8))?;
+    let streamed_gbps = bytes_per_token * decode_tps / 1e9;
+    Ok(serde_json::json!({
+        "adapter": ctx.info.name,
+        "timestamps": ctx.timestamps,
+        "decode_wall_ms_per_token": wall_ms,
+        "decode_gpu_ms_per_token": gpu_ms,
+        "decode_overhead_ms_per_token": gpu_ms.map(|g| wall_ms - g),
+        "dispatches_per_token": mid(&|r| r.dispatches),
+        "submissions_per_token": mid(&|r| r.submissions),
+        "bytes_per_token": bytes_per_token,
+        "decode_GBps": streamed_gbps,
+        "copy_GBps": copy_gbps,
+        "bandwidth_fraction": streamed_gbps / copy_gbps,
+        // The ceiling the roofline puts on decode: every byte once at copy speed.
+        "roofline_decode_tps": copy_gbps * 1e9 / bytes_per_token,
+    }))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_report(
+    _: &[bitnet_engine::bench::GpuPerToken],
+    _: f64,
+    _: f64,
+) -> bitnet_engine::Result<serde_json::Value> {
+    Ok(serde_json::Value::Null)
 }

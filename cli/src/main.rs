@@ -44,6 +44,7 @@ fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {
         &m.model,
         run.cpu(&m.model),
         self_test(run, &m.tokenizer)?,
+        false,
     )?;
     Ok(Session::new(
         backend,
@@ -125,7 +126,7 @@ fn run(cli: Cli) -> bitnet_engine::Result<()> {
             let mut opts = run.cpu(&model);
             opts.n_ctx = Some(opts.n_ctx.unwrap_or(0).max(ids.len()));
             // The logits are the output to compare, so no self-test decides for the caller.
-            let mut backend = make_backend(run.backend, &model, opts, Vec::new())?;
+            let mut backend = make_backend(run.backend, &model, opts, Vec::new(), false)?;
             let logits = backend.forward(&ids, Logits::All)?;
             write_npy(
                 &out,
@@ -334,7 +335,13 @@ fn perplexity(
         .encode(&body, m.tokenizer.add_bos_default(), false)?;
     let mut opts = run.cpu(&m.model);
     opts.n_ctx = Some(ctx.max(1));
-    let mut backend = make_backend(run.backend, &m.model, opts, self_test(run, &m.tokenizer)?)?;
+    let mut backend = make_backend(
+        run.backend,
+        &m.model,
+        opts,
+        self_test(run, &m.tokenizer)?,
+        false,
+    )?;
     let n_vocab = m.model.config.n_vocab;
     let rows = (tokens.len() / ctx.max(1)) * quality::scored_per_window(ctx.max(4));
     let mut saver = match &save_logits {

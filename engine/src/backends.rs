@@ -37,6 +37,8 @@ pub struct BackendOptions {
     /// GPU only: prompts through the tiled matmul shader (default; see
     /// `GpuOptions::tiled_prefill`).
     pub gpu_tiled_prefill: bool,
+    /// GPU only: time each forward pass with timestamp queries (`GpuOptions::profile`).
+    pub gpu_profile: bool,
     /// GPU only: tokens run on both devices before the GPU is trusted; empty skips the
     /// check.
     pub self_test: Vec<u32>,
@@ -48,6 +50,7 @@ impl Default for BackendOptions {
             cpu: CpuOptions::default(),
             kv_budget: None,
             gpu_tiled_prefill: true,
+            gpu_profile: false,
             self_test: Vec::new(),
         }
     }
@@ -115,6 +118,7 @@ mod gpu {
             GpuOptions {
                 n_ctx: opts.cpu.n_ctx,
                 tiled_prefill: opts.gpu_tiled_prefill,
+                profile: opts.gpu_profile,
                 ..GpuOptions::default()
             },
         )

@@ -9,6 +9,19 @@ use web_time::Instant;
 pub struct Speed {
     pub prefill_tps: f64,
     pub decode_tps: f64,
+    /// On a GPU backend: what one decoded token cost it.
+    pub decode_gpu: Option<GpuPerToken>,
+}
+
+/// One decoded token on a GPU backend, averaged over the decode loop.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GpuPerToken {
+    pub submissions: f64,
+    pub dispatches: f64,
+    /// Time in the compute pass (timestamp queries), when measured.
+    pub gpu_ms: Option<f64>,
+    /// Wall time per token.
+    pub wall_ms: f64,
 }
 
 pub fn measure(
@@ -28,13 +41,24 @@ pub fn measure(
     let t = Instant::now();
     let mut next = best(backend.forward_top_k(&prompt, 1)?);
     let prefill_s = t.elapsed().as_secs_f64();
+    let before = backend.gpu_counters();
     let t = Instant::now();
     for _ in 0..gen_tokens {
         next = best(backend.forward_top_k(&[next], 1)?);
     }
     let decode_s = t.elapsed().as_secs_f64();
+    let per = |x: f64| x / gen_tokens.max(1) as f64;
+    let decode_gpu = before
+        .zip(backend.gpu_counters())
+        .map(|(a, b)| GpuPerToken {
+            submissions: per((b.submissions - a.submissions) as f64),
+            dispatches: per((b.dispatches - a.dispatches) as f64),
+            gpu_ms: a.gpu_ns.zip(b.gpu_ns).map(|(a, b)| per(b - a) / 1e6),
+            wall_ms: per(decode_s * 1e3),
+        });
     Ok(Speed {
         prefill_tps: prompt_tokens as f64 / prefill_s,
         decode_tps: gen_tokens as f64 / decode_s,
+        decode_gpu,
     })
 }

@@ -250,3 +250,45 @@ fn bad_input_gives_typed_errors() {
     assert_eq!(g.n_past(), 0);
     assert!(g.forward(&[1, 2, 3], Logits::Last).is_ok());
 }
+
+/// A decoded token is one submission of 17 dispatches per ternary layer (4 norms, q/k/v/o,
+/// gate/up/down, 2 RoPE, attention, 2 residual adds, the gate), plus the embedding, the
+/// final norm, the head and the two top-k stages: the count in docs/webgpu.md.
+#[test]
+fn a_decoded_token_is_one_submission_of_17_dispatches_per_layer() {
+    let model = load("tiny-b158-I2_S.gguf");
+    let layers = model.config.n_layer as u64;
+    let mut g = gpu(&model);
+    g.forward(&[1, 2, 3], Logits::Last).unwrap();
+    let before = g.counters();
+    g.forward_top_k(&[4], 1).unwrap();
+    let after = g.counters();
+    assert_eq!(after.submissions - before.submissions, 1);
+    assert_eq!(after.dispatches - before.dispatches, 17 * layers + 5);
+    // Not asked to profile: no GPU time.
+    assert_eq!(after.gpu_ns, None);
+}
+
+/// With `profile`, timestamp queries time every submission (where the adapter has them;
+/// lavapipe does).
+#[test]
+fn profiling_times_the_forward_passes() {
+    let model = load("tiny-b158-I2_S.gguf");
+    let mut g = pollster::block_on(GpuBackend::new(
+        Arc::clone(&model),
+        GpuOptions {
+            n_ctx: Some(64),
+            profile: true,
+            ..GpuOptions::default()
+        },
+    ))
+    .unwrap();
+    let plain = g.forward(&[1, 2, 3], Logits::All).unwrap();
+    let c = g.counters();
+    match c.gpu_ns {
+        Some(ns) => assert!(ns > 0.0, "{ns}"),
+        None => println!("{}: no timestamp queries", g.name()),
+    }
+    // Profiling changes nothing in what is computed.
+    assert_eq!(plain, gpu(&model).forward(&[1, 2, 3], Logits::All).unwrap());
+}

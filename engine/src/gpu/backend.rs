@@ -30,6 +30,10 @@ pub struct GpuOptions {
     /// Prompts through the tiled matmul shader (weights read once per 8 tokens). Off: the
     /// matvec shader loops over the batch's tokens instead (still one submission).
     pub tiled_prefill: bool,
+    /// Time every forward pass on the GPU with timestamp queries (where the adapter has
+    /// them), for [`crate::model::Backend::gpu_counters`]; costs one more small readback
+    /// per submission.
+    pub profile: bool,
     pub device: DeviceOptions,
 }
 
@@ -40,6 +44,7 @@ impl Default for GpuOptions {
             max_batch: 64,
             max_binding: None,
             tiled_prefill: true,
+            profile: false,
             device: DeviceOptions::default(),
         }
     }
@@ -65,6 +70,47 @@ pub struct GpuBackend {
     tiled_prefill: bool,
     /// Buffers and bind groups made at load time.
     parts: Parts,
+    profiler: Option<Profiler>,
+    submissions: u64,
+    /// Counted while a pass is recorded (`encode` borrows `self` immutably).
+    dispatches: std::cell::Cell<u64>,
+    gpu_ns: f64,
+}
+
+/// Two timestamps around each submission's compute pass, resolved into a buffer that is
+/// read back after the submission.
+struct Profiler {
+    set: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl Profiler {
+    fn new(ctx: &GpuContext) -> Profiler {
+        let buffer = |label, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Profiler {
+            set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("forward pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolved: buffer(
+                "resolved timestamps",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            readback: buffer(
+                "timestamps readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+        }
+    }
 }
 
 impl GpuBackend {
@@ -91,6 +137,7 @@ impl GpuBackend {
         let config = model.config.clone();
         drop(model);
         let (n_ctx, max_batch, parts) = built;
+        let profiler = (opts.profile && ctx.timestamps).then(|| Profiler::new(&ctx));
         Ok(GpuBackend {
             config,
             pipes,
@@ -100,6 +147,10 @@ impl GpuBackend {
             tiled_prefill: opts.tiled_prefill,
             ctx,
             parts,
+            profiler,
+            submissions: 0,
+            dispatches: std::cell::Cell::new(0),
+            gpu_ns: 0.0,
         })
     }
 
@@ -269,7 +320,18 @@ impl GpuBackend {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let timestamp_writes =
+                self.profiler
+                    .as_ref()
+                    .map(|p| wgpu::ComputePassTimestampWrites {
+                        query_set: &p.set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes,
+            });
             self.encode(&mut pass, n, head);
             if top_k.is_some_and(|k| k > 0) {
                 self.run(
@@ -310,13 +372,33 @@ impl GpuBackend {
             ),
             _ => {}
         }
+        if let Some(p) = &self.profiler {
+            enc.resolve_query_set(&p.set, 0..2, &p.resolved, 0);
+            enc.copy_buffer_to_buffer(&p.resolved, 0, &p.readback, 0, 16);
+        }
         let ctx = &self.ctx;
         ctx.scoped("running the forward pass", || {
             ctx.queue.submit([enc.finish()]);
         })
         .await?;
         self.n_past += n;
+        self.submissions += 1;
+        if let Some(p) = &self.profiler {
+            let bytes = ctx.read(&p.readback, 16).await?;
+            let at = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap());
+            let ticks = at(1).saturating_sub(at(0));
+            self.gpu_ns += ticks as f64 * f64::from(ctx.queue.get_timestamp_period());
+        }
         Ok(())
+    }
+
+    /// Submissions, dispatches and (when profiling) GPU time so far.
+    pub fn counters(&self) -> crate::model::GpuCounters {
+        crate::model::GpuCounters {
+            submissions: self.submissions,
+            dispatches: self.dispatches.get(),
+            gpu_ns: self.profiler.as_ref().map(|_| self.gpu_ns),
+        }
     }
 
     fn grid(&self, groups: usize) -> (u32, u32) {
@@ -329,6 +411,7 @@ impl GpuBackend {
     }
 
     fn run(&self, pass: &mut ComputePass, pipe: &Pipe, bg: &BindGroup, groups: (u32, u32)) {
+        self.dispatches.set(self.dispatches.get() + 1);
         pass.set_pipeline(&pipe.pipeline);
         pass.set_bind_group(0, bg, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -427,6 +510,9 @@ impl GpuBackend {
 impl crate::model::Backend for GpuBackend {
     fn name(&self) -> String {
         GpuBackend::name(self)
+    }
+    fn gpu_counters(&self) -> Option<crate::model::GpuCounters> {
+        Some(self.counters())
     }
     #[cfg(not(target_arch = "wasm32"))]
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {

@@ -24,6 +24,8 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub subgroups: bool,
+    /// The adapter can time compute passes (timestamp queries).
+    pub timestamps: bool,
     pub limits: wgpu::Limits,
     pub info: wgpu::AdapterInfo,
     /// Set by the device-lost callback and the uncaptured-error handler.
@@ -53,11 +55,14 @@ impl GpuContext {
         // Ask for everything the adapter can do: the embedding alone is 0.66 GB, and the
         // larger the storage bindings the fewer pieces it is split into.
         let limits = adapter.limits();
-        let features = if subgroups {
-            wgpu::Features::SUBGROUP
-        } else {
-            wgpu::Features::empty()
-        };
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut features = wgpu::Features::empty();
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("bitnet"),
@@ -82,6 +87,7 @@ impl GpuContext {
             device,
             queue,
             subgroups,
+            timestamps,
             limits,
             info: adapter.get_info(),
             failure,
@@ -119,6 +125,50 @@ impl GpuContext {
         }
         self.check()?;
         Ok(out)
+    }
+
+    /// The device's copy throughput in GB/s (bytes read plus bytes written, per second):
+    /// `reps` copies of a `bytes`-long buffer in one submission, after one untimed copy,
+    /// timed from submission to the readback of one word that follows them. A benchmark's
+    /// yardstick for the card's memory bandwidth, measured in the same run.
+    pub async fn copy_bandwidth(&self, bytes: u64, reps: u32) -> Result<f64> {
+        let bytes = bytes.min(self.limits.max_buffer_size) / 4 * 4;
+        let make = |label, usage| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let src = make("copy source", wgpu::BufferUsages::COPY_SRC);
+        let dst = make(
+            "copy target",
+            wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        );
+        let word = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("copy done"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let run = |n: u32| {
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            for _ in 0..n {
+                enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+            }
+            enc.copy_buffer_to_buffer(&dst, 0, &word, 0, 4);
+            self.queue.submit([enc.finish()]);
+        };
+        run(1);
+        self.read(&word, 4).await?;
+        let t = web_time::Instant::now();
+        run(reps);
+        self.read(&word, 4).await?;
+        let secs = t.elapsed().as_secs_f64();
+        Ok(2.0 * bytes as f64 * reps as f64 / secs / 1e9)
     }
 
     /// Copies `size` bytes of a MAP_READ buffer back to the CPU.

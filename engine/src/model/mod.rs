@@ -48,8 +48,25 @@ pub trait MaybeSend {}
 #[cfg(target_arch = "wasm32")]
 impl<T> MaybeSend for T {}
 
+/// What a GPU backend has done since it was made (cumulative, so a caller can take the
+/// difference over any stretch of work).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuCounters {
+    /// Command submissions.
+    pub submissions: u64,
+    /// Compute dispatches.
+    pub dispatches: u64,
+    /// Time the GPU spent in the forward passes' compute passes (timestamp queries), when
+    /// the backend was asked to measure it and the adapter can.
+    pub gpu_ns: Option<f64>,
+}
+
 pub trait Backend: MaybeSend {
     fn name(&self) -> String;
+    /// A GPU backend's counters; `None` on the CPU.
+    fn gpu_counters(&self) -> Option<GpuCounters> {
+        None
+    }
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
     /// Like `forward(tokens, Logits::Last)`, but returns only the `k` best `(id, logit)` of
     /// the last position in the sampler's order (best first, ties to the lower id, NaN read

@@ -296,7 +296,7 @@ const TOUCH_AHEAD_MIN: usize = 4096;
 
 /// Reads one byte of each 64-byte line of `data[from..from + len]` (as far as `data`
 /// goes). Wasm has no prefetch instruction, and the hardware prefetcher stops at each
-/// 4 KiB page, so the kernels used to stall on the first loads of every page; an early
+/// 4 KiB page, so without help the kernels stall on the first loads of every page; an early
 /// load starts that cache miss and page walk while the kernel still works on earlier
 /// rows. The sum goes through `black_box` so that neither LLVM nor V8 drops the loads.
 #[inline(always)]
