@@ -2,7 +2,8 @@
 # Every test of the project. Run from anywhere; installs only the npm packages of the
 # lock file and cargo-fuzz (see .ci/run for the rest): needs the wasm32 target,
 # wasm-bindgen-test-runner (wasm-bindgen-cli), the dated nightly of scripts/toolchains.sh,
-# a C++ compiler (libFuzzer), a wgpu adapter (natively: mesa-vulkan-drivers) and, for the
+# a C++ compiler (libFuzzer), wgpu adapters (natively: mesa-vulkan-drivers for Vulkan,
+# libegl-mesa0 + libgl1-mesa-dri for OpenGL ES) and, for the
 # browser runs, chromium + chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
 cargo test --workspace --locked
+
+echo "== the GPU backend again on a second stack: wgpu's OpenGL ES backend (EGL) on Mesa's llvmpipe"
+# The run above took Vulkan (lavapipe: subgroup and plain paths); GL has no subgroups, so
+# every shader test and the fixture parity run on its plain path.
+WGPU_BACKEND=gl cargo test --locked -p bitnet-engine --features gpu --test gpu -- --show-output
+WGPU_BACKEND=gl cargo test --locked -p bitnet-engine --features gpu --lib gpu:: -- --show-output
 
 echo "== fuzz: every committed corpus input through the libFuzzer targets, then short seeded runs"
 ./scripts/fuzz-replay.sh

@@ -49,7 +49,8 @@ fn check(file: &str, family: &str, reference_file: &str, tie_row: Option<usize>)
     let (max, agree) = compare(&ours, &reference, VOCAB);
     let cpu = all_logits(&model, ActMode::Int8, &toks);
     let (max_cpu, agree_cpu) = compare(&ours, &cpu, VOCAB);
-    println!("{file} gpu vs {reference_file}: max {max:.2e}, argmax {agree:.3}; vs cpu int8: max {max_cpu:.2e}, argmax {agree_cpu:.3}");
+    let adapter = gpu(&model).name();
+    println!("{file} on {adapter} vs {reference_file}: max {max:.2e}, argmax {agree:.3}; vs cpu int8: max {max_cpu:.2e}, argmax {agree_cpu:.3}");
     assert!(agree >= 0.95, "{file}: argmax agreement {agree}");
     match tie_row {
         None => assert!(max <= 2e-2, "{file}: max abs diff {max}"),

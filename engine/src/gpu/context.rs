@@ -38,7 +38,9 @@ pub fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl GpuContext {
     pub async fn new(opts: DeviceOptions) -> Result<GpuContext> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        // `WGPU_BACKEND` (vulkan, gl, …) picks the stack, as in every wgpu program.
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,

@@ -52,6 +52,13 @@ fn devices() -> Vec<Gpu> {
         .map(|subgroups| {
             let ctx = pollster::block_on(GpuContext::new(DeviceOptions { subgroups }))
                 .unwrap_or_else(|e| panic!("the gpu feature is on but no adapter opened: {e}"));
+            // The stack under test, in the output: the same tests run on each.
+            eprintln!(
+                "adapter {} ({:?}), {} path",
+                ctx.info.name,
+                ctx.info.backend,
+                if ctx.subgroups { "subgroup" } else { "plain" }
+            );
             if subgroups && !ctx.subgroups {
                 eprintln!(
                     "{}: no subgroups, testing the plain path only",
