@@ -62,3 +62,26 @@ pub fn measure(
         decode_gpu,
     })
 }
+
+/// Decode tokens/s of `backend` over `steps` greedy steps after a warm-up (a two-token
+/// prompt and one step: the first submissions compile and upload what a GPU needs), from
+/// an empty cache, left empty afterwards. Async, so it also times a browser's WebGPU: the
+/// device choice of `auto` compares it with the CPU's.
+pub async fn decode_rate(backend: &mut dyn Backend, steps: usize) -> Result<f64> {
+    let n_vocab = backend.n_vocab() as u32;
+    backend.truncate(0);
+    let best = |top: Vec<(u32, f32)>| top.first().map_or(0, |c| c.0);
+    let mut next = best(
+        backend
+            .forward_top_k_async(&[1 % n_vocab, 2 % n_vocab], 1)
+            .await?,
+    );
+    next = best(backend.forward_top_k_async(&[next], 1).await?);
+    let t = Instant::now();
+    for _ in 0..steps {
+        next = best(backend.forward_top_k_async(&[next], 1).await?);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    backend.truncate(0);
+    Ok(steps as f64 / secs.max(1e-9))
+}

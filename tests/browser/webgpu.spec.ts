@@ -51,6 +51,10 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
     await gpu.unload();
     const auto = await CreateEngine({ model: url, cache: false });
     await auto.unload();
+    // Timed against WASM instead of passed over: SwiftShader emulates the GPU on the CPU.
+    const measured = await CreateEngine({ model: url, cache: false, measureSoftwareGpu: true });
+    const measuredReply = await measured.chat.completions.create({ messages: first, temperature: 0, max_tokens: 16 });
+    await measured.unload();
     return {
       wasmTurns,
       gpuTurns,
@@ -61,6 +65,10 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
       stats,
       autoBackend: auto.backend,
       autoGpuError: auto.load.gpuError ?? null,
+      autoDevice: auto.load.device,
+      measuredBackend: measured.backend,
+      measuredDevice: measured.load.device,
+      measuredReply: measuredReply.choices[0].message.content,
     };
   }, `${server.url}/models/${MODEL}`);
   expect(r.backendBefore).toEqual({ kind: "webgpu", build: "webgpu", adapter: expect.any(String), threads: 1 });
@@ -75,4 +83,12 @@ test("WebGPU gives the WASM path's greedy tokens, and a lost device continues th
   // `auto` does not take a software adapter: WASM is faster than an emulated GPU.
   expect(r.autoBackend).toEqual({ kind: "wasm", build: "relaxed", threads: 1 });
   expect(r.autoGpuError).toBeNull();
+  expect(r.autoDevice.reason).toMatch(/software renderer/);
+  // Measured, SwiftShader loses to WASM: the engine stays on the webgpu build's CPU
+  // kernels, says why with both speeds, and answers as WASM does.
+  expect(r.measuredBackend).toEqual({ kind: "wasm", build: "webgpu", threads: 1 });
+  expect(r.measuredDevice.gpuTokensPerS).toBeGreaterThan(0);
+  expect(r.measuredDevice.gpuTokensPerS).toBeLessThan(r.measuredDevice.wasmTokensPerS);
+  expect(r.measuredDevice.reason).toMatch(/WebGPU \(.+\) decoded [\d.]+ tokens\/s, WASM [\d.]+: WASM is faster/);
+  expect(r.measuredReply).toBe(r.wasmTurns[0]);
 });

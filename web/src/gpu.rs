@@ -20,6 +20,12 @@ struct GpuInfo {
     self_test_positions: usize,
 }
 
+#[derive(Serialize)]
+struct Rates {
+    gpu: f64,
+    wasm: f64,
+}
+
 #[wasm_bindgen]
 impl Engine {
     /// Moves the loaded model onto WebGPU. Resolves with `{backend, selfTestAgreed,
@@ -56,6 +62,27 @@ impl Engine {
             l.session.replace_backend(built.backend).map_err(js_error)?;
             l.gpu_device = built.gpu_device;
             Ok(to_js(&info))
+        }))
+    }
+
+    /// Times decoding on the GPU backend in use and on this build's CPU kernels, each
+    /// after a warm-up (`steps` greedy steps from an empty cache; the session starts over):
+    /// a promise of `{gpu, wasm}` tokens/s, for `device: "auto"` to keep the faster one.
+    #[wasm_bindgen(js_name = decodeRates)]
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn decode_rates(&mut self, steps: usize) -> std::result::Result<js_sys::Promise, JsValue> {
+        let model = Arc::clone(&self.loaded()?.model);
+        let opts = self.backend_options(steps + 3);
+        let live = Rc::clone(&self.live);
+        Ok(future_to_promise(async move {
+            // Held across the GPU wait on purpose, as in `step_async`.
+            let mut l = live_of(&live)?;
+            let gpu = l.session.decode_rate(steps).await.map_err(js_error)?;
+            let mut cpu = backends::cpu(&model, &opts).map_err(js_error)?;
+            let wasm = bitnet_engine::bench::decode_rate(&mut cpu, steps)
+                .await
+                .map_err(js_error)?;
+            Ok(to_js(&Rates { gpu, wasm }))
         }))
     }
 

@@ -398,6 +398,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
     rangeChunkBytes: opts.rangeChunkBytes ?? 64 << 20,
     retries: opts.retries ?? 5,
     wasmVariant: opts.wasmVariant ?? "auto",
+    measureSoftwareGpu: opts.measureSoftwareGpu ?? false,
     // Decode reads every weight once per token: past a few cores, memory is the limit.
     threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
     device,

@@ -17,6 +17,7 @@ export interface LoadRequest {
   wasmVariant: WasmVariant;
   threads: number;
   device: "auto" | "webgpu" | "wasm";
+  measureSoftwareGpu: boolean;
 }
 
 /** The wasm `Engine` constructor's options: `EngineOptions` in web/src/options.rs (a Rust

@@ -6,8 +6,13 @@ export type ModelSource = ModelPart | ModelPart[];
 
 export interface CreateEngineOptions {
   model: ModelSource;
-  /** `auto` picks WebGPU when it is available and passes its self-test, else WASM. */
+  /** `auto` tries WebGPU on a hardware adapter and keeps it when it passes its self-test
+   * and, after a short warm-up, decodes faster than WASM; else WASM. `load.device.reason`
+   * says what was chosen and why. */
   device?: "auto" | "webgpu" | "wasm";
+  /** With `auto`, time a software adapter (SwiftShader, a fallback adapter) against WASM
+   * too, instead of passing it over as slower. */
+  measureSoftwareGpu?: boolean;
   onProgress?: (p: LoadProgress) => void;
   /** The GPU went away during a request; the engine goes on with WASM from here on. */
   onDeviceLost?: (e: DeviceLostEvent) => void;
@@ -201,10 +206,20 @@ export interface LoadResult {
   threads: number;
   /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
   gpuError?: { kind: ErrorKind; message: string };
+  /** Why `backend` runs the model; with `auto` and WebGPU tried, the decode speeds that
+   * decided it. */
+  device: DeviceChoice;
   /** Set when the model loaded but could not be kept offline (e.g. the storage quota). */
   cacheError?: { kind: ErrorKind; message: string };
   loadMs: number;
   bytes: number;
+}
+
+export interface DeviceChoice {
+  reason: string;
+  /** Tokens/s of WebGPU and of this WASM build after a warm-up, when they were timed. */
+  gpuTokensPerS?: number;
+  wasmTokensPerS?: number;
 }
 
 export interface EngineStats {

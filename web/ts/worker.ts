@@ -7,7 +7,7 @@ import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild } from "./
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
 import type { EngineCompletion, EngineLoadOptions, LoadRequest, Reply, Request } from "./protocol.js";
-import type { Backend, LoadResult } from "./types.js";
+import type { Backend, DeviceChoice, LoadResult } from "./types.js";
 
 type Step =
   | { type: "prefill"; done: number; total: number }
@@ -143,12 +143,26 @@ class EngineWorker {
     this.engine = null;
     this.gpuActive = false;
     let gpuError: LoadResult["gpuError"];
-    // For `auto`, a software adapter does not count: WASM is faster than a GPU emulated
-    // on the CPU.
     const adapter = req.device === "wasm" ? null : await findAdapter();
-    const wantGpu =
-      req.device === "webgpu" ||
-      (req.device === "auto" && req.wasmVariant === "auto" && !!adapter && !adapter.software);
+    // For `auto`, a software adapter is passed over unless asked for: a GPU emulated on
+    // the CPU decodes slower than WASM.
+    const autoGpu =
+      req.device === "auto" && req.wasmVariant === "auto" && !!adapter && (!adapter.software || req.measureSoftwareGpu);
+    const wantGpu = req.device === "webgpu" || autoGpu;
+    let device: DeviceChoice = {
+      reason:
+        req.device === "wasm"
+          ? "device: 'wasm' was asked for"
+          : req.device === "webgpu"
+            ? "device: 'webgpu' was asked for"
+            : !adapter
+              ? "this browser has no WebGPU adapter"
+              : req.wasmVariant !== "auto"
+                ? `wasmVariant '${req.wasmVariant}' was asked for`
+                : !autoGpu
+                  ? `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`
+                  : "",
+    };
     if (req.device === "webgpu" && !adapter) {
       throw new BitnetError(
         "unsupported-device",
@@ -217,14 +231,18 @@ class EngineWorker {
       this.engine = e;
       e = null;
       if (wantGpu) {
+        const gpuEngine = this.engine as unknown as GpuEngine;
         try {
-          await (this.engine as unknown as GpuEngine).useGpu();
+          await gpuEngine.useGpu();
           this.backend = { kind: "webgpu", build: "webgpu", adapter: adapter?.name ?? "GPU", threads: 1 };
           this.gpuActive = true;
         } catch (err) {
           if (req.device === "webgpu") throw err;
           gpuError = toPlain(err);
+          device = { reason: `WebGPU failed: ${gpuError.message}` };
         }
+        if (this.gpuActive && autoGpu)
+          device = this.keepFaster(gpuEngine, adapter?.name ?? "GPU", await gpuEngine.decodeRates(8));
       }
       finalPhase("ready", streamed.bytes);
       return {
@@ -233,6 +251,7 @@ class EngineWorker {
         backend: this.backend,
         threads,
         gpuError,
+        device,
         cacheError: streamed.cacheError,
         loadMs: performance.now() - start,
         bytes: streamed.bytes,
@@ -240,6 +259,17 @@ class EngineWorker {
     } finally {
       (e as CpuEngine | null)?.free();
     }
+  }
+
+  /** `auto`'s choice after timing both: the GPU stays only when it decodes faster. */
+  private keepFaster(eng: GpuEngine, adapter: string, rates: { gpu: number; wasm: number }): DeviceChoice {
+    const speeds = `WebGPU (${adapter}) decoded ${rates.gpu.toFixed(1)} tokens/s, WASM ${rates.wasm.toFixed(1)}`;
+    const timed = { gpuTokensPerS: rates.gpu, wasmTokensPerS: rates.wasm };
+    if (rates.gpu > rates.wasm) return { reason: `${speeds}: WebGPU is faster`, ...timed };
+    eng.fallbackToCpu();
+    this.gpuActive = false;
+    this.backend = GPU_FALLBACK;
+    return { reason: `${speeds}: WASM is faster`, ...timed };
   }
 
   /** Runs the started generation step by step, streaming to the page. */

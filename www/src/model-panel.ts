@@ -258,11 +258,10 @@ export async function initModelPanel(): Promise<void> {
       ? `${name} · ${backendLabel(engine.backend)}${engine.load.info.head === "int8" ? " · int8 head" : ""}`
       : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
-    // With device "auto", a package with WebGPU says why it stayed on WASM.
-    const gpuError = (engine?.load as { gpuError?: { message: string } } | undefined)?.gpuError;
+    // Why this backend: with device "auto", whether WebGPU was tried and what decided it.
     chipButton.title = engine
       ? `${engine.info.architecture}, ${engine.info.nLayer} layers, kernels: ${engine.info.kernels}` +
-        (gpuError ? `\nWebGPU not used: ${gpuError.message}` : "")
+        `\n${backendLabel(engine.backend)}: ${engine.load.device.reason}`
       : "";
   });
   showChoiceExtras();

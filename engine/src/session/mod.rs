@@ -165,6 +165,14 @@ impl Session {
         self.backend.as_ref()
     }
 
+    /// Decode tokens/s of this session's backend after a short warm-up (see
+    /// [`crate::bench::decode_rate`]); the session starts over afterwards.
+    pub async fn decode_rate(&mut self, steps: usize) -> Result<f64> {
+        let rate = crate::bench::decode_rate(self.backend.as_mut(), steps).await;
+        self.reset();
+        rate
+    }
+
     /// Replaces the backend (e.g. after a lost GPU) and rebuilds its cache from the token history.
     pub fn replace_backend(&mut self, backend: Box<dyn Backend>) -> Result<()> {
         self.backend = backend;
