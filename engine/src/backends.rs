@@ -172,13 +172,10 @@ mod gpu {
         let mut agreed = 0;
         for (pos, (g, w)) in got.chunks_exact(v).zip(want.chunks_exact(v)).enumerate() {
             let pos = pos % tokens.len();
+            // The sampler's own choice of the best token (ties to the lower id).
             let top = |row: &[f32]| {
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-                    )
+                let (id, logit) = crate::sampler::top_k(row, 1)[0];
+                (id as usize, logit)
             };
             let (g_top, _) = top(g);
             let (w_top, w_max) = top(w);

@@ -38,7 +38,7 @@ for (const b of WASM_BUILDS)
   if (!(b.name in builds)) throw new BitnetError("worker", `wasm-builds.json names ${b.name}, which has no glue here`);
 
 export const glueOf = (b: WasmBuild): Glue => builds[b].glue;
-const specOf = (b: WasmBuild): WasmBuildSpec => WASM_BUILDS.find((s) => s.name === b)!;
+export const specOf = (b: WasmBuild): WasmBuildSpec => WASM_BUILDS.find((s) => s.name === b)!;
 
 // The smallest modules using a SIMD128 and a relaxed-SIMD instruction.
 const SIMD_PROBE = new Uint8Array([

@@ -3,7 +3,7 @@
  * generations never share the KV cache; an abort message is handled at once because
  * every generation yields to the event loop between prefill chunks and tokens.
  */
-import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild } from "./builds.js";
+import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild, specOf } from "./builds.js";
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
 import type { EngineCompletion, EngineLoadOptions, LoadRequest, Reply, Request } from "./protocol.js";
@@ -30,6 +30,15 @@ async function findAdapter(): Promise<{ software: boolean; name: string } | null
     software: !!(info?.isFallbackAdapter || a.isFallbackAdapter || info?.architecture === "swiftshader"),
     name: info?.description || [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "GPU",
   };
+}
+
+/** Why the load runs where it does when no timing decides it (a GPU that is timed, or
+ * that fails, gets its reason later). */
+function untimedReason(req: LoadRequest, adapter: { software: boolean; name: string } | null): string {
+  if (req.device !== "auto") return `device: '${req.device}' was asked for`;
+  if (!adapter) return "this browser has no WebGPU adapter";
+  if (req.wasmVariant !== "auto") return `wasmVariant '${req.wasmVariant}' was asked for`;
+  return `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`;
 }
 
 /** A macrotask turn (no 4 ms timer clamp), so queued messages such as an abort run. */
@@ -149,20 +158,7 @@ class EngineWorker {
     const autoGpu =
       req.device === "auto" && req.wasmVariant === "auto" && !!adapter && (!adapter.software || req.measureSoftwareGpu);
     const wantGpu = req.device === "webgpu" || autoGpu;
-    let device: DeviceChoice = {
-      reason:
-        req.device === "wasm"
-          ? "device: 'wasm' was asked for"
-          : req.device === "webgpu"
-            ? "device: 'webgpu' was asked for"
-            : !adapter
-              ? "this browser has no WebGPU adapter"
-              : req.wasmVariant !== "auto"
-                ? `wasmVariant '${req.wasmVariant}' was asked for`
-                : !autoGpu
-                  ? `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`
-                  : "",
-    };
+    let device: DeviceChoice = { reason: untimedReason(req, adapter) };
     if (req.device === "webgpu" && !adapter) {
       throw new BitnetError(
         "unsupported-device",
@@ -172,7 +168,7 @@ class EngineWorker {
     const picked = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant, req.threads, this.pool, this.log);
     this.pool = picked.pool;
     const glue = glueOf(picked.build);
-    const threads = picked.build.endsWith("-threads") && this.pool ? this.pool.threads : 1;
+    const threads = specOf(picked.build).threads && this.pool ? this.pool.threads : 1;
     this.backend = { kind: "wasm", build: picked.build, threads };
     let e: CpuEngine | null = null;
     let info: unknown;
