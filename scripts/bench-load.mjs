@@ -2,7 +2,9 @@
 // How fast a model streams into the wasm engine and how much memory that takes:
 //   load-http     the model served by a local HTTP server (another process), read with
 //                 fetch as a stream and pushed chunk by chunk, as the browser worker does;
-//                 peak RSS against file size + KV cache (target ≤ 1.1×).
+//                 peak RSS against file size + KV cache (target ≤ 1.1×), once per LM
+//                 head ("file": as stored; "int8": built while the file streams in, so
+//                 its peak should sit below the float head's by half the head's bytes).
 //   parse-memory  the file already in memory, pushed in 1 MiB chunks: into fresh wasm
 //                 memory (cold: bounded by page faults, compared with a plain copy into
 //                 fresh wasm memory) and into reused memory (warm: the parser's own rate;
@@ -37,7 +39,7 @@ if (args[0] === "--serve") {
   });
   server.listen(0, "127.0.0.1", () => console.log(server.address().port));
 } else if (args[0] === "--http") {
-  const [, url, nCtx] = args;
+  const [, url, nCtx, head] = args;
   const wasm = await engineModule();
   // What the process holds before the model (Node itself, the wasm module).
   const base = process.memoryUsage.rss();
@@ -45,7 +47,7 @@ if (args[0] === "--serve") {
   const t0 = performance.now();
   const resp = await fetch(url);
   const size = Number(resp.headers.get("Content-Length"));
-  const engine = new wasm.Engine({ expectedBytes: size, nCtx: Number(nCtx) });
+  const engine = new wasm.Engine({ expectedBytes: size, nCtx: Number(nCtx), head });
   let n = 0;
   for await (const chunk of resp.body) {
     engine.push(chunk);
@@ -62,6 +64,7 @@ if (args[0] === "--serve") {
       peak_rss_bytes: peak,
       base_rss_bytes: base,
       kv_cache_bytes: info.kvCacheBytes,
+      weights_bytes: info.weightsBytes,
       wasm_memory_bytes: engine.stats().wasmMemoryBytes,
     }),
   );
@@ -113,30 +116,35 @@ if (args[0] === "--serve") {
 
   const server = spawn(process.execPath, [self, "--serve", model], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise((ok) => server.stdout.once("data", (d) => ok(String(d).trim())));
-  const http = [];
-  for (let i = 0; i < runs; i++) http.push(child("--http", `http://127.0.0.1:${port}/model.gguf`, String(nCtx)));
+  for (const head of ["file", "int8"]) {
+    const http = [];
+    for (let i = 0; i < runs; i++)
+      http.push(child("--http", `http://127.0.0.1:${port}/model.gguf`, String(nCtx), head));
+    const last = http[http.length - 1];
+    const peak = median(http.map((r) => r.peak_rss_bytes));
+    const loadPeak = median(http.map((r) => r.peak_rss_bytes - r.base_rss_bytes));
+    console.log(
+      JSON.stringify({
+        bench: "load-http",
+        model: path.basename(model),
+        head,
+        bytes: last.bytes,
+        weights_bytes: last.weights_bytes,
+        n_ctx: nCtx,
+        kv_cache_bytes: last.kv_cache_bytes,
+        seconds: median(http.map((r) => r.seconds)),
+        GBps: last.bytes / median(http.map((r) => r.seconds)) / 1e9,
+        peak_rss_bytes: peak,
+        // Memory the load added, against the budget of 1.1 × file size + KV cache.
+        load_peak_bytes: loadPeak,
+        load_peak_vs_budget: loadPeak / (1.1 * last.bytes + last.kv_cache_bytes),
+        load_peak_vs_file_plus_kv: loadPeak / (last.bytes + last.kv_cache_bytes),
+        wasm_memory_bytes: last.wasm_memory_bytes,
+        runs,
+      }),
+    );
+  }
   server.kill();
-  const last = http[http.length - 1];
-  const peak = median(http.map((r) => r.peak_rss_bytes));
-  const loadPeak = median(http.map((r) => r.peak_rss_bytes - r.base_rss_bytes));
-  console.log(
-    JSON.stringify({
-      bench: "load-http",
-      model: path.basename(model),
-      bytes: last.bytes,
-      n_ctx: nCtx,
-      kv_cache_bytes: last.kv_cache_bytes,
-      seconds: median(http.map((r) => r.seconds)),
-      GBps: last.bytes / median(http.map((r) => r.seconds)) / 1e9,
-      peak_rss_bytes: peak,
-      // Memory the load added, against the budget of 1.1 × file size + KV cache.
-      load_peak_bytes: loadPeak,
-      load_peak_vs_budget: loadPeak / (1.1 * last.bytes + last.kv_cache_bytes),
-      load_peak_vs_file_plus_kv: loadPeak / (last.bytes + last.kv_cache_bytes),
-      wasm_memory_bytes: last.wasm_memory_bytes,
-      runs,
-    }),
-  );
   const mem = [];
   for (let i = 0; i < runs; i++) mem.push(child("--memory", model));
   const m = (k) => median(mem.map((r) => r[k]));

@@ -65,8 +65,8 @@ fn read_bandwidth() -> f64 {
 
 pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
     let load_start = Instant::now();
-    let m = LoadedModel::from_gguf_with(
-        bitnet_engine::gguf::GgufFile::from_path(&a.model)?,
+    let m = LoadedModel::from_path_with(
+        &a.model,
         &bitnet_engine::session::LoadSettings {
             head: a.head.mode(),
             ..Default::default()

@@ -35,7 +35,7 @@ fn parse_wtype(wtype: &str) -> bitnet_engine::Result<GgmlType> {
 }
 
 fn load(path: &PathBuf, run: &RunOpts, text: &TextOpts) -> bitnet_engine::Result<LoadedModel> {
-    LoadedModel::from_gguf_with(GgufFile::from_path(path)?, &text.settings(run.head.mode())?)
+    LoadedModel::from_path_with(path, &text.settings(run.head.mode())?)
 }
 
 fn session(m: &LoadedModel, run: &RunOpts) -> bitnet_engine::Result<Session> {

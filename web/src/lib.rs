@@ -5,9 +5,10 @@
 //! throws `RuntimeError: unreachable`), never a silent hang.
 
 use bitnet_engine::chat::{ChatFormat, ChatMessage};
+use bitnet_engine::formats::DenseMatrix;
 use bitnet_engine::gguf::{merge_split, GgufFile, GgufLoader, LoadOptions, LoadPhase};
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, Logits};
+use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, HeadTap, Logits};
 use bitnet_engine::session::{
     GenerateOptions, Generation, LoadSettings, LoadedModel, Session, Step, Usage,
 };
@@ -102,9 +103,11 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
 #[wasm_bindgen]
 pub struct Engine {
     opts: EngineOptions,
-    loader: Option<GgufLoader>,
+    loader: Option<GgufLoader<HeadTap>>,
     /// Earlier parts of a split model, parsed.
     parts: Vec<GgufFile>,
+    /// The int8 head, built while its part streamed in.
+    head: Option<DenseMatrix>,
     model: Option<LoadedModel>,
     /// Shared with the futures of the async methods (`stepAsync`, `useGpu`).
     live: Rc<RefCell<Option<Live>>>,
@@ -132,6 +135,7 @@ impl Engine {
             opts,
             loader: None,
             parts: Vec::new(),
+            head: None,
             model: None,
             live: Rc::new(RefCell::new(None)),
             kernels: String::new(),
@@ -181,7 +185,7 @@ impl Engine {
     #[wasm_bindgen(js_name = nextPart)]
     pub fn next_part(&mut self, expected_bytes: Option<f64>) -> Result<(), JsValue> {
         let loader = self.take_loader()?;
-        let file = loader.finish().map_err(js_error)?;
+        let file = self.finish_part(loader)?;
         self.parts.push(file);
         self.loader = Some(self.part_loader(expected_bytes)?);
         Ok(())
@@ -195,12 +199,14 @@ impl Engine {
 
     /// A loader for the next part: its tensors may take what the model limit leaves
     /// beside the parts already loaded (one budget for the whole model).
-    fn part_loader(&self, expected_bytes: Option<f64>) -> Result<GgufLoader, JsValue> {
+    fn part_loader(&self, expected_bytes: Option<f64>) -> Result<GgufLoader<HeadTap>, JsValue> {
         let loaded: u64 = self
             .parts
             .iter()
-            .flat_map(|p| &p.tensors)
-            .map(|t| t.info.nbytes)
+            .flat_map(|p| {
+                let held = p.tensors.iter().map(|t| t.info.nbytes);
+                held.chain(p.tapped.iter().map(|t| t.nbytes))
+            })
             .sum();
         let limit = self
             .memory_limit()
@@ -214,10 +220,32 @@ impl Engine {
                 }));
             }
         }
-        Ok(GgufLoader::new(LoadOptions {
-            expected_len: expected_bytes.map(|n| n as u64),
-            max_tensor_bytes: Some(limit),
-        }))
+        Ok(GgufLoader::with_tap(
+            LoadOptions {
+                expected_len: expected_bytes.map(|n| n as u64),
+                max_tensor_bytes: Some(limit),
+            },
+            HeadTap::new(self.head_mode()?),
+        ))
+    }
+
+    fn head_mode(&self) -> Result<HeadMode, JsValue> {
+        match self.opts.head.as_deref() {
+            None | Some("file") => Ok(HeadMode::File),
+            Some("int8") => Ok(HeadMode::Int8),
+            Some(other) => Err(js_error(bitnet_engine::Error::InvalidArgument(format!(
+                "head '{other}': expected \"file\" or \"int8\""
+            )))),
+        }
+    }
+
+    /// Ends one part's stream, keeping the head its tap built.
+    fn finish_part(&mut self, loader: GgufLoader<HeadTap>) -> Result<GgufFile, JsValue> {
+        let (file, tap) = loader.finish_with_tap().map_err(js_error)?;
+        if let Some(head) = tap.into_head().map_err(js_error)? {
+            self.head = Some(head);
+        }
+        Ok(file)
     }
 
     /// Bytes a new KV cache may take: what the memory limit leaves beside the memory in
@@ -228,7 +256,7 @@ impl Engine {
             .saturating_sub(SCRATCH_RESERVE)
     }
 
-    fn take_loader(&mut self) -> Result<GgufLoader, JsValue> {
+    fn take_loader(&mut self) -> Result<GgufLoader<HeadTap>, JsValue> {
         self.loader.take().ok_or_else(|| {
             js_error(bitnet_engine::Error::InvalidArgument(
                 "the model is already loaded (or its load failed)".into(),
@@ -239,26 +267,19 @@ impl Engine {
     /// Ends the download and builds the model; returns its description.
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
         let loader = self.take_loader()?;
+        let last = self.finish_part(loader)?;
         let mut parts = std::mem::take(&mut self.parts);
-        parts.push(loader.finish().map_err(js_error)?);
+        parts.push(last);
         let file = merge_split(parts).map_err(js_error)?;
-        let head = match self.opts.head.as_deref() {
-            None | Some("file") => HeadMode::File,
-            Some("int8") => HeadMode::Int8,
-            Some(other) => {
-                return Err(js_error(bitnet_engine::Error::InvalidArgument(format!(
-                    "head '{other}': expected \"file\" or \"int8\""
-                ))))
-            }
-        };
         let settings = LoadSettings {
-            head,
+            head: self.head_mode()?,
             chat_format: ChatFormat::parse(self.opts.chat_template.as_deref().unwrap_or("auto")),
             pre_tokenizer: PreTokenizerChoice::parse(
                 self.opts.pre_tokenizer.as_deref().unwrap_or("auto"),
             ),
         };
-        let loaded = LoadedModel::from_gguf_with(file, &settings).map_err(js_error)?;
+        let loaded =
+            LoadedModel::from_gguf_and_head(file, self.head.take(), &settings).map_err(js_error)?;
         let cfg = &loaded.model.config;
         let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
         let backend = self.cpu_backend(&loaded.model, n_ctx)?;

@@ -117,23 +117,13 @@ impl DenseMatrix {
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         let b = self.row_bytes(r);
         match self.ty {
-            DenseType::F32 => out.copy_from_slice(&f32_values(b, self.cols)),
-            DenseType::F16 => {
-                for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
-                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
-                }
-            }
-            DenseType::BF16 => {
-                for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
-                    *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-                }
-            }
             DenseType::I8 => {
                 let s = self.row_scales[r];
                 for (o, &q) in out.iter_mut().zip(b) {
                     *o = q as i8 as f32 * s;
                 }
             }
+            float => decode_float_row(float, b, out),
         }
     }
 
@@ -150,19 +140,8 @@ impl DenseMatrix {
         let mut sums = Vec::with_capacity(rows);
         for r in 0..rows {
             self.row_f32(r, &mut row);
-            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = if max > 0.0 && max.is_finite() {
-                127.0 / max
-            } else {
-                0.0
-            };
-            let mut sum = 0i32;
-            for (c, &v) in row.iter().enumerate() {
-                let q = (v * s).round_ties_even().clamp(-127.0, 127.0) as i8;
-                sum += q as i32;
-                self.data[r * cols + c] = q as u8;
-            }
-            scales.push(if s > 0.0 { max / 127.0 } else { 0.0 });
+            let (scale, sum) = quantize_row_int8(&row, &mut self.data[r * cols..(r + 1) * cols]);
+            scales.push(scale);
             sums.push(sum);
         }
         self.data.truncate(rows * cols);
@@ -173,5 +152,240 @@ impl DenseMatrix {
 
     pub fn size_bytes(&self) -> usize {
         self.data.len()
+    }
+}
+
+/// One row in a float encoding (not I8), as f32.
+fn decode_float_row(ty: DenseType, b: &[u8], out: &mut [f32]) {
+    match ty {
+        DenseType::F32 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        DenseType::F16 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        DenseType::BF16 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        DenseType::I8 => unreachable!("int8 rows carry a scale: see DenseMatrix::row_f32"),
+    }
+}
+
+/// Quantizes one row to int8 with its absmax scale; returns (scale, Σq).
+fn quantize_row_int8(row: &[f32], out: &mut [u8]) -> (f32, i32) {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let s = if max > 0.0 && max.is_finite() {
+        127.0 / max
+    } else {
+        0.0
+    };
+    let mut sum = 0i32;
+    for (o, &v) in out.iter_mut().zip(row) {
+        let q = (v * s).round_ties_even().clamp(-127.0, 127.0) as i8;
+        sum += q as i32;
+        *o = q as u8;
+    }
+    (if s > 0.0 { max / 127.0 } else { 0.0 }, sum)
+}
+
+/// Builds the int8 form of a float matrix from its bytes as they stream in (any
+/// chunking), one row at a time: the float matrix itself is never in memory.
+/// Gives exactly what [`DenseMatrix::quantize_rows_int8`] gives.
+pub struct Int8RowBuilder {
+    name: String,
+    from: DenseType,
+    rows: usize,
+    cols: usize,
+    /// The row being received, in the file's encoding.
+    stage: Vec<u8>,
+    row: Vec<f32>,
+    done_rows: usize,
+    out: DenseMatrix,
+}
+
+impl Int8RowBuilder {
+    /// For a float tensor named `name` of `rows` × `cols` values in `ty`.
+    pub fn new(name: &str, ty: GgmlType, rows: usize, cols: usize) -> Result<Int8RowBuilder> {
+        let from = match ty {
+            GgmlType::F32 => DenseType::F32,
+            GgmlType::F16 => DenseType::F16,
+            GgmlType::BF16 => DenseType::BF16,
+            other => {
+                return Err(Error::UnsupportedType {
+                    name: name.into(),
+                    ty: format!("{other} (a float type is needed here)"),
+                })
+            }
+        };
+        let oom = || Error::OutOfMemory {
+            what: format!("the int8 copy of tensor '{name}'"),
+            needed: (rows as u64).saturating_mul(cols as u64),
+            limit: isize::MAX as u64,
+        };
+        let n = rows.checked_mul(cols).ok_or_else(oom)?;
+        let data = AlignedBuf::try_zeroed(n).ok_or_else(oom)?;
+        let mut scales = Vec::new();
+        let mut sums = Vec::new();
+        scales.try_reserve_exact(rows).map_err(|_| oom())?;
+        sums.try_reserve_exact(rows).map_err(|_| oom())?;
+        Ok(Int8RowBuilder {
+            name: name.into(),
+            from,
+            rows,
+            cols,
+            stage: Vec::with_capacity(cols * from.bytes_per_value()),
+            row: vec![0f32; cols],
+            done_rows: 0,
+            out: DenseMatrix {
+                rows,
+                cols,
+                ty: DenseType::I8,
+                data,
+                row_scales: scales,
+                row_sums: sums,
+            },
+        })
+    }
+
+    /// The next bytes of the tensor.
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let row_len = self.cols * self.from.bytes_per_value();
+        while !bytes.is_empty() {
+            if self.done_rows == self.rows {
+                return Err(Error::BadTensor {
+                    name: self.name.clone(),
+                    reason: "more bytes arrived than its shape holds".into(),
+                });
+            }
+            // Whole rows straight from the chunk; a row split across chunks is staged.
+            let (row_bytes, rest) = if self.stage.is_empty() && bytes.len() >= row_len {
+                bytes.split_at(row_len)
+            } else {
+                let take = (row_len - self.stage.len()).min(bytes.len());
+                self.stage.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.stage.len() < row_len {
+                    continue;
+                }
+                let staged = std::mem::take(&mut self.stage);
+                self.finish_row(&staged);
+                self.stage = staged;
+                self.stage.clear();
+                continue;
+            };
+            self.finish_row(row_bytes);
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    fn finish_row(&mut self, row_bytes: &[u8]) {
+        let (r, cols) = (self.done_rows, self.cols);
+        decode_float_row(self.from, row_bytes, &mut self.row);
+        let (scale, sum) =
+            quantize_row_int8(&self.row, &mut self.out.data[r * cols..(r + 1) * cols]);
+        self.out.row_scales.push(scale);
+        self.out.row_sums.push(sum);
+        self.done_rows += 1;
+    }
+
+    /// The int8 matrix, once every row has arrived.
+    pub fn finish(self) -> Result<DenseMatrix> {
+        if self.done_rows != self.rows || !self.stage.is_empty() {
+            return Err(Error::Truncated(format!(
+                "tensor '{}' is incomplete: {} of its {} rows arrived",
+                self.name, self.done_rows, self.rows
+            )));
+        }
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(ty: DenseType, rows: usize, cols: usize) -> DenseMatrix {
+        // Spread magnitudes per row, a zero row and a row with one large value.
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                let (r, c) = (i / cols, i % cols);
+                match r {
+                    0 => 0.0,
+                    1 if c == 3 => 40.0,
+                    _ => ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (r as f32 + 0.5),
+                }
+            })
+            .collect();
+        let bytes: Vec<u8> = match ty {
+            DenseType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DenseType::F16 => values
+                .iter()
+                .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+                .collect(),
+            DenseType::BF16 => values
+                .iter()
+                .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            DenseType::I8 => unreachable!(),
+        };
+        DenseMatrix {
+            rows,
+            cols,
+            ty,
+            data: AlignedBuf::from_slice(&bytes),
+            row_scales: Vec::new(),
+            row_sums: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn streamed_int8_rows_equal_the_in_place_conversion_for_any_chunking() {
+        let (rows, cols) = (9, 40);
+        for (ty, gg) in [
+            (DenseType::F32, GgmlType::F32),
+            (DenseType::F16, GgmlType::F16),
+            (DenseType::BF16, GgmlType::BF16),
+        ] {
+            let float = matrix(ty, rows, cols);
+            let mut want = float.clone();
+            want.quantize_rows_int8();
+            // Chunks smaller than a row, straddling rows, and larger than several rows.
+            for chunk in [1, 7, cols * ty.bytes_per_value() + 3, 1000] {
+                let mut b = Int8RowBuilder::new("t", gg, rows, cols).unwrap();
+                for c in float.data.chunks(chunk) {
+                    b.write(c).unwrap();
+                }
+                let got = b.finish().unwrap();
+                assert_eq!(got.ty, DenseType::I8);
+                assert_eq!(
+                    got.data.as_slice(),
+                    want.data.as_slice(),
+                    "{ty:?} / {chunk}"
+                );
+                assert_eq!(got.row_scales, want.row_scales);
+                assert_eq!(got.row_sums, want.row_sums);
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_int8_matrix_refuses_missing_and_extra_bytes() {
+        let float = matrix(DenseType::F16, 3, 8);
+        let mut b = Int8RowBuilder::new("head", GgmlType::F16, 3, 8).unwrap();
+        b.write(&float.data[..40]).unwrap();
+        let e = b.finish().unwrap_err().to_string();
+        assert!(e.contains("'head'") && e.contains("2 of its 3 rows"), "{e}");
+        let mut b = Int8RowBuilder::new("head", GgmlType::F16, 3, 8).unwrap();
+        b.write(&float.data).unwrap();
+        let e = b.write(&[0]).unwrap_err().to_string();
+        assert!(e.contains("more bytes"), "{e}");
+        assert!(Int8RowBuilder::new("head", GgmlType::I2S, 3, 8).is_err());
     }
 }

@@ -11,10 +11,10 @@ mod writer;
 
 pub use buf::AlignedBuf;
 pub use reader::{
-    GgufFile, GgufLoader, LoadOptions, LoadPhase, LoadProgress, Tensor, TensorInfo, MAX_ARRAY_LEN,
-    MAX_HEADER_BYTES, MAX_STRING_LEN, MAX_TENSORS,
+    GgufFile, GgufLoader, LoadOptions, LoadPhase, LoadProgress, NoTap, Tensor, TensorInfo,
+    TensorTap, MAX_ARRAY_LEN, MAX_HEADER_BYTES, MAX_STRING_LEN, MAX_TENSORS,
 };
-pub use split::{merge_split, split_count, split_writers};
+pub use split::{merge_split, split_count, split_count_of, split_writers};
 pub use types::GgmlType;
 pub use value::{Array, Metadata, Value};
 pub use writer::{GgufWriter, TensorToWrite};

@@ -3,7 +3,8 @@
 //! Bytes arrive as arbitrary chunks (the way `fetch` delivers them). The header
 //! (metadata and tensor infos) is buffered until it parses; from then on every
 //! byte is copied once, straight into the 64-byte-aligned buffer of the tensor
-//! it belongs to. The file is never held twice.
+//! it belongs to. The file is never held twice. A [`TensorTap`] may take one tensor's
+//! bytes instead, to re-encode it as it streams (its original is then never held at all).
 
 use super::buf::AlignedBuf;
 use super::header::{check_prefix, parse_header, Header, Parse};
@@ -58,6 +59,31 @@ pub struct GgufFile {
     pub version: u32,
     pub metadata: Metadata,
     pub tensors: Vec<Tensor>,
+    /// Tensors whose bytes went to a [`TensorTap`] instead of `tensors`.
+    pub tapped: Vec<TensorInfo>,
+}
+
+/// Takes one tensor's bytes as they stream in, in place of the loader's buffer.
+pub trait TensorTap {
+    /// Once the header is parsed: which of the file's tensors this tap takes, if any.
+    fn choose(&mut self, metadata: &Metadata, infos: &[TensorInfo]) -> Result<Option<usize>>;
+    /// The chosen tensor's next bytes: every byte once, in order.
+    fn write(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<()>;
+}
+
+/// The tap of a loader that keeps every tensor.
+pub struct NoTap;
+
+impl TensorTap for NoTap {
+    fn choose(&mut self, _: &Metadata, _: &[TensorInfo]) -> Result<Option<usize>> {
+        Ok(None)
+    }
+    fn write(&mut self, info: &TensorInfo, _: &[u8]) -> Result<()> {
+        Err(Error::InvalidArgument(format!(
+            "tensor '{}' was given to a loader without a tap",
+            info.name
+        )))
+    }
 }
 
 impl GgufFile {
@@ -71,13 +97,24 @@ impl GgufFile {
     }
 
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<GgufFile> {
+        Ok(GgufFile::from_path_with_tap(path, NoTap)?.0)
+    }
+
+    /// [`from_path`](Self::from_path) through `tap` (see [`TensorTap`]).
+    pub fn from_path_with_tap<T: TensorTap>(
+        path: impl AsRef<std::path::Path>,
+        tap: T,
+    ) -> Result<(GgufFile, T)> {
         use std::io::Read;
         let mut file = std::fs::File::open(path.as_ref())?;
         let len = file.metadata()?.len();
-        let mut loader = GgufLoader::new(LoadOptions {
-            expected_len: Some(len),
-            ..LoadOptions::default()
-        });
+        let mut loader = GgufLoader::with_tap(
+            LoadOptions {
+                expected_len: Some(len),
+                ..LoadOptions::default()
+            },
+            tap,
+        );
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             let n = file.read(&mut chunk)?;
@@ -86,7 +123,7 @@ impl GgufFile {
             }
             loader.push(&chunk[..n])?;
         }
-        loader.finish()
+        loader.finish_with_tap()
     }
 
     pub fn tensor(&self, name: &str) -> Option<&Tensor> {
@@ -135,19 +172,29 @@ enum State {
         order: Vec<usize>,
         next: usize,
         bufs: Vec<Option<AlignedBuf>>,
+        /// The tensor whose bytes go to the tap.
+        tapped: Option<usize>,
         end: u64,
     },
     Failed,
 }
 
-pub struct GgufLoader {
+pub struct GgufLoader<T: TensorTap = NoTap> {
     opts: LoadOptions,
     state: State,
     received: u64,
+    tap: T,
 }
 
 impl GgufLoader {
     pub fn new(opts: LoadOptions) -> GgufLoader {
+        GgufLoader::with_tap(opts, NoTap)
+    }
+}
+
+impl<T: TensorTap> GgufLoader<T> {
+    /// A loader that hands the tensor `tap` chooses to it instead of storing it.
+    pub fn with_tap(opts: LoadOptions, tap: T) -> GgufLoader<T> {
         GgufLoader {
             opts,
             state: State::Header {
@@ -155,6 +202,7 @@ impl GgufLoader {
                 retry_at: 0,
             },
             received: 0,
+            tap,
         }
     }
 
@@ -282,11 +330,16 @@ impl GgufLoader {
             }
         }
         let n = header.infos.len();
+        let tapped = self
+            .tap
+            .choose(&header.metadata, &header.infos)?
+            .filter(|&i| i < n);
         self.state = State::Tensors {
             header: Box::new(header),
             order,
             next: 0,
             bufs: (0..n).map(|_| None).collect(),
+            tapped,
             end,
         };
         Ok(())
@@ -299,6 +352,7 @@ impl GgufLoader {
             order,
             next,
             bufs,
+            tapped,
             ..
         } = &mut self.state
         else {
@@ -316,6 +370,15 @@ impl GgufLoader {
                 continue;
             }
             let take = (t_end - pos).min(chunk.len() as u64) as usize;
+            if *tapped == Some(idx) {
+                self.tap.write(info, &chunk[..take])?;
+                chunk = &chunk[take..];
+                pos += take as u64;
+                if pos == t_end {
+                    *next += 1;
+                }
+                continue;
+            }
             let buf = match &mut bufs[idx] {
                 Some(buf) => buf,
                 slot => {
@@ -344,7 +407,12 @@ impl GgufLoader {
     }
 
     /// Ends the stream: every tensor must be complete.
-    pub fn finish(mut self) -> Result<GgufFile> {
+    pub fn finish(self) -> Result<GgufFile> {
+        Ok(self.finish_with_tap()?.0)
+    }
+
+    /// [`finish`](Self::finish), handing back the tap with what it took.
+    pub fn finish_with_tap(mut self) -> Result<(GgufFile, T)> {
         if let State::Header { buf, .. } = &mut self.state {
             let buf = std::mem::take(buf);
             match parse_header(&buf) {
@@ -374,6 +442,7 @@ impl GgufLoader {
                 order,
                 next,
                 mut bufs,
+                tapped,
                 ..
             } => {
                 if next < order.len() {
@@ -392,19 +461,23 @@ impl GgufLoader {
                     infos,
                     ..
                 } = *header;
-                let tensors = infos
-                    .into_iter()
-                    .zip(bufs.iter_mut())
-                    .map(|(info, buf)| Tensor {
-                        data: buf.take().expect("every tensor was stored"),
-                        info,
-                    })
-                    .collect();
-                Ok(GgufFile {
+                let mut tensors = Vec::with_capacity(infos.len());
+                let mut taken = Vec::new();
+                for (i, (info, buf)) in infos.into_iter().zip(bufs.iter_mut()).enumerate() {
+                    if tapped == Some(i) {
+                        taken.push(info);
+                        continue;
+                    }
+                    let data = buf.take().expect("every tensor was stored");
+                    tensors.push(Tensor { data, info });
+                }
+                let file = GgufFile {
                     version,
                     metadata,
                     tensors,
-                })
+                    tapped: taken,
+                };
+                Ok((file, self.tap))
             }
         }
     }

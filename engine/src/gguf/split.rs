@@ -2,7 +2,7 @@
 //! the first carries the metadata, each carries some of the tensors, and all carry
 //! `split.no` / `split.count` / `split.tensors.count`.
 
-use super::{GgufFile, GgufWriter, Value};
+use super::{GgufFile, GgufWriter, Metadata, Value};
 use crate::error::{Error, Result};
 
 const SPLIT_NO: &str = "split.no";
@@ -11,7 +11,12 @@ const SPLIT_TENSORS: &str = "split.tensors.count";
 
 /// How many parts the model in `first` was split into (1 when it was not).
 pub fn split_count(first: &GgufFile) -> usize {
-    first.metadata.get_u64(SPLIT_COUNT).unwrap_or(1).max(1) as usize
+    split_count_of(&first.metadata)
+}
+
+/// [`split_count`] from a part's metadata alone (known as soon as its header is parsed).
+pub fn split_count_of(metadata: &Metadata) -> usize {
+    metadata.get_u64(SPLIT_COUNT).unwrap_or(1).max(1) as usize
 }
 
 /// Joins the parts of a split model, given in order, into one file: the first
@@ -45,22 +50,29 @@ pub fn merge_split(mut parts: Vec<GgufFile>) -> Result<GgufFile> {
         }
     }
     let mut merged = parts.remove(0);
+    let seen = |merged: &GgufFile, name: &str| {
+        merged.tensor(name).is_some() || merged.tapped.iter().any(|t| t.name == name)
+    };
+    let twice = |name: &str| Error::Malformed(format!("tensor '{name}' appears in two parts"));
     for p in parts {
         for t in p.tensors {
-            if merged.tensor(&t.info.name).is_some() {
-                return Err(Error::Malformed(format!(
-                    "tensor '{}' appears in two parts",
-                    t.info.name
-                )));
+            if seen(&merged, &t.info.name) {
+                return Err(twice(&t.info.name));
             }
             merged.tensors.push(t);
         }
+        for t in p.tapped {
+            if seen(&merged, &t.name) {
+                return Err(twice(&t.name));
+            }
+            merged.tapped.push(t);
+        }
     }
+    let held = merged.tensors.len() + merged.tapped.len();
     if let Some(total) = total {
-        if merged.tensors.len() as u64 != total {
+        if held as u64 != total {
             return Err(Error::Malformed(format!(
-                "the parts hold {} tensors, the first part announces {total}",
-                merged.tensors.len()
+                "the parts hold {held} tensors, the first part announces {total}"
             )));
         }
     }

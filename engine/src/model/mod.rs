@@ -4,13 +4,16 @@
 
 mod config;
 mod forward;
+mod head_tap;
 mod weights;
 
 pub use config::{FfnActivation, ModelConfig};
 pub use forward::{CpuBackend, CpuOptions};
+pub use head_tap::HeadTap;
 pub use weights::{LayerWeights, Linear, ModelWeights};
 
 use crate::error::Result;
+use crate::formats::DenseMatrix;
 use crate::gguf::GgufFile;
 
 /// How BitLinear layers see their input.
@@ -131,8 +134,14 @@ impl Model {
 
     /// Builds the model by moving the tensors out of `file`.
     pub fn from_gguf(file: &mut GgufFile) -> Result<Model> {
+        Model::from_gguf_with_head(file, None)
+    }
+
+    /// [`from_gguf`](Self::from_gguf) for a file whose head a [`HeadTap`] took while it
+    /// loaded: `head` is what the tap built.
+    pub fn from_gguf_with_head(file: &mut GgufFile, head: Option<DenseMatrix>) -> Result<Model> {
         let config = ModelConfig::from_metadata(&file.metadata)?;
-        let weights = ModelWeights::from_gguf(file, &config)?;
+        let weights = ModelWeights::from_gguf(file, &config, head)?;
         Ok(Model { config, weights })
     }
 }

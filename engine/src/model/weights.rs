@@ -4,7 +4,7 @@
 use super::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::formats::{dense, DenseMatrix, TernaryMatrix};
-use crate::gguf::{GgmlType, GgufFile, Tensor};
+use crate::gguf::{GgmlType, GgufFile, Tensor, TensorInfo};
 
 /// A linear layer: ternary (the BitNet case) or float (F16/F32 checkpoints).
 #[derive(Debug, Clone)]
@@ -85,17 +85,24 @@ impl ModelWeights {
                 .sum::<usize>()
     }
 
-    /// Takes the tensors out of `file` (what it leaves behind is what the model does not use).
-    pub fn from_gguf(file: &mut GgufFile, cfg: &ModelConfig) -> Result<ModelWeights> {
+    /// Takes the tensors out of `file` (what it leaves behind is what the model does not
+    /// use); `tapped` is the matrix built from the tensor a loader's tap took, if any.
+    pub fn from_gguf(
+        file: &mut GgufFile,
+        cfg: &ModelConfig,
+        mut tapped: Option<DenseMatrix>,
+    ) -> Result<ModelWeights> {
         let (e, f, kv) = (cfg.n_embd as u64, cfg.n_ff as u64, cfg.kv_dim() as u64);
-        let embd = dense_matrix(take(file, "token_embd.weight", &[e, cfg.n_vocab as u64])?)?;
-        let output = match file.take_tensor("output.weight") {
-            Some(t) => {
-                check_dims(&t, &[e, cfg.n_vocab as u64])?;
-                Some(dense_matrix(t)?)
-            }
-            None => None,
-        };
+        let vocab = [e, cfg.n_vocab as u64];
+        let embd = dense(file, EMBD, &vocab, &mut tapped)?
+            .ok_or_else(|| Error::Model(format!("missing tensor '{EMBD}'")))?;
+        let output = dense(file, OUTPUT, &vocab, &mut tapped)?;
+        if let Some(t) = file.tapped.first() {
+            return Err(Error::Model(format!(
+                "tensor '{}' was taken while loading but is not one the model builds that way",
+                t.name
+            )));
+        }
         let output_norm = vector(take(file, "output_norm.weight", &[e])?)?;
         // block_count comes from the file: reserve no more than the tensors present could fill.
         let mut layers = Vec::with_capacity(cfg.n_layer.min(file.tensors.len()));
@@ -125,18 +132,52 @@ impl ModelWeights {
     }
 }
 
+pub(super) const EMBD: &str = "token_embd.weight";
+pub(super) const OUTPUT: &str = "output.weight";
+
 fn check_dims(t: &Tensor, dims: &[u64]) -> Result<()> {
-    let mut have = t.info.dims.clone();
+    check_info_dims(&t.info, dims)
+}
+
+fn check_info_dims(info: &TensorInfo, dims: &[u64]) -> Result<()> {
+    let mut have = info.dims.clone();
     while have.len() > dims.len() && have.last() == Some(&1) {
         have.pop();
     }
     if have != dims {
         return Err(Error::BadTensor {
-            name: t.info.name.clone(),
-            reason: format!("has shape {:?}, the model needs {:?}", t.info.dims, dims),
+            name: info.name.clone(),
+            reason: format!("has shape {:?}, the model needs {:?}", info.dims, dims),
         });
     }
     Ok(())
+}
+
+/// A float matrix, from the file or (for the tensor a loader's tap took) from `tapped`;
+/// `None` when the file has neither.
+fn dense(
+    file: &mut GgufFile,
+    name: &str,
+    dims: &[u64],
+    tapped: &mut Option<DenseMatrix>,
+) -> Result<Option<DenseMatrix>> {
+    if let Some(i) = file.tapped.iter().position(|t| t.name == name) {
+        let info = file.tapped.remove(i);
+        check_info_dims(&info, dims)?;
+        let m = tapped.take().ok_or_else(|| {
+            Error::Model(format!(
+                "tensor '{name}' was taken while loading but nothing was built from it"
+            ))
+        })?;
+        return Ok(Some(m));
+    }
+    match file.take_tensor(name) {
+        Some(t) => {
+            check_dims(&t, dims)?;
+            Ok(Some(dense_matrix(t)?))
+        }
+        None => Ok(None),
+    }
 }
 
 fn take(file: &mut GgufFile, name: &str, dims: &[u64]) -> Result<Tensor> {

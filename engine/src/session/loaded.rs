@@ -3,8 +3,9 @@
 
 use crate::chat::{ChatFormat, ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
+use crate::formats::DenseMatrix;
 use crate::gguf::GgufFile;
-use crate::model::{HeadMode, Model};
+use crate::model::{HeadMode, HeadTap, Model};
 use crate::tokenizer::{PreTokenizerChoice, Tokenizer, VocabSpec};
 use std::sync::Arc;
 
@@ -28,9 +29,19 @@ impl LoadedModel {
         LoadedModel::from_gguf_with(file, &LoadSettings::default())
     }
 
-    pub fn from_gguf_with(mut file: GgufFile, settings: &LoadSettings) -> Result<LoadedModel> {
+    pub fn from_gguf_with(file: GgufFile, settings: &LoadSettings) -> Result<LoadedModel> {
+        LoadedModel::from_gguf_and_head(file, None, settings)
+    }
+
+    /// For a file loaded through a [`HeadTap`] (made with `settings.head`): `head` is the
+    /// int8 head it built while the file streamed in.
+    pub fn from_gguf_and_head(
+        mut file: GgufFile,
+        head: Option<DenseMatrix>,
+        settings: &LoadSettings,
+    ) -> Result<LoadedModel> {
         let (tokenizer, template) = chat_parts(&file, settings)?;
-        let mut model = Model::from_gguf(&mut file)?;
+        let mut model = Model::from_gguf_with_head(&mut file, head)?;
         model.set_head(settings.head);
         if tokenizer.n_vocab() > model.config.n_vocab {
             return Err(Error::Model(format!(
@@ -47,7 +58,17 @@ impl LoadedModel {
     }
 
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<LoadedModel> {
-        LoadedModel::from_gguf(GgufFile::from_path(path)?)
+        LoadedModel::from_path_with(path, &LoadSettings::default())
+    }
+
+    /// Reads the file once; an int8 head is built as it streams in (its float bytes
+    /// are never all held).
+    pub fn from_path_with(
+        path: impl AsRef<std::path::Path>,
+        settings: &LoadSettings,
+    ) -> Result<LoadedModel> {
+        let (file, tap) = GgufFile::from_path_with_tap(path, HeadTap::new(settings.head))?;
+        LoadedModel::from_gguf_and_head(file, tap.into_head()?, settings)
     }
 }
 
