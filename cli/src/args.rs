@@ -4,7 +4,7 @@ use crate::backend::BackendKind;
 use crate::bench;
 use bitnet_engine::chat::ChatFormat;
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, CpuOptions, HeadMode, Model};
+use bitnet_engine::model::{ActMode, CpuOptions, HeadMode, KvType, Model};
 use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{GenerateOptions, LoadSettings};
 use bitnet_engine::tokenizer::PreTokenizerChoice;
@@ -45,6 +45,9 @@ pub(crate) struct RunOpts {
     /// LM head: as stored in the file, or an int8 copy built at load time (faster, smaller).
     #[arg(long, value_enum, default_value = "file")]
     pub(crate) head: Head,
+    /// KV cache: f32 (the reference's arithmetic) or f16 (half the memory).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) kv_cache: KvCache,
     /// Where the forward pass runs: the CPU, or the GPU through wgpu (int8 activations only).
     #[arg(long, value_enum, default_value = "cpu")]
     pub(crate) backend: BackendKind,
@@ -54,6 +57,21 @@ pub(crate) struct RunOpts {
 pub enum Head {
     File,
     Int8,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub(crate) enum KvCache {
+    F32,
+    F16,
+}
+
+impl KvCache {
+    pub fn kv_type(self) -> KvType {
+        match self {
+            KvCache::F32 => KvType::F32,
+            KvCache::F16 => KvType::F16,
+        }
+    }
 }
 
 impl Head {
@@ -80,6 +98,7 @@ impl RunOpts {
             },
             threads: self.threads,
             n_ctx: Some(self.n_ctx.unwrap_or(model.config.n_ctx_train.min(4096))),
+            kv: self.kv_cache.kv_type(),
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// LM head: as in the file, or the int8 copy.
     #[arg(long, value_enum, default_value = "file")]
     head: crate::args::Head,
+    /// KV cache: f32 or f16.
+    #[arg(long, value_enum, default_value = "f32")]
+    kv_cache: crate::args::KvCache,
     /// cpu, or gpu (wgpu; on a software adapter such as lavapipe the speed means nothing).
     #[arg(long, value_enum, default_value = "cpu")]
     backend: crate::backend::BackendKind,
@@ -86,6 +89,7 @@ pub fn run(a: BenchArgs) -> bitnet_engine::Result<()> {
             },
             threads: a.threads,
             n_ctx: Some(n_ctx),
+            kv: a.kv_cache.kv_type(),
         },
         // A benchmark of speed: the GPU's correctness is the tests' job.
         Vec::new(),

@@ -54,6 +54,7 @@ pub fn backend(model: &Arc<Model>, act: ActMode, kernels: KernelChoice) -> CpuBa
             kernels,
             threads: 1,
             n_ctx: Some(256),
+            ..Default::default()
         },
     )
 }

@@ -83,7 +83,9 @@ fn an_int8_head_load_peaks_below_the_float_head_load_by_the_bytes_it_saves() {
     std::fs::remove_file(&path).unwrap();
     let f16_head = shape.n_vocab * shape.n_embd * 2;
     let saved = f16_head / 2;
-    println!("peak added by a load: F16 head {float} B, int8 head {int8} B (head F16 {f16_head} B)");
+    println!(
+        "peak added by a load: F16 head {float} B, int8 head {int8} B (head F16 {f16_head} B)"
+    );
     assert!(
         int8 + saved * 9 / 10 <= float,
         "int8 head load peaked at {int8} B, the F16 one at {float} B: less than {saved} B saved"

@@ -133,6 +133,36 @@ test("the loop guard and the repetition window cross the worker boundary as the 
   expect(r.window4.text).toBe(window4.text);
 });
 
+test("the int8 head and the f16 KV cache answer as the CLI's flags do, in less memory", async ({ page }) => {
+  const expected = JSON.parse(
+    cli(
+      ...["generate", "--model", `tests/fixtures/${MODEL}`, "--prompt", PROMPT, "--chat", "--json", "-n", "24"],
+      ...["--head", "int8", "--kv-cache", "f16"],
+    ),
+  );
+  const r = await page.evaluate(
+    async ({ url, prompt }) => {
+      const { CreateEngine } = (window as any).bitnet;
+      const load = async (o: object) => {
+        const engine = await CreateEngine({ model: url, nCtx: 256, ...o });
+        const messages = [{ role: "user", content: prompt }];
+        const c = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+        const info = engine.load.info;
+        await engine.unload();
+        return { text: c.choices[0].message.content, info };
+      };
+      return { small: await load({ head: "int8", kvCache: "f16" }), plain: await load({}) };
+    },
+    { url: `${server.url}/models/${MODEL}`, prompt: PROMPT },
+  );
+  expect(r.small.text).toBe(expected.text);
+  expect(r.small.info.head).toBe("int8");
+  expect(r.small.info.kvCache).toBe("f16");
+  expect(r.plain.info.kvCache).toBe("f32");
+  expect(r.small.info.kvCacheBytes * 2).toBe(r.plain.info.kvCacheBytes);
+  expect(r.small.info.weightsBytes).toBeLessThan(r.plain.info.weightsBytes);
+});
+
 test("abort works in prefill and in decode, the next request runs, and queued requests never interleave", async ({
   page,
 }) => {

@@ -292,6 +292,7 @@ impl Engine {
             n_ctx,
             weights_bytes: loaded.model.weights.size_bytes(),
             kv_cache_bytes: backend.kv_cache_bytes(),
+            kv_cache: self.opts.kv_cache.unwrap_or_default(),
             kernels: self.kernels.clone(),
             head: self.opts.head.clone().unwrap_or_else(|| "file".into()),
             chat_format: loaded.template.info().clone(),
@@ -348,6 +349,7 @@ impl Engine {
             },
             threads: self.opts.threads.unwrap_or_else(threads::available),
             n_ctx,
+            kv: self.opts.kv_cache.unwrap_or_default(),
         }
     }
 

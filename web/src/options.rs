@@ -4,6 +4,7 @@
 //! below checks that both sides name the same fields.
 
 use crate::js_error;
+use bitnet_engine::model::KvType;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
@@ -21,6 +22,9 @@ pub(crate) struct EngineOptions {
     pub(crate) scalar: bool,
     /// "file" (default) or "int8": an int8 LM head built at load time (faster, smaller).
     pub(crate) head: Option<String>,
+    /// "f32" (default) or "f16": how the KV cache keeps keys and values (f16: half the
+    /// memory, as bitnet.cpp keeps them).
+    pub(crate) kv_cache: Option<KvType>,
     /// Threads for the matrix kernels (the `threads` build, after `buildThreadPool`):
     /// default all of the pool's.
     pub(crate) threads: Option<usize>,

@@ -21,6 +21,7 @@ pub(crate) struct ModelInfo {
     pub(crate) n_ctx: usize,
     pub(crate) weights_bytes: usize,
     pub(crate) kv_cache_bytes: usize,
+    pub(crate) kv_cache: bitnet_engine::model::KvType,
     pub(crate) kernels: String,
     /// "file" or "int8": the LM head in use.
     pub(crate) head: String,

@@ -390,6 +390,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
     parts: parts.map((p) => (p instanceof Blob ? p : new URL(p, location.href).href)),
     nCtx: opts.nCtx,
     head: opts.head,
+    kvCache: opts.kvCache,
     chatTemplate: opts.chatTemplate,
     preTokenizer: opts.preTokenizer,
     memoryLimit: opts.memoryLimit,

@@ -7,6 +7,7 @@ export interface LoadRequest {
   parts: ModelPart[];
   nCtx?: number;
   head?: "file" | "int8";
+  kvCache?: "f32" | "f16";
   chatTemplate?: string;
   preTokenizer?: string;
   memoryLimit?: number;
@@ -28,6 +29,7 @@ export interface EngineLoadOptions {
   act?: "int8" | "f32";
   scalar?: boolean;
   head?: "file" | "int8";
+  kvCache?: "f32" | "f16";
   threads?: number;
   chatTemplate?: string;
   preTokenizer?: string;

@@ -197,6 +197,7 @@ class EngineWorker {
                 nCtx: req.nCtx,
                 expectedBytes: bytes ?? undefined,
                 head: req.head,
+                kvCache: req.kvCache,
                 chatTemplate: req.chatTemplate,
                 preTokenizer: req.preTokenizer,
                 memoryLimit: req.memoryLimit,

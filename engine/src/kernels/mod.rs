@@ -113,6 +113,14 @@ pub trait Kernels: Send + Sync {
     fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
         scalar::attn_mix(probs, values, stride, out)
     }
+    /// See [`scalar::attn_scores_f16`].
+    fn attn_scores_f16(&self, q: &[f32], keys: &[u16], stride: usize, scale: f32, out: &mut [f32]) {
+        scalar::attn_scores_f16(q, keys, stride, scale, out)
+    }
+    /// See [`scalar::attn_mix_f16`].
+    fn attn_mix_f16(&self, probs: &[f32], values: &[u16], stride: usize, out: &mut [f32]) {
+        scalar::attn_mix_f16(probs, values, stride, out)
+    }
     /// See [`scalar::softmax`].
     fn softmax(&self, x: &mut [f32]) {
         scalar::softmax(x)

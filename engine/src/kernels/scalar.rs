@@ -236,6 +236,31 @@ pub fn attn_mix(probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
     }
 }
 
+/// [`attn_scores`] over keys kept in f16 (as bits): each key element is widened to f32
+/// exactly, then summed in the same order.
+pub fn attn_scores_f16(q: &[f32], keys: &[u16], stride: usize, scale: f32, out: &mut [f32]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        let k = &keys[j * stride..j * stride + q.len()];
+        let d: f32 = q
+            .iter()
+            .zip(k)
+            .map(|(x, &h)| x * f16::from_bits(h).to_f32())
+            .sum();
+        *o = d * scale;
+    }
+}
+
+/// [`attn_mix`] over values kept in f16 (as bits).
+pub fn attn_mix_f16(probs: &[f32], values: &[u16], stride: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &p) in probs.iter().enumerate() {
+        let v = &values[j * stride..j * stride + out.len()];
+        for (o, &h) in out.iter_mut().zip(v) {
+            *o += p * f16::from_bits(h).to_f32();
+        }
+    }
+}
+
 /// In-place numerically stable softmax.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);

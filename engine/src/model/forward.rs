@@ -1,6 +1,7 @@
 //! The forward pass on the CPU: prompts run as a batch (matrix × matrix), decoding
-//! one token at a time, with an f32 KV cache.
+//! one token at a time, with an f32 or f16 KV cache.
 
+use super::kv_cache::{KvCache, KvLayer, KvType};
 use super::weights::{LayerWeights, Linear};
 use super::{ActMode, Backend, FfnActivation, Logits, Model, ModelConfig};
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ pub struct CpuOptions {
     pub threads: usize,
     /// KV cache capacity in tokens (`None`: the model's training context).
     pub n_ctx: Option<usize>,
+    pub kv: KvType,
 }
 
 impl Default for CpuOptions {
@@ -24,6 +26,7 @@ impl Default for CpuOptions {
             kernels: KernelChoice::Auto,
             threads: 1,
             n_ctx: None,
+            kv: KvType::F32,
         }
     }
 }
@@ -35,29 +38,6 @@ pub struct CpuBackend {
     n_past: usize,
     kv: KvCache,
     s: Scratch,
-}
-
-/// Keys and values of every layer, `[layer][position][kv_dim]`, in f32.
-struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
-    n_ctx: usize,
-    kv_dim: usize,
-}
-
-impl KvCache {
-    /// Keeps the keys and values of the `n` tokens from position `p0` on.
-    fn store(&mut self, layer: usize, p0: usize, k: &[f32], v: &[f32]) {
-        let at = (layer * self.n_ctx + p0) * self.kv_dim;
-        self.k[at..at + k.len()].copy_from_slice(k);
-        self.v[at..at + v.len()].copy_from_slice(v);
-    }
-
-    /// One layer's keys and values, from position 0 on.
-    fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
-        let at = layer * self.n_ctx * self.kv_dim;
-        (&self.k[at..], &self.v[at..])
-    }
 }
 
 /// A normed activation ready for the linear layers that read it: in f32, quantized to
@@ -102,50 +82,12 @@ impl CpuBackend {
     pub fn try_new(model: Arc<Model>, opts: CpuOptions, budget: Option<u64>) -> Result<CpuBackend> {
         let cfg = &model.config;
         let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train).max(1);
-        let what = || {
-            format!(
-                "the KV cache ({} layers × {n_ctx} positions × {} values, keys and values in f32)",
-                cfg.n_layer,
-                cfg.kv_dim()
-            )
-        };
-        let kv_len = cfg
-            .n_layer
-            .checked_mul(n_ctx)
-            .and_then(|n| n.checked_mul(cfg.kv_dim()));
-        let bytes = kv_len.and_then(|n| (n as u64).checked_mul(8));
-        let limit = budget.unwrap_or(isize::MAX as u64);
-        let (Some(kv_len), Some(bytes)) = (kv_len, bytes) else {
-            return Err(Error::OutOfMemory {
-                what: what(),
-                needed: u64::MAX,
-                limit,
-            });
-        };
-        let too_big = || Error::OutOfMemory {
-            what: what(),
-            needed: bytes,
-            limit,
-        };
-        if bytes > limit {
-            return Err(too_big());
-        }
-        let zeroed = |n: usize| -> Result<Vec<f32>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| too_big())?;
-            v.resize(n, 0.0);
-            Ok(v)
-        };
+        let kv = KvCache::try_new(opts.kv, cfg.n_layer, n_ctx, cfg.kv_dim(), budget)?;
         Ok(CpuBackend {
             cpu: Cpu::new(opts.kernels, opts.threads),
             act: opts.act,
             n_past: 0,
-            kv: KvCache {
-                k: zeroed(kv_len)?,
-                v: zeroed(kv_len)?,
-                n_ctx,
-                kv_dim: cfg.kv_dim(),
-            },
+            kv,
             s: Scratch::default(),
             model,
         })
@@ -156,7 +98,7 @@ impl CpuBackend {
     }
 
     pub fn kv_cache_bytes(&self) -> usize {
-        (self.kv.k.len() + self.kv.v.len()) * 4
+        self.kv.bytes()
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -273,7 +215,7 @@ impl Ops<'_> {
     /// cached keys and values; query head h reads KV head `h / (n_head / n_head_kv)`.
     fn attention(
         &self,
-        (keys, values): (&[f32], &[f32]),
+        kv: KvLayer<'_>,
         p0: usize,
         n: usize,
         q: &[f32],
@@ -290,9 +232,19 @@ impl Ops<'_> {
             for h in 0..cfg.n_head {
                 let at = (h / group) * hd;
                 let head = i * e + h * hd..i * e + (h + 1) * hd;
-                kernels.attn_scores(&q[head.clone()], &keys[at..], kvd, scale, scores);
-                kernels.softmax(scores);
-                kernels.attn_mix(scores, &values[at..], kvd, &mut out[head]);
+                let (q, out) = (&q[head.clone()], &mut out[head]);
+                match kv {
+                    KvLayer::F32(keys, values) => {
+                        kernels.attn_scores(q, &keys[at..], kvd, scale, scores);
+                        kernels.softmax(scores);
+                        kernels.attn_mix(scores, &values[at..], kvd, out);
+                    }
+                    KvLayer::F16(keys, values) => {
+                        kernels.attn_scores_f16(q, &keys[at..], kvd, scale, scores);
+                        kernels.softmax(scores);
+                        kernels.attn_mix_f16(scores, &values[at..], kvd, out);
+                    }
+                }
             }
         }
     }

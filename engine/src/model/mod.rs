@@ -5,11 +5,13 @@
 mod config;
 mod forward;
 mod head_tap;
+mod kv_cache;
 mod weights;
 
 pub use config::{FfnActivation, ModelConfig};
 pub use forward::{CpuBackend, CpuOptions};
 pub use head_tap::HeadTap;
+pub use kv_cache::KvType;
 pub use weights::{LayerWeights, Linear, ModelWeights};
 
 use crate::error::Result;
