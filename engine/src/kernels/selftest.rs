@@ -223,6 +223,24 @@ fn check_attention_ops(
     if got != want {
         return Err(what("attention-weighted sum differs"));
     }
+
+    // The same over an f16 cache (the f16 KV cache's kernels).
+    let cache16: Vec<u16> = cache
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    let (mut got, mut want) = (vec![0f32; n_keys], vec![0f32; n_keys]);
+    k.attn_scores_f16(&q, &cache16, stride, scale, &mut got);
+    scalar::attn_scores_f16(&q, &cache16, stride, scale, &mut want);
+    if got != want {
+        return Err(what("attention scores over f16 keys differ"));
+    }
+    let (mut got, mut want) = (vec![1f32; d], vec![0f32; d]);
+    k.attn_mix_f16(&probs, &cache16, stride, &mut got);
+    scalar::attn_mix_f16(&probs, &cache16, stride, &mut want);
+    if got != want {
+        return Err(what("attention-weighted sum over f16 values differs"));
+    }
     Ok(())
 }
 

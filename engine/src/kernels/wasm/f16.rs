@@ -8,18 +8,30 @@ use core::arch::wasm32::*;
 /// normals and subnormals; infinities and NaNs are patched back in with a select.
 #[inline(always)]
 pub(super) fn f16x8_to_f32(h: v128) -> (v128, v128) {
-    let conv = |u: v128| {
-        let sign = i32x4_shl(v128_and(u, u32x4_splat(0x8000)), 16);
-        let mag = v128_and(u, u32x4_splat(0x7fff));
-        let scaled = f32x4_mul(i32x4_shl(mag, 13), f32x4_splat(TWO_POW_112));
-        let special = u32x4_ge(mag, u32x4_splat(0x7c00));
-        let inf_nan = v128_or(i32x4_shl(mag, 13), u32x4_splat(0x7f80_0000));
-        v128_or(sign, v128_bitselect(inf_nan, scaled, special))
-    };
     (
-        conv(u32x4_extend_low_u16x8(h)),
-        conv(u32x4_extend_high_u16x8(h)),
+        f16_lanes_to_f32(u32x4_extend_low_u16x8(h)),
+        f16_lanes_to_f32(u32x4_extend_high_u16x8(h)),
     )
+}
+
+/// Four f16 (zero-extended in u32 lanes) → f32x4, exactly (see [`f16x8_to_f32`]).
+#[inline(always)]
+fn f16_lanes_to_f32(u: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(u, u32x4_splat(0x8000)), 16);
+    let mag = v128_and(u, u32x4_splat(0x7fff));
+    let scaled = f32x4_mul(i32x4_shl(mag, 13), f32x4_splat(TWO_POW_112));
+    let special = u32x4_ge(mag, u32x4_splat(0x7c00));
+    let inf_nan = v128_or(i32x4_shl(mag, 13), u32x4_splat(0x7f80_0000));
+    v128_or(sign, v128_bitselect(inf_nan, scaled, special))
+}
+
+/// The four f16 at `p[at..at + 4]` as f32x4, exactly.
+#[inline(always)]
+pub(super) fn f16x4_at(p: &[u16], at: usize) -> v128 {
+    assert!(at + 4 <= p.len());
+    // SAFETY: the 8 bytes read lie inside `p` (checked above); no alignment is needed.
+    let h = unsafe { v128_load64_zero(p.as_ptr().add(at).cast()) };
+    f16_lanes_to_f32(u32x4_extend_low_u16x8(h))
 }
 
 pub(super) const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);

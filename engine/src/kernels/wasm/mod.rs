@@ -269,6 +269,64 @@ impl Kernels for Simd128 {
         }
         scalar::attn_mix(probs, &values[body..], stride, &mut out[body..]);
     }
+
+    fn attn_scores_f16(&self, q: &[f32], keys: &[u16], stride: usize, scale: f32, out: &mut [f32]) {
+        // `attn_scores` with each group of four key elements widened from f16 as it is
+        // loaded (exactly): the same sums in the same order as the scalar reference.
+        let d = q.len();
+        let body = d / 4 * 4;
+        let n = out.len();
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut acc = [f32x4_splat(0.0); 2];
+            for i in (0..body).step_by(4) {
+                let qv = [0, 1, 2, 3].map(|c| f32x4_splat(q[i + c]));
+                for (g, a) in acc.iter_mut().enumerate() {
+                    let rows = [0, 1, 2, 3].map(|r| f16x4_at(keys, (j + 4 * g + r) * stride + i));
+                    for (c, col) in transpose4(rows).into_iter().enumerate() {
+                        *a = f32x4_add(*a, f32x4_mul(qv[c], col));
+                    }
+                }
+            }
+            let sums: [f32; 8] = core::array::from_fn(|l| {
+                let lane = match l % 4 {
+                    0 => f32x4_extract_lane::<0>(acc[l / 4]),
+                    1 => f32x4_extract_lane::<1>(acc[l / 4]),
+                    2 => f32x4_extract_lane::<2>(acc[l / 4]),
+                    _ => f32x4_extract_lane::<3>(acc[l / 4]),
+                };
+                let k = &keys[(j + l) * stride..(j + l) * stride + d];
+                (body..d).fold(lane, |s, i| s + q[i] * half::f16::from_bits(k[i]).to_f32())
+            });
+            for (o, sum) in out[j..j + 8].iter_mut().zip(sums) {
+                *o = sum * scale;
+            }
+            j += 8;
+        }
+        let rest = &keys[(j * stride).min(keys.len())..];
+        scalar::attn_scores_f16(q, rest, stride, scale, &mut out[j..]);
+    }
+
+    fn attn_mix_f16(&self, probs: &[f32], values: &[u16], stride: usize, out: &mut [f32]) {
+        let d = out.len();
+        let body = d / 16 * 16;
+        for c in (0..body).step_by(16) {
+            let mut acc = [f32x4_splat(0.0); 4];
+            for (j, &p) in probs.iter().enumerate() {
+                let (pv, at) = (f32x4_splat(p), j * stride + c);
+                let (v0, v1) = f16x8_to_f32(load_at(&values[..at + 16], at));
+                let (v2, v3) = f16x8_to_f32(load_at(&values[..at + 16], at + 8));
+                for (a, v) in acc.iter_mut().zip([v0, v1, v2, v3]) {
+                    *a = f32x4_add(*a, f32x4_mul(pv, v));
+                }
+            }
+            for (u, a) in acc.into_iter().enumerate() {
+                // SAFETY: c + 16 <= body <= d = out.len().
+                unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
+            }
+        }
+        scalar::attn_mix_f16(probs, &values[body..], stride, &mut out[body..]);
+    }
 }
 
 /// Tokens per block in a prompt's ternary matmul: eight tokens' activations of a
