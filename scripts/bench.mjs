@@ -1,4 +1,6 @@
 // npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3] [--threads N]
+// npm run bench -- --browser [--prompt-tokens 64] [--gen-tokens 64]: the package in headless
+//   Chromium instead (tests/browser/bench/chromium.bench.ts, also `npm run bench:browser`).
 // Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
 // 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
@@ -17,6 +19,14 @@ const opt = (name, dflt) => {
 const promptTokens = Number(opt("prompt-tokens", 64));
 const genTokens = Number(opt("gen-tokens", 64));
 const runs = Number(opt("runs", 3));
+if (args.includes("--browser")) {
+  execFileSync("npx", ["playwright", "test", "-c", "tests/browser/bench/playwright.config.ts"], {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...process.env, BENCH_PROMPT: String(promptTokens), BENCH_GEN: String(genTokens) },
+  });
+  process.exit(0);
+}
 // The scalar build is an order of magnitude slower: fewer tokens, one run, same per-token rates.
 const scalarTokens = Number(opt("scalar-tokens", 8));
 const variants = opt(

@@ -505,6 +505,8 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
           const out = {
             backend: engine.load.backend,
             threads: engine.load.threads,
+            threadChoice: engine.load.threadChoice,
+            cores: navigator.hardwareConcurrency,
             text: reply.choices[0].message.content,
             memoryOk: stats.wasmMemoryBytes > engine.load.bytes,
           };
@@ -517,6 +519,8 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
           relaxedThreads: await run({ threads: 3, wasmVariant: "relaxed-threads" }),
           simdThreads: await run({ threads: 2, wasmVariant: "simd128-threads" }),
           single: await run({ threads: 1 }),
+          // No `threads`: the pool (one thread per core) is timed against one thread.
+          auto: await run({}),
         };
       },
       { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT },
@@ -537,8 +541,17 @@ test("on a cross-origin-isolated page the engine runs on threads, with the one-t
       memoryOk: true,
     });
     expect(r.single).toMatchObject({ backend: { kind: "wasm", build: "relaxed", threads: 1 }, threads: 1 });
+    expect(r.threaded.threadChoice.reason).toBe("2 threads were asked for");
+    expect(r.single.threadChoice.reason).toBe("one thread was asked for");
+    // The default keeps whichever of one thread and the pool decoded faster at load.
+    const { oneThreadTokensPerS: one, poolTokensPerS: pool, reason } = r.auto.threadChoice;
+    expect(one).toBeGreaterThan(0);
+    expect(pool).toBeGreaterThan(0);
+    const pick = pool > one ? Math.min(r.auto.cores, 8) : 1;
+    expect(r.auto).toMatchObject({ backend: { kind: "wasm", build: "relaxed-threads", threads: pick }, threads: pick });
+    expect(reason).toContain(pick > 1 ? `${pick} threads are faster` : "one thread is faster");
     // Same greedy reply on every build and thread count.
-    for (const x of [r.threaded, r.relaxedThreads, r.simdThreads]) expect(x.text).toBe(r.single.text);
+    for (const x of [r.threaded, r.relaxedThreads, r.simdThreads, r.auto]) expect(x.text).toBe(r.single.text);
     expect(r.single.text.length).toBeGreaterThan(0);
   } finally {
     await isolated.close();
@@ -551,9 +564,14 @@ test("without cross-origin isolation the engine falls back to one thread", async
     const engine = await CreateEngine({ model: url, cache: false, threads: 4 });
     const l = engine.load;
     await engine.unload();
-    return { backend: l.backend, threads: l.threads, isolated: crossOriginIsolated };
+    return { backend: l.backend, threads: l.threads, isolated: crossOriginIsolated, why: l.threadChoice.reason };
   }, `${server.url}/models/${MODEL}`);
-  expect(load).toEqual({ backend: { kind: "wasm", build: "relaxed", threads: 1 }, threads: 1, isolated: false });
+  expect(load).toEqual({
+    backend: { kind: "wasm", build: "relaxed", threads: 1 },
+    threads: 1,
+    isolated: false,
+    why: "the page is not cross-origin isolated: no shared memory for threads",
+  });
 });
 
 test("leaving a stream early, unloading mid-reply and an aborted signal all stop the work", async ({ page }) => {

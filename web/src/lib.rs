@@ -23,6 +23,7 @@ use wasm_bindgen::prelude::*;
 mod gpu;
 mod options;
 mod replies;
+mod thread_choice;
 mod threads;
 
 use options::{bad_options, from_js, EngineOptions};

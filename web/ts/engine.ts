@@ -402,6 +402,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
     measureSoftwareGpu: opts.measureSoftwareGpu ?? false,
     // Decode reads every weight once per token: past a few cores, memory is the limit.
     threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
+    threadsAuto: opts.threads === undefined,
     device,
   };
   const call = rpc.call<LoadResult>(request, (r) => {

@@ -17,6 +17,8 @@ export interface LoadRequest {
   retries: number;
   wasmVariant: WasmVariant;
   threads: number;
+  /** `threads` was not given: time one thread against the pool and keep the faster. */
+  threadsAuto: boolean;
   device: "auto" | "webgpu" | "wasm";
   measureSoftwareGpu: boolean;
 }

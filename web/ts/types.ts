@@ -40,7 +40,8 @@ export interface CreateEngineOptions {
   /** Which WebAssembly build to run (default: relaxed SIMD where it works, else SIMD128;
    * their `-threads` builds when `threads` > 1 and the page is cross-origin isolated). */
   wasmVariant?: WasmVariant;
-  /** Threads for the CPU kernels (default: the device's cores, at most 8). More than one
+  /** Threads for the CPU kernels (default: the device's cores, at most 8, kept only when
+   * a few decode steps timed at load ran faster on them than on one thread). More than one
    * needs a cross-origin-isolated page (`Cross-Origin-Opener-Policy: same-origin` and
    * `Cross-Origin-Embedder-Policy: credentialless` or `require-corp`); elsewhere the
    * engine runs on one thread. */
@@ -210,6 +211,9 @@ export interface LoadResult {
   backend: Backend;
   /** Threads the CPU kernels run on (1 unless a `-threads` build runs). */
   threads: number;
+  /** Why that many: asked for, no cross-origin isolation, or (with `threads` not given)
+   * the decode speeds of one thread and of the pool, timed at load, the faster kept. */
+  threadChoice: ThreadChoice;
   /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
   gpuError?: { kind: ErrorKind; message: string };
   /** Why `backend` runs the model; with `auto` and WebGPU tried, the decode speeds that
@@ -219,6 +223,13 @@ export interface LoadResult {
   cacheError?: { kind: ErrorKind; message: string };
   loadMs: number;
   bytes: number;
+}
+
+export interface ThreadChoice {
+  reason: string;
+  /** Decode tokens/s on one thread and on the pool, when they were timed. */
+  oneThreadTokensPerS?: number;
+  poolTokensPerS?: number;
 }
 
 export interface DeviceChoice {

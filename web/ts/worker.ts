@@ -7,7 +7,10 @@ import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild, specOf } 
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
 import type { EngineCompletion, EngineLoadOptions, LoadRequest, Reply, Request } from "./protocol.js";
-import type { Backend, DeviceChoice, LoadResult } from "./types.js";
+import type { Backend, DeviceChoice, LoadResult, ThreadChoice } from "./types.js";
+
+/** Decode steps timed per side when choosing the thread count (each side twice). */
+const THREAD_TIMING_STEPS = 4;
 
 type Step =
   | { type: "prefill"; done: number; total: number }
@@ -39,6 +42,14 @@ function untimedReason(req: LoadRequest, adapter: { software: boolean; name: str
   if (!adapter) return "this browser has no WebGPU adapter";
   if (req.wasmVariant !== "auto") return `wasmVariant '${req.wasmVariant}' was asked for`;
   return `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`;
+}
+
+/** Why the kernels run on `threads` threads when nothing was timed. */
+function untimedThreads(req: LoadRequest, threads: number): string {
+  if (threads > 1) return `${threads} threads were asked for`;
+  if (req.threads <= 1) return req.threadsAuto ? "this device has one core" : "one thread was asked for";
+  if (self.crossOriginIsolated !== true) return "the page is not cross-origin isolated: no shared memory for threads";
+  return "this build runs on one thread";
 }
 
 /** A macrotask turn (no 4 ms timer clamp), so queued messages such as an abort run. */
@@ -168,7 +179,8 @@ class EngineWorker {
     const picked = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant, req.threads, this.pool, this.log);
     this.pool = picked.pool;
     const glue = glueOf(picked.build);
-    const threads = specOf(picked.build).threads && this.pool ? this.pool.threads : 1;
+    let threads = specOf(picked.build).threads && this.pool ? this.pool.threads : 1;
+    let threadChoice: ThreadChoice = { reason: untimedThreads(req, threads) };
     this.backend = { kind: "wasm", build: picked.build, threads };
     let e: CpuEngine | null = null;
     let info: unknown;
@@ -241,12 +253,17 @@ class EngineWorker {
         if (this.gpuActive && autoGpu)
           device = this.keepFaster(gpuEngine, adapter?.name ?? "GPU", await gpuEngine.decodeRates(8));
       }
+      if (!this.gpuActive && req.threadsAuto && threads > 1) {
+        threadChoice = this.keepFasterThreads(this.engine!, threads);
+        threads = this.backend.threads;
+      }
       finalPhase("ready", streamed.bytes);
       return {
         info: info as LoadResult["info"],
         source: streamed.source,
         backend: this.backend,
         threads,
+        threadChoice,
         gpuError,
         device,
         cacheError: streamed.cacheError,
@@ -267,6 +284,18 @@ class EngineWorker {
     this.gpuActive = false;
     this.backend = GPU_FALLBACK;
     return { reason: `${speeds}: WASM is faster`, ...timed };
+  }
+
+  /** With `threads` not given: a few timed decode steps on one thread and on the pool;
+   * one thread stays when the pool is no faster. */
+  private keepFasterThreads(eng: CpuEngine, threads: number): ThreadChoice {
+    const r = eng.threadRates(THREAD_TIMING_STEPS, threads) as { one: number; pool: number };
+    const speeds = `${threads} threads decoded ${r.pool.toFixed(1)} tokens/s, one thread ${r.one.toFixed(1)}`;
+    const timed = { oneThreadTokensPerS: r.one, poolTokensPerS: r.pool };
+    if (r.pool > r.one) return { reason: `${speeds}: ${threads} threads are faster`, ...timed };
+    eng.setThreads(1);
+    this.backend = { ...this.backend, threads: 1 } as Backend;
+    return { reason: `${speeds}: one thread is faster`, ...timed };
   }
 
   /** Runs the started generation step by step, streaming to the page. */

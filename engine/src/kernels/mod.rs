@@ -193,11 +193,21 @@ enum Pool {
 }
 
 impl Cpu {
-    #[cfg_attr(not(feature = "threads"), allow(unused_variables))]
     pub fn new(choice: KernelChoice, threads: usize) -> Cpu {
+        Cpu::with_kernels(detect(choice), threads)
+    }
+
+    /// The same kernels on `threads` threads from here on.
+    pub fn set_threads(&mut self, threads: usize) {
+        let kernels = std::mem::replace(&mut self.kernels, Box::new(Scalar));
+        *self = Cpu::with_kernels(kernels, threads);
+    }
+
+    #[cfg_attr(not(feature = "threads"), allow(unused_variables))]
+    fn with_kernels(kernels: Box<dyn Kernels>, threads: usize) -> Cpu {
         let threads = threads.max(1);
         Cpu {
-            kernels: detect(choice),
+            kernels,
             #[cfg(feature = "threads")]
             threads,
             #[cfg(feature = "threads")]

@@ -349,4 +349,9 @@ impl Backend for CpuBackend {
     fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
     }
+
+    fn set_threads(&mut self, n: usize) -> bool {
+        self.cpu.set_threads(n);
+        true
+    }
 }

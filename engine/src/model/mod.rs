@@ -102,6 +102,11 @@ pub trait Backend: MaybeSend {
     fn n_vocab(&self) -> usize;
     /// Forgets every position from `n` on (to rewind a conversation).
     fn truncate(&mut self, n: usize);
+    /// Runs the CPU kernels on `n` threads from here on (the cache is kept); `false` for
+    /// a backend whose thread count is not its own to choose (the GPU).
+    fn set_threads(&mut self, _n: usize) -> bool {
+        false
+    }
 }
 
 /// Configuration and weights, shareable between backends.

@@ -173,6 +173,11 @@ impl Session {
         rate
     }
 
+    /// See [`Backend::set_threads`].
+    pub fn set_threads(&mut self, n: usize) -> bool {
+        self.backend.set_threads(n)
+    }
+
     /// Replaces the backend (e.g. after a lost GPU) and rebuilds its cache from the token history.
     pub fn replace_backend(&mut self, backend: Box<dyn Backend>) -> Result<()> {
         self.backend = backend;

@@ -1,0 +1,152 @@
+/**
+ * The package in headless Chromium on the 2B4T-shaped models (I2_S and TQ2_0, synthesized
+ * by the CLI into target/bench-models), both LM heads, on one thread, on the pool (one
+ * thread per core) and with the default (`threads` not given: timed at load). One JSON
+ * line each, with the native build's decode and the read loop's bandwidth from the same
+ * run (`bitnet bench` before the browser lines), so ratios stay meaningful on a shared
+ * machine. `--gen-tokens` etc. come from the environment: BENCH_PROMPT, BENCH_GEN.
+ */
+import { expect, test } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { openPage } from "../helpers.js";
+import { ROOT, startServer } from "../server.js";
+
+const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT ?? 64);
+const GEN_TOKENS = Number(process.env.BENCH_GEN ?? 64);
+const CLI = join(ROOT, "target/release/bitnet");
+
+function model(wtype: string): string {
+  const dir = join(ROOT, "target/bench-models");
+  const file = join(dir, `2b4t-${wtype}.gguf`);
+  if (!existsSync(CLI))
+    execFileSync("cargo", ["build", "--release", "--locked", "-q", "-p", "bitnet-cli"], { cwd: ROOT });
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(file))
+    execFileSync(CLI, ["synth", "--shape", "2b4t", "--wtype", wtype, "--seed", "1", "--out", file]);
+  // The test server serves models from target/browser-fixtures.
+  const served = join(ROOT, "target/browser-fixtures", `2b4t-${wtype}.gguf`);
+  mkdirSync(join(ROOT, "target/browser-fixtures"), { recursive: true });
+  if (!existsSync(served)) linkSync(file, served);
+  return file;
+}
+
+/** The largest resident set of Chromium's renderer processes (the page and its workers). */
+function rendererRss(): number {
+  let max = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
+      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (kb) max = Math.max(max, Number(kb[1]) * 1024);
+    } catch {
+      // The process ended while it was read.
+    }
+  }
+  return max;
+}
+
+test("decode and prefill in Chromium beside the native build", async ({ browser }) => {
+  const server = await startServer({ isolated: true });
+  try {
+    for (const wtype of ["I2_S", "TQ2_0"]) {
+      const file = model(wtype);
+      for (const head of ["file", "int8"]) {
+        const native = JSON.parse(
+          execFileSync(CLI, [
+            ...["bench", "--model", file, "--head", head, "--runs", "1"],
+            ...["--prompt-tokens", String(PROMPT_TOKENS), "--gen-tokens", String(GEN_TOKENS)],
+          ]).toString(),
+        );
+        // The smallest configuration (f16 KV cache) once per head, on the default threads.
+        const configs: [number | undefined, string][] = [
+          [1, "f32"],
+          [undefined, "f32"],
+          [2, "f32"],
+          [undefined, "f16"],
+        ];
+        for (const [threads, kvCache] of configs) {
+          // A fresh context per line: its own renderer process, so the memory of the lines
+          // before it (a terminated worker's wasm memory) is not counted in its peak.
+          const context = await browser.newContext();
+          const page = await context.newPage();
+          await openPage(page, server);
+          let peak = 0;
+          const sampler = setInterval(() => {
+            peak = Math.max(peak, rendererRss());
+          }, 200);
+          const r = await page.evaluate(
+            async ({ url, head, threads, kvCache, promptTokens, genTokens }) => {
+              const { CreateEngine } = (window as any).bitnet;
+              const engine = await CreateEngine({
+                model: url,
+                nCtx: 2048,
+                head,
+                kvCache,
+                cache: false,
+                threads,
+              });
+              // A prompt of about `promptTokens` tokens; loop guard off so every token is decoded.
+              const content = "the sea and the wind ".repeat(Math.ceil(promptTokens / 5)).slice(0, promptTokens * 4);
+              const c = await engine.chat.completions.create({
+                messages: [{ role: "user", content }],
+                temperature: 0,
+                max_tokens: genTokens,
+                loop_guard: false,
+              });
+              const out = {
+                kvCacheBytes: engine.load.info.kvCacheBytes,
+                bytes: engine.load.bytes,
+                backend: engine.load.backend,
+                threadChoice: engine.load.threadChoice,
+                loadMs: engine.load.loadMs,
+                usage: c.usage,
+                cores: navigator.hardwareConcurrency,
+              };
+              await engine.unload();
+              return out;
+            },
+            {
+              url: `${server.url}/models/2b4t-${wtype}.gguf`,
+              head,
+              threads,
+              kvCache,
+              promptTokens: PROMPT_TOKENS,
+              genTokens: GEN_TOKENS,
+            },
+          );
+          clearInterval(sampler);
+          peak = Math.max(peak, rendererRss());
+          await context.close();
+          const line = {
+            bench: "browser",
+            engine: `chromium ${browser.version()}`,
+            model: `2b4t-${wtype}`,
+            head,
+            threads: threads ?? "default",
+            kv_cache: kvCache,
+            build: r.backend.build,
+            threads_used: r.backend.threads,
+            thread_choice: r.threadChoice.reason,
+            prompt_tokens: r.usage.prompt_tokens,
+            prefill_tokens_per_s: r.usage.prefill_tokens_per_s,
+            decode_tokens_per_s: r.usage.decode_tokens_per_s,
+            load_ms: r.loadMs,
+            native_decode_tokens_per_s: native.decode_tps,
+            decode_vs_native: r.usage.decode_tokens_per_s / native.decode_tps,
+            read_bandwidth_GBps: native.read_bandwidth_GBps,
+            // The page's renderer at its largest during load and chat (sampled every
+            // 0.2 s), against the file plus the KV cache.
+            peak_renderer_rss_bytes: peak,
+            peak_vs_file_plus_kv: peak / (r.bytes + r.kvCacheBytes),
+          };
+          console.log(JSON.stringify(line));
+          expect(r.usage.completion_tokens).toBe(GEN_TOKENS);
+        }
+      }
+    }
+  } finally {
+    await server.close();
+  }
+});
