@@ -258,10 +258,12 @@ export async function initModelPanel(): Promise<void> {
       ? `${name} · ${backendLabel(engine.backend)}${engine.load.info.head === "int8" ? " · int8 head" : ""}`
       : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
-    // Why this backend: with device "auto", whether WebGPU was tried and what decided it.
+    // Why this backend (with device "auto", whether WebGPU was tried and what decided it)
+    // and why this many threads.
     chipButton.title = engine
       ? `${engine.info.architecture}, ${engine.info.nLayer} layers, kernels: ${engine.info.kernels}` +
-        `\n${backendLabel(engine.backend)}: ${engine.load.device.reason}`
+        `\n${backendLabel(engine.backend)}: ${engine.load.device.reason}` +
+        `\nThreads: ${engine.load.threadChoice.reason}`
       : "";
   });
   showChoiceExtras();
