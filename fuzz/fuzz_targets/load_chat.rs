@@ -12,7 +12,7 @@
 use bitnet_engine::chat::{ChatFormat, ChatMessage};
 use bitnet_engine::gguf::GgufFile;
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, CpuBackend, CpuOptions, HeadMode};
+use bitnet_engine::model::{ActMode, CpuBackend, CpuOptions, HeadMode, KvType};
 use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{
     FinishReason, Flow, GenerateOptions, LoadSettings, LoadedModel, Session,
@@ -71,6 +71,12 @@ fuzz_target!(|data: &[u8]| {
         },
         threads: 1,
         n_ctx: Some(N_CTX),
+        // The f16 cache beside the int8 head (no selector bit is left for it alone).
+        kv: if sel & 0x11 == 0x01 {
+            KvType::F16
+        } else {
+            KvType::F32
+        },
     };
     let backend = match CpuBackend::try_new(m.model.clone(), opts, Some(KV_BUDGET)) {
         Ok(b) => b,

@@ -221,6 +221,7 @@ fuzz_target!(|data: &[u8]| {
                 version: 3,
                 metadata: md,
                 tensors: Vec::new(),
+                tapped: Vec::new(),
             };
             let Ok((tok, _)) = chat_parts(&file, &settings) else {
                 return;
