@@ -45,7 +45,8 @@ pub(crate) struct RunOpts {
     /// LM head: as stored in the file, or an int8 copy built at load time (faster, smaller).
     #[arg(long, value_enum, default_value = "file")]
     pub(crate) head: Head,
-    /// KV cache: f32 (the reference's arithmetic) or f16 (half the memory).
+    /// KV cache: f32 (the reference's arithmetic) or f16 (half the memory); the CPU
+    /// backend's (the GPU keeps f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) kv_cache: KvCache,
     /// Where the forward pass runs: the CPU, or the GPU through wgpu (int8 activations only).

@@ -127,8 +127,10 @@ mod gpu {
             None
         } else {
             let tokens = &opts.self_test;
+            // The GPU keeps its cache in f32: so does the reference it is held to.
             let cpu_opts = CpuOptions {
                 n_ctx: Some(tokens.len()),
+                kv: crate::model::KvType::F32,
                 ..opts.cpu
             };
             let want = CpuBackend::try_new(Arc::clone(model), cpu_opts, None)?

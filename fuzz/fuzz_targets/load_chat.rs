@@ -1,4 +1,5 @@
-//! The whole path a chat client drives: bytes of a GGUF → `LoadedModel` (model,
+//! The whole path a chat client drives: bytes of a GGUF, streamed in chunks (sized by the
+//! input's second-to-last byte) through the int8 head's tap → `LoadedModel` (model,
 //! tokenizer, chat template) → a CPU backend under a memory budget → a session →
 //! one chat turn (render, tokenize, prefill, two greedy tokens) → a second turn that
 //! continues the first.
@@ -10,9 +11,9 @@
 #![no_main]
 
 use bitnet_engine::chat::{ChatFormat, ChatMessage};
-use bitnet_engine::gguf::GgufFile;
+use bitnet_engine::gguf::{GgufLoader, LoadOptions};
 use bitnet_engine::kernels::KernelChoice;
-use bitnet_engine::model::{ActMode, CpuBackend, CpuOptions, HeadMode, KvType};
+use bitnet_engine::model::{ActMode, CpuBackend, CpuOptions, HeadMode, HeadTap, KvType};
 use bitnet_engine::sampler::SamplerConfig;
 use bitnet_engine::session::{
     FinishReason, Flow, GenerateOptions, LoadSettings, LoadedModel, Session,
@@ -35,9 +36,6 @@ const CONVERSATIONS: [&[(&str, &str)]; 4] = [
 
 fuzz_target!(|data: &[u8]| {
     let sel = data.last().copied().unwrap_or(0);
-    let Ok(file) = GgufFile::from_bytes(data) else {
-        return;
-    };
     let settings = LoadSettings {
         head: if sel & 1 != 0 {
             HeadMode::Int8
@@ -55,7 +53,28 @@ fuzz_target!(|data: &[u8]| {
             PreTokenizerChoice::Auto
         },
     };
-    let Ok(m) = LoadedModel::from_gguf_with(file, &settings) else {
+    // Streamed as the browser streams it, through the int8 head's tap, in chunks whose
+    // size the input picks (so rows split across chunks in every way).
+    let chunk = data
+        .get(data.len().wrapping_sub(2))
+        .map_or(4096, |&b| 1 + b as usize * 17);
+    let mut loader = GgufLoader::with_tap(
+        LoadOptions {
+            expected_len: Some(data.len() as u64),
+            ..LoadOptions::default()
+        },
+        HeadTap::new(settings.head),
+    );
+    if data.chunks(chunk).any(|c| loader.push(c).is_err()) {
+        return;
+    }
+    let Ok((file, tap)) = loader.finish_with_tap() else {
+        return;
+    };
+    let Ok(head) = tap.into_head() else {
+        return;
+    };
+    let Ok(m) = LoadedModel::from_gguf_and_head(file, head, &settings) else {
         return;
     };
     let opts = CpuOptions {

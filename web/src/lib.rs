@@ -205,8 +205,9 @@ impl Engine {
             .parts
             .iter()
             .flat_map(|p| {
+                // A tapped head is held as int8 rows: a byte a value.
                 let held = p.tensors.iter().map(|t| t.info.nbytes);
-                held.chain(p.tapped.iter().map(|t| t.nbytes))
+                held.chain(p.tapped.iter().map(|t| t.n_elements()))
             })
             .sum();
         let limit = self

@@ -23,11 +23,13 @@ export interface CreateEngineOptions {
    * cache that does not fit beside it, is refused up front with `out-of-memory` instead
    * of crashing the tab; a phone app may set about 1.4e9 (iOS ends tabs near 1.5 GB). */
   memoryLimit?: number;
-  /** `int8`: an int8 copy of the LM head built at load time (faster, slightly different logits). */
+  /** `int8`: an int8 LM head built while the file streams in, in place of the file's
+   * (faster, smaller, slightly different logits). */
   head?: "file" | "int8";
   /** How the KV cache keeps keys and values: `f32` (default, the reference's arithmetic)
    * or `f16` (half the memory: 157 MB instead of 315 MB for 2B4T at 2048 tokens; logits
-   * within the fixtures' int8 tolerance, as bitnet.cpp keeps them). */
+   * as close to the reference as bitnet.cpp's own f16 cache). The CPU backends only:
+   * WebGPU keeps its cache in f32. */
   kvCache?: "f32" | "f16";
   /** Keep downloaded models in the origin's private file system (default true). */
   cache?: boolean;
@@ -187,7 +189,7 @@ export interface ModelInfo {
   nCtx: number;
   weightsBytes: number;
   kvCacheBytes: number;
-  /** How the KV cache keeps keys and values (`kvCache` option). */
+  /** How the CPU backend's KV cache keeps keys and values (`kvCache` option). */
   kvCache: "f32" | "f16";
   kernels: string;
   /** The LM head in use: the file's, or the int8 copy (`head: "int8"`). */

@@ -46,7 +46,10 @@ function untimedReason(req: LoadRequest, adapter: { software: boolean; name: str
 
 /** Why the kernels run on `threads` threads when nothing was timed. */
 function untimedThreads(req: LoadRequest, threads: number): string {
-  if (threads > 1) return `${threads} threads were asked for`;
+  if (threads > 1)
+    return threads === req.threads
+      ? `${threads} threads were asked for`
+      : `${req.threads} threads were asked for; the worker's pool has ${threads}`;
   if (req.threads <= 1) return req.threadsAuto ? "this device has one core" : "one thread was asked for";
   if (self.crossOriginIsolated !== true) return "the page is not cross-origin isolated: no shared memory for threads";
   return "this build runs on one thread";

@@ -232,15 +232,22 @@ impl Int8RowBuilder {
         let data = AlignedBuf::try_zeroed(n).ok_or_else(oom)?;
         let mut scales = Vec::new();
         let mut sums = Vec::new();
+        let mut stage = Vec::new();
+        let mut row = Vec::new();
         scales.try_reserve_exact(rows).map_err(|_| oom())?;
         sums.try_reserve_exact(rows).map_err(|_| oom())?;
+        stage
+            .try_reserve_exact(cols.saturating_mul(from.bytes_per_value()))
+            .map_err(|_| oom())?;
+        row.try_reserve_exact(cols).map_err(|_| oom())?;
+        row.resize(cols, 0f32);
         Ok(Int8RowBuilder {
             name: name.into(),
             from,
             rows,
             cols,
-            stage: Vec::with_capacity(cols * from.bytes_per_value()),
-            row: vec![0f32; cols],
+            stage,
+            row,
             done_rows: 0,
             out: DenseMatrix {
                 rows,

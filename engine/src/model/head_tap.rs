@@ -2,7 +2,7 @@
 //! 2B4T) is never in memory beside it: a [`TensorTap`] for the GGUF loader.
 
 use super::weights::{EMBD, OUTPUT};
-use super::HeadMode;
+use super::{HeadMode, ModelConfig};
 use crate::error::{Error, Result};
 use crate::formats::{DenseMatrix, Int8RowBuilder};
 use crate::gguf::{split_count_of, GgmlType, Metadata, TensorInfo, TensorTap};
@@ -33,19 +33,27 @@ impl TensorTap for HeadTap {
         }
         let find = |name: &str| infos.iter().position(|t| t.name == name);
         // In one part of a split model an absent `output.weight` may sit in another part,
-        // so only there is the embedding known to be the head.
+        // so only in a whole file is the embedding known to be the head.
         let tied_known = split_count_of(metadata) == 1;
         let Some(i) = find(OUTPUT).or(if tied_known { find(EMBD) } else { None }) else {
             return Ok(None);
         };
         let t = &infos[i];
         let float = matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-        if !float || t.dims.len() < 2 || t.dims[0] == 0 {
-            // Left to the weights' own checks and their errors.
+        // Only the shape the model will accept ([n_embd, n_vocab]), so a header cannot make
+        // the tap allocate for a tensor that would be refused anyway; anything else is left
+        // to the weights' own checks and their errors.
+        let Ok(cfg) = ModelConfig::from_metadata(metadata) else {
+            return Ok(None);
+        };
+        let mut dims = t.dims.clone();
+        while dims.len() > 2 && dims.last() == Some(&1) {
+            dims.pop();
+        }
+        if !float || dims != [cfg.n_embd as u64, cfg.n_vocab as u64] || cfg.n_embd == 0 {
             return Ok(None);
         }
-        let cols = t.dims[0] as usize;
-        let rows = (t.n_elements() / t.dims[0]) as usize;
+        let (cols, rows) = (cfg.n_embd, cfg.n_vocab);
         self.builder = Some(Int8RowBuilder::new(&t.name, t.ty, rows, cols)?);
         Ok(Some(i))
     }
@@ -147,5 +155,28 @@ mod tests {
             .unwrap()
             .tensor(EMBD)
             .is_some());
+    }
+
+    #[test]
+    fn a_head_of_the_wrong_shape_is_not_tapped_and_gets_the_shape_error() {
+        let bytes = model_bytes(SHAPE, crate::gguf::GgmlType::I2S, 5).unwrap();
+        let file = GgufFile::from_bytes(&bytes).unwrap();
+        // The embedding's values as one long row: a huge row the tap must not allocate.
+        let mut w = crate::gguf::GgufWriter::default();
+        for (k, v) in file.metadata.entries() {
+            w.kv(k, v.clone());
+        }
+        for t in &file.tensors {
+            let dims = if t.info.name == EMBD {
+                vec![t.info.n_elements(), 1]
+            } else {
+                t.info.dims.clone()
+            };
+            w.tensor(&t.info.name, t.info.ty, &dims, &t.data);
+        }
+        let (mut file, head) = stream(&w.to_bytes(), 4096, HeadMode::Int8);
+        assert!(head.is_none() && file.tapped.is_empty());
+        let e = Model::from_gguf_with_head(&mut file, head).err().unwrap().to_string();
+        assert!(e.contains(EMBD) && e.contains("shape"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 /**
  * The package in headless Chromium on the 2B4T-shaped models (I2_S and TQ2_0, synthesized
- * by the CLI into target/bench-models), both LM heads, on one thread, on the pool (one
- * thread per core) and with the default (`threads` not given: timed at load). One JSON
+ * by the CLI into target/bench-models), both LM heads, on one thread, on two threads, with
+ * the default (`threads` not given: the pool, one thread per core up to 8, timed against
+ * one thread at load) and with the f16 KV cache on the default. One JSON
  * line each, with the native build's decode and the read loop's bandwidth from the same
  * run (`bitnet bench` before the browser lines), so ratios stay meaningful on a shared
  * machine. `--gen-tokens` etc. come from the environment: BENCH_PROMPT, BENCH_GEN.
