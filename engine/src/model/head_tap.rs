@@ -176,7 +176,10 @@ mod tests {
         }
         let (mut file, head) = stream(&w.to_bytes(), 4096, HeadMode::Int8);
         assert!(head.is_none() && file.tapped.is_empty());
-        let e = Model::from_gguf_with_head(&mut file, head).err().unwrap().to_string();
+        let e = Model::from_gguf_with_head(&mut file, head)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains(EMBD) && e.contains("shape"), "{e}");
     }
 }
