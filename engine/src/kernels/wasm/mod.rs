@@ -211,122 +211,114 @@ impl Kernels for Simd128 {
     }
 
     fn attn_scores(&self, q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
-        // One lane per key, eight keys per pass: each lane sums its products in the
-        // reference's order, so scores (and the greedy tokens after them) match the
-        // scalar build and the GPU's to the bit; the keys' elements arrive in lanes
-        // through 4×4 transposes.
-        let d = q.len();
-        let body = d / 4 * 4;
-        let n = out.len();
-        let mut j = 0;
-        while j + 8 <= n {
-            let mut acc = [f32x4_splat(0.0); 2];
-            for i in (0..body).step_by(4) {
-                let qv = [0, 1, 2, 3].map(|c| f32x4_splat(q[i + c]));
-                for (g, a) in acc.iter_mut().enumerate() {
-                    let rows = [0, 1, 2, 3].map(|r| load_at(keys, (j + 4 * g + r) * stride + i));
-                    for (c, col) in transpose4(rows).into_iter().enumerate() {
-                        *a = f32x4_add(*a, f32x4_mul(qv[c], col));
-                    }
-                }
-            }
-            let sums: [f32; 8] = core::array::from_fn(|l| {
-                let lane = match l % 4 {
-                    0 => f32x4_extract_lane::<0>(acc[l / 4]),
-                    1 => f32x4_extract_lane::<1>(acc[l / 4]),
-                    2 => f32x4_extract_lane::<2>(acc[l / 4]),
-                    _ => f32x4_extract_lane::<3>(acc[l / 4]),
-                };
-                let k = &keys[(j + l) * stride..(j + l) * stride + d];
-                (body..d).fold(lane, |s, i| s + q[i] * k[i])
-            });
-            for (o, sum) in out[j..j + 8].iter_mut().zip(sums) {
-                *o = sum * scale;
-            }
-            j += 8;
-        }
+        let j = scores_in_lanes(q, keys, stride, scale, out, load_at, |k| k);
         let rest = &keys[(j * stride).min(keys.len())..];
         scalar::attn_scores(q, rest, stride, scale, &mut out[j..]);
     }
 
     fn attn_mix(&self, probs: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
-        let d = out.len();
-        let body = d / 16 * 16;
-        // Sixteen outputs stay in registers over all the values; each output still sums
-        // its products in the reference's order, so the result is the same to the bit.
-        for c in (0..body).step_by(16) {
-            let mut acc = [f32x4_splat(0.0); 4];
-            for (j, &p) in probs.iter().enumerate() {
-                let (pv, v) = (f32x4_splat(p), &values[j * stride + c..j * stride + c + 16]);
-                for (u, a) in acc.iter_mut().enumerate() {
-                    *a = f32x4_add(*a, f32x4_mul(pv, load_at(v, 4 * u)));
-                }
-            }
-            for (u, a) in acc.into_iter().enumerate() {
-                // SAFETY: c + 16 <= body <= d = out.len().
-                unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
-            }
-        }
+        let load16 =
+            |v: &[f32], at: usize| [0, 1, 2, 3].map(|u| load_at(&v[..at + 16], at + 4 * u));
+        let body = mix_in_registers(probs, values, stride, out, load16);
         scalar::attn_mix(probs, &values[body..], stride, &mut out[body..]);
     }
 
     fn attn_scores_f16(&self, q: &[f32], keys: &[u16], stride: usize, scale: f32, out: &mut [f32]) {
-        // `attn_scores` with each group of four key elements widened from f16 as it is
-        // loaded (exactly): the same sums in the same order as the scalar reference.
-        let d = q.len();
-        let body = d / 4 * 4;
-        let n = out.len();
-        let mut j = 0;
-        while j + 8 <= n {
-            let mut acc = [f32x4_splat(0.0); 2];
-            for i in (0..body).step_by(4) {
-                let qv = [0, 1, 2, 3].map(|c| f32x4_splat(q[i + c]));
-                for (g, a) in acc.iter_mut().enumerate() {
-                    let rows = [0, 1, 2, 3].map(|r| f16x4_at(keys, (j + 4 * g + r) * stride + i));
-                    for (c, col) in transpose4(rows).into_iter().enumerate() {
-                        *a = f32x4_add(*a, f32x4_mul(qv[c], col));
-                    }
-                }
-            }
-            let sums: [f32; 8] = core::array::from_fn(|l| {
-                let lane = match l % 4 {
-                    0 => f32x4_extract_lane::<0>(acc[l / 4]),
-                    1 => f32x4_extract_lane::<1>(acc[l / 4]),
-                    2 => f32x4_extract_lane::<2>(acc[l / 4]),
-                    _ => f32x4_extract_lane::<3>(acc[l / 4]),
-                };
-                let k = &keys[(j + l) * stride..(j + l) * stride + d];
-                (body..d).fold(lane, |s, i| s + q[i] * half::f16::from_bits(k[i]).to_f32())
-            });
-            for (o, sum) in out[j..j + 8].iter_mut().zip(sums) {
-                *o = sum * scale;
-            }
-            j += 8;
-        }
+        // Each group of four key elements is widened from f16 as it is loaded (exactly).
+        let widen = |h: u16| half::f16::from_bits(h).to_f32();
+        let j = scores_in_lanes(q, keys, stride, scale, out, f16x4_at, widen);
         let rest = &keys[(j * stride).min(keys.len())..];
         scalar::attn_scores_f16(q, rest, stride, scale, &mut out[j..]);
     }
 
     fn attn_mix_f16(&self, probs: &[f32], values: &[u16], stride: usize, out: &mut [f32]) {
-        let d = out.len();
-        let body = d / 16 * 16;
-        for c in (0..body).step_by(16) {
-            let mut acc = [f32x4_splat(0.0); 4];
-            for (j, &p) in probs.iter().enumerate() {
-                let (pv, at) = (f32x4_splat(p), j * stride + c);
-                let (v0, v1) = f16x8_to_f32(load_at(&values[..at + 16], at));
-                let (v2, v3) = f16x8_to_f32(load_at(&values[..at + 16], at + 8));
-                for (a, v) in acc.iter_mut().zip([v0, v1, v2, v3]) {
-                    *a = f32x4_add(*a, f32x4_mul(pv, v));
-                }
-            }
-            for (u, a) in acc.into_iter().enumerate() {
-                // SAFETY: c + 16 <= body <= d = out.len().
-                unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
-            }
-        }
+        let load16 = |v: &[u16], at: usize| {
+            let (v0, v1) = f16x8_to_f32(load_at(&v[..at + 16], at));
+            let (v2, v3) = f16x8_to_f32(load_at(&v[..at + 16], at + 8));
+            [v0, v1, v2, v3]
+        };
+        let body = mix_in_registers(probs, values, stride, out, load16);
         scalar::attn_mix_f16(probs, &values[body..], stride, &mut out[body..]);
     }
+}
+
+/// Attention scores of one query head over keys stored as `T` (f32, or f16 bits), for
+/// every whole group of eight keys; returns where the scalar reference takes over. One
+/// lane per key, eight keys per pass: each lane sums its products in the reference's
+/// order, so scores (and the greedy tokens after them) match the scalar build and the
+/// GPU's to the bit; the keys' elements arrive in lanes through 4×4 transposes. `load4`
+/// reads four elements at an index as f32x4, `widen` one.
+#[inline(always)]
+fn scores_in_lanes<T: Copy>(
+    q: &[f32],
+    keys: &[T],
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+    load4: impl Fn(&[T], usize) -> v128,
+    widen: impl Fn(T) -> f32,
+) -> usize {
+    let d = q.len();
+    let body = d / 4 * 4;
+    let n = out.len();
+    let mut j = 0;
+    while j + 8 <= n {
+        let mut acc = [f32x4_splat(0.0); 2];
+        for i in (0..body).step_by(4) {
+            let qv = [0, 1, 2, 3].map(|c| f32x4_splat(q[i + c]));
+            for (g, a) in acc.iter_mut().enumerate() {
+                let rows = [0, 1, 2, 3].map(|r| load4(keys, (j + 4 * g + r) * stride + i));
+                for (c, col) in transpose4(rows).into_iter().enumerate() {
+                    *a = f32x4_add(*a, f32x4_mul(qv[c], col));
+                }
+            }
+        }
+        let sums: [f32; 8] = core::array::from_fn(|l| {
+            let lane = match l % 4 {
+                0 => f32x4_extract_lane::<0>(acc[l / 4]),
+                1 => f32x4_extract_lane::<1>(acc[l / 4]),
+                2 => f32x4_extract_lane::<2>(acc[l / 4]),
+                _ => f32x4_extract_lane::<3>(acc[l / 4]),
+            };
+            let k = &keys[(j + l) * stride..(j + l) * stride + d];
+            (body..d).fold(lane, |s, i| s + q[i] * widen(k[i]))
+        });
+        for (o, sum) in out[j..j + 8].iter_mut().zip(sums) {
+            *o = sum * scale;
+        }
+        j += 8;
+    }
+    j
+}
+
+/// The attention-weighted sum over values stored as `T`, for every whole group of 16
+/// outputs; returns where the scalar reference takes over. Sixteen outputs stay in
+/// registers over all the values; each output still sums its products in the
+/// reference's order, so the result is the same to the bit. `load16` reads the 16
+/// values at an index as four f32x4.
+#[inline(always)]
+fn mix_in_registers<T>(
+    probs: &[f32],
+    values: &[T],
+    stride: usize,
+    out: &mut [f32],
+    load16: impl Fn(&[T], usize) -> [v128; 4],
+) -> usize {
+    let body = out.len() / 16 * 16;
+    for c in (0..body).step_by(16) {
+        let mut acc = [f32x4_splat(0.0); 4];
+        for (j, &p) in probs.iter().enumerate() {
+            let pv = f32x4_splat(p);
+            for (a, v) in acc.iter_mut().zip(load16(values, j * stride + c)) {
+                *a = f32x4_add(*a, f32x4_mul(pv, v));
+            }
+        }
+        for (u, a) in acc.into_iter().enumerate() {
+            // SAFETY: c + 16 <= body <= out.len().
+            unsafe { v128_store(out.as_mut_ptr().add(c + 4 * u).cast(), a) };
+        }
+    }
+    body
 }
 
 /// Tokens per block in a prompt's ternary matmul: eight tokens' activations of a
