@@ -8,23 +8,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage's wall time, printed at the end (CI's budget is the sum: docs/testing.md).
+timings=()
+stage_name=""
+stage_start=$SECONDS
+stage() {
+  if [ -n "$stage_name" ]; then timings+=("$(printf '%5ds  %s' $((SECONDS - stage_start)) "$stage_name")"); fi
+  stage_name=$1
+  stage_start=$SECONDS
+  if [ -n "$1" ]; then echo "== $1"; fi
+}
+report_timings() {
+  stage ""
+  echo "== wall time per stage (total ${SECONDS}s)"
+  printf '%s\n' "${timings[@]}"
+}
+trap report_timings EXIT
+
 # The CLI enables the engine's `gpu` feature by default, so this run includes the wgpu
 # backend's tests (every shader vs the scalar reference, fixture parity, greedy tokens): they
 # need an adapter (lavapipe from mesa-vulkan-drivers will do; see .ci/run).
-echo "== Rust habits: formatting, and clippy with warnings as errors"
+stage "Rust habits: formatting, and clippy with warnings as errors"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
+stage "native: engine, GPU backend, CLI (unit, property, fixture parity, malformed GGUF, sessions, CLI)"
 cargo test --workspace --locked
 
-echo "== the GPU backend again on a second stack: wgpu's OpenGL ES backend (EGL) on Mesa's llvmpipe"
+stage "the GPU backend again on a second stack: wgpu's OpenGL ES backend (EGL) on Mesa's llvmpipe"
 # The run above took Vulkan (lavapipe: subgroup and plain paths); GL has no subgroups, so
 # every shader test and the fixture parity run on its plain path.
 WGPU_BACKEND=gl cargo test --locked -p bitnet-engine --features gpu --test gpu -- --show-output
 WGPU_BACKEND=gl cargo test --locked -p bitnet-engine --features gpu --lib gpu:: -- --show-output
 
-echo "== fuzz: every committed corpus input through the libFuzzer targets, then short seeded runs"
+stage "fuzz: every committed corpus input through the libFuzzer targets, then short seeded runs"
 ./scripts/fuzz-replay.sh
 
 # The single-threaded CPU builds' target features, from web/ts/wasm-builds.json.
@@ -36,7 +53,7 @@ done < <(wasm_builds)
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 wasm_test() { # variant, then "node" or "browser"
-  echo "== wasm ($1 build) in $2: kernels vs scalar, fixture parity, Engine API"
+  stage "wasm ($1 build) in $2: kernels vs scalar, fixture parity, Engine API"
   if [ "$2" = browser ]; then export WASM_BINDGEN_USE_BROWSER=1; else unset WASM_BINDGEN_USE_BROWSER; fi
   # --release: the profile of scripts/build-wasm.sh, so the package build reuses these compiles.
   CARGO_TARGET_DIR="target/wasm-$1" RUSTFLAGS="${flags[$1]}" \
@@ -49,16 +66,16 @@ wasm_test simd128 browser
 # other results: the relaxed build is tested in Chromium, which ships the standard one.
 wasm_test relaxed browser
 
-echo "== npm package: build (wasm + TypeScript)"
+stage "npm package: build (wasm + TypeScript)"
 npm ci --no-audit --no-fund
-echo "== TypeScript habits: Biome (format + lint) and tsc over the browser tests"
+stage "TypeScript habits: Biome (format + lint) and tsc over the browser tests"
 npm run lint
 npm run build
-echo "== chat app (www/): type check and Vite build"
+stage "chat app (www/): type check and Vite build"
 # npm install, not npm ci: the registry reached here lacks some of Rollup's optional
 # per-platform packages, so the lock file cannot list them and npm ci refuses it.
 (cd www && npm install --no-audit --no-fund && npm run build)
-echo "== Playwright in headless Chromium: the package, then the chat app"
+stage "Playwright in headless Chromium: the package, then the chat app"
 # The tests compare with `cargo run --profile test -p bitnet-cli`: build it first, outside
 # their timeouts (the test profile reuses the dependencies `cargo test` compiled).
 cargo build --locked --profile test -p bitnet-cli
