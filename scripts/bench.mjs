@@ -1,6 +1,7 @@
 // npm run bench [-- --model FILE.gguf] [--prompt-tokens 64] [--gen-tokens 64] [--runs 3] [--threads N]
-// npm run bench -- --browser [--prompt-tokens 64] [--gen-tokens 64]: the package in headless
-//   Chromium instead (tests/browser/bench/chromium.bench.ts, also `npm run bench:browser`).
+// npm run bench -- --browser [--prompt-tokens 64] [--gen-tokens 64]: the package in Chromium,
+//   Firefox and WebKit instead (tests/browser/bench/engines.bench.ts, also `npm run
+//   bench:browser`; BENCH_ENGINES="webkit" runs one).
 // Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
 // 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.

@@ -6,14 +6,18 @@ import { ROOT, type TestServer } from "./server.js";
 
 export const MODEL = "tiny-b158-I2_S.gguf";
 
-/** The `bitnet` CLI from this checkout (built on first use), in the optimized `test`
- * profile: `cargo test` has compiled its dependencies already, and synthesizing the
- * full-size stand-in takes seconds instead of minutes. */
+let cliBuilt = false;
+/** The `bitnet` CLI from this checkout, as `cargo test --workspace` builds it (the test
+ * profile, optimized): run through `cargo test --no-run` first, which builds nothing when
+ * the test command's native stage already did, and rebuilds a binary older than the code.
+ * (`cargo run -p bitnet-cli` would compile the engine again: one package alone resolves
+ * other features than the workspace.) */
 export function cli(...args: string[]): string {
-  return execFileSync("cargo", ["run", "--locked", "-q", "--profile", "test", "-p", "bitnet-cli", "--", ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
+  if (!cliBuilt) {
+    execFileSync("cargo", ["test", "--workspace", "--locked", "--no-run", "-q"], { cwd: ROOT, stdio: "ignore" });
+    cliBuilt = true;
+  }
+  return execFileSync(join(ROOT, "target/debug/bitnet"), args, { cwd: ROOT, encoding: "utf8" });
 }
 
 /** The fixture split into `n` gguf-split parts, under target/browser-fixtures. */

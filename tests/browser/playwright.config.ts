@@ -1,6 +1,10 @@
 import { defineConfig } from "@playwright/test";
 
-// Debian's Chromium (never a downloaded browser: there is no network for that here).
+/** The tests that run in every engine, through tests/browser/engines.mjs. */
+const EVERY_ENGINE = ["engines.spec.ts", "www-engines.spec.ts"];
+
+// Debian's browsers (never a downloaded one: there is no network for that here). One
+// project per engine: Chromium runs every spec, Firefox and WebKit the cross-engine ones.
 export default defineConfig({
   testDir: ".",
   timeout: 180_000,
@@ -22,4 +26,9 @@ export default defineConfig({
       ],
     },
   },
+  projects: [
+    { name: "chromium" },
+    { name: "firefox", testMatch: EVERY_ENGINE },
+    { name: "webkit", testMatch: EVERY_ENGINE },
+  ],
 });

@@ -66,6 +66,8 @@ export interface TestServer {
   /** Paths (without query) that drop their connection after `bytes` body bytes, `times` times. */
   drops: Map<string, { bytes: number; times: number }>;
   quirks: Map<string, Quirks>;
+  /** Every model request fails as if the host were unreachable (logged with status 0). */
+  offlineModels: boolean;
   /** Forgets the log and every drop and quirk (between tests). */
   reset(): void;
   close(): Promise<void>;
@@ -177,7 +179,9 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
     log: [],
     drops: new Map(),
     quirks: new Map(),
+    offlineModels: false,
     reset() {
+      server.offlineModels = false;
       server.log.length = 0;
       server.drops.clear();
       server.quirks.clear();
@@ -201,6 +205,10 @@ export async function startServer(opts: { isolated?: boolean } = {}): Promise<Te
         .end();
     }
     const model = /^\/(models|flaky|norange|corrupt)\/(.+)$/.exec(path);
+    if (model && server.offlineModels) {
+      server.log.push({ path, range: req.headers.range ?? null, status: 0 });
+      return void req.socket.destroy();
+    }
     if (model) {
       const file = modelFile(model[2]);
       if (!file) {

@@ -23,6 +23,8 @@ use wasm_bindgen::prelude::*;
 mod gpu;
 mod options;
 mod replies;
+mod self_test;
+pub use self_test::kernel_self_test;
 mod thread_choice;
 mod threads;
 
@@ -48,20 +50,6 @@ fn memory_in_use() -> u64 {
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-}
-
-/// Checks this build's kernels against the scalar reference on random shapes; returns
-/// the kernel set's name. Lets a page (or the benchmark) verify that the engine computes
-/// correctly on this JavaScript engine before trusting its speed.
-#[wasm_bindgen(js_name = kernelSelfTest)]
-pub fn kernel_self_test() -> Result<String, JsValue> {
-    let k = bitnet_engine::kernels::detect(KernelChoice::Auto);
-    bitnet_engine::kernels::selftest::check_against_scalar(k.as_ref(), 20, 1).map_err(|e| {
-        js_error(bitnet_engine::Error::Model(format!(
-            "kernel self-test failed: {e}"
-        )))
-    })?;
-    Ok(k.name().to_string())
 }
 
 /// Incremental SHA-256, to check a download against the hash its publisher gave

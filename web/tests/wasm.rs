@@ -76,6 +76,13 @@ fn simd_kernels_equal_the_scalar_reference() {
     kernels::selftest::check_against_scalar(k.as_ref(), 60, 7).unwrap();
 }
 
+#[wasm_bindgen_test]
+fn the_self_test_passes_and_its_test_only_switch_fails_it() {
+    assert!(bitnet_web::kernel_self_test(None).is_ok());
+    assert!(bitnet_web::kernel_self_test(Some(false)).is_ok());
+    assert!(bitnet_web::kernel_self_test(Some(true)).is_err());
+}
+
 fn logits(bytes: &[u8], act: ActMode) -> Vec<f32> {
     logits_of(bytes, act, &tokens())
 }

@@ -12,7 +12,7 @@ import * as simd128 from "../wasm/simd128/bitnet_web.js";
 import * as simd128Threads from "../wasm/simd128-threads/bitnet_web.js";
 import * as webgpu from "../wasm/webgpu/bitnet_web.js";
 import { BitnetError } from "./errors.js";
-import type { WasmBuild, WasmVariant } from "./types.js";
+import type { BuildChoice, PassedOver, WasmBuild, WasmVariant } from "./types.js";
 import { WASM_BUILDS, type WasmBuildSpec } from "./wasm-builds.js";
 
 export type Glue = typeof simd128;
@@ -49,18 +49,39 @@ const RELAXED_PROBE = new Uint8Array([
   253, 128, 2, 11,
 ]);
 
-/** The builds `auto` tries, fastest first, that this browser can validate. */
-function candidates(wanted: WasmVariant | "webgpu", threads: number): WasmBuild[] {
-  if (wanted !== "auto") return [wanted];
+/** The builds `auto` tries, fastest first, that this page can run, and why each of the
+ * others is passed over. */
+function candidates(wanted: WasmVariant | "webgpu", threads: number): { tries: WasmBuild[]; passedOver: PassedOver[] } {
   const validates: Record<string, boolean> = {
     simd128: WebAssembly.validate(SIMD_PROBE),
     "relaxed-simd": WebAssembly.validate(RELAXED_PROBE),
   };
-  // Threads need a shared memory, which browsers give only to cross-origin-isolated pages.
-  const threadsOk = threads > 1 && self.crossOriginIsolated === true;
-  return WASM_BUILDS.filter(
-    (b) => !b.gpu && (!b.threads || threadsOk) && b.targetFeatures.every((f) => validates[f] === true),
-  ).map((b) => b.name);
+  if (wanted !== "auto") {
+    const missing = specOf(wanted).targetFeatures.find((f) => validates[f] !== true);
+    if (missing)
+      throw new BitnetError(
+        "unsupported-device",
+        `the ${wanted} build does not run in this browser: its WebAssembly does not validate ${missing}`,
+      );
+    return { tries: [wanted], passedOver: [] };
+  }
+  const tries: WasmBuild[] = [];
+  const passedOver: PassedOver[] = [];
+  for (const b of WASM_BUILDS) {
+    if (b.gpu) continue;
+    const missing = b.targetFeatures.find((f) => validates[f] !== true);
+    let why: string | null = null;
+    if (missing) why = `this browser's WebAssembly does not validate ${missing}`;
+    else if (b.threads && threads <= 1) why = "one thread runs (see threadChoice)";
+    // Threads need a shared memory, which browsers give only to cross-origin-isolated pages.
+    else if (b.threads && self.crossOriginIsolated !== true)
+      why = "the page is not cross-origin isolated (COOP + COEP headers), so it has no shared memory";
+    else if (b.threads && typeof SharedArrayBuffer === "undefined")
+      why = "the page is cross-origin isolated, but this browser gives it no SharedArrayBuffer";
+    if (why) passedOver.push({ build: b.name, why });
+    else tries.push(b.name);
+  }
+  return { tries, passedOver };
 }
 
 /** A `-threads` build's pool: `threads` workers that each instantiate the module on the
@@ -73,30 +94,44 @@ export interface Pool {
 
 /**
  * Instantiates the build `wanted` names, or for `auto` the first candidate that loads
- * and passes the kernel self-test (failures go to `log`). A worker keeps one pool for
- * its life: `pool` is the one it has, and the result says which it has after.
+ * and passes the kernel self-test (failures go to `log` and into the choice's
+ * `passedOver`). A worker keeps one pool for its life: `pool` is the one it has, and the
+ * result says which it has after. `breakSelfTestOf` (tests only) makes that build's
+ * self-test see a wrong kernel result.
  */
 export async function pickBuild(
   wanted: WasmVariant | "webgpu",
   threads: number,
   pool: Pool | null,
   log: (...args: unknown[]) => void,
-): Promise<{ build: WasmBuild; pool: Pool | null }> {
-  for (const b of candidates(wanted, threads)) {
+  breakSelfTestOf?: WasmBuild,
+): Promise<{ build: WasmBuild; pool: Pool | null; choice: BuildChoice }> {
+  const { tries, passedOver } = candidates(wanted, threads);
+  for (const b of tries) {
     try {
       let next = pool;
       if (specOf(b).threads) next = pool ? reusePool(pool, b) : await startPool(b, threads);
       else await builds[b].glue.default({ module_or_path: builds[b].wasm });
       // Some engines ship a pre-standard relaxed SIMD with other results: trust only
       // a build whose kernels agree with the scalar reference here.
-      builds[b].glue.kernelSelfTest();
-      return { build: b, pool: next };
+      builds[b].glue.kernelSelfTest(b === breakSelfTestOf);
+      const reason =
+        wanted !== "auto"
+          ? "asked for"
+          : passedOver.length === 0
+            ? "the fastest build"
+            : "the fastest build that runs here";
+      return { build: b, pool: next, choice: { reason, passedOver } };
     } catch (e) {
       if (wanted !== "auto") throw e;
       log(`bitnet-web: the ${b} build is not usable here:`, e);
+      passedOver.push({ build: b, why: e instanceof Error ? e.message : String(e) });
     }
   }
-  throw new BitnetError("worker", "no WebAssembly build of the engine runs in this browser");
+  throw new BitnetError(
+    "worker",
+    `no WebAssembly build of the engine runs in this browser: ${passedOver.map((p) => `${p.build}: ${p.why}`).join("; ")}`,
+  );
 }
 
 function reusePool(pool: Pool, b: WasmBuild): Pool {

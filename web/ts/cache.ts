@@ -82,8 +82,21 @@ export async function saveMeta(meta: Meta): Promise<void> {
   const d = await dir();
   const key = await keyOf(meta.url);
   const h = await d.getFileHandle(`${key}.json`, { create: true });
+  const text = new TextEncoder().encode(JSON.stringify(meta));
+  // Safari before 26 has no createWritable; the worker, where this runs, has sync handles.
+  if (typeof h.createWritable !== "function") {
+    const sync = await (h as SyncFileHandle).createSyncAccessHandle();
+    try {
+      sync.truncate(0);
+      sync.write(text, { at: 0 });
+      sync.flush();
+    } finally {
+      sync.close();
+    }
+    return;
+  }
   const w = await h.createWritable();
-  await w.write(JSON.stringify(meta));
+  await w.write(text);
   await w.close();
 }
 

@@ -177,6 +177,12 @@ async function fromUrl(
   result: StreamResult,
 ): Promise<OfflineCopy> {
   const useCache = opts.cache && cacheAvailable();
+  if (opts.cache && !useCache)
+    result.cacheError = {
+      kind: "unsupported-device",
+      message:
+        "this browser gives the page no origin private file system (navigator.storage.getDirectory), so the model is not kept offline",
+    };
   const expected = opts.sha256[part];
   const hash = expected ? opts.newHasher() : null;
   const cached = useCache ? await lookup(url).catch(() => null) : null;

@@ -404,6 +404,7 @@ export async function CreateEngine(opts: CreateEngineOptions): Promise<Engine> {
     threads: Math.max(1, Math.floor(opts.threads ?? Math.min(navigator.hardwareConcurrency || 1, 8))),
     threadsAuto: opts.threads === undefined,
     device,
+    testOnlyBreakSelfTestOf: opts.testOnlyBreakSelfTestOf,
   };
   const call = rpc.call<LoadResult>(request, (r) => {
     if (r.kind === "progress") opts.onProgress?.(r.progress as LoadProgress);

@@ -1,6 +1,6 @@
 /** Messages between the page's `Engine` proxy and the worker that runs the engine. */
 import type { PlainError } from "./errors.js";
-import type { Backend, ChatMessage, LoadProgress, LoadResult, ModelPart, WasmVariant } from "./types.js";
+import type { Backend, ChatMessage, LoadProgress, LoadResult, ModelPart, WasmBuild, WasmVariant } from "./types.js";
 
 export interface LoadRequest {
   op: "load";
@@ -21,6 +21,7 @@ export interface LoadRequest {
   threadsAuto: boolean;
   device: "auto" | "webgpu" | "wasm";
   measureSoftwareGpu: boolean;
+  testOnlyBreakSelfTestOf?: WasmBuild;
 }
 
 /** The wasm `Engine` constructor's options: `EngineOptions` in web/src/options.rs (a Rust

@@ -45,9 +45,13 @@ export interface CreateEngineOptions {
   /** Threads for the CPU kernels (default: the device's cores, at most 8, kept only when
    * a few decode steps timed at load ran faster on them than on one thread). More than one
    * needs a cross-origin-isolated page (`Cross-Origin-Opener-Policy: same-origin` and
-   * `Cross-Origin-Embedder-Policy: credentialless` or `require-corp`); elsewhere the
+   * `Cross-Origin-Embedder-Policy: require-corp`, or `credentialless` outside WebKit); elsewhere the
    * engine runs on one thread. */
   threads?: number;
+  /** For tests of the build choice only: this build's kernel self-test sees a wrong
+   * result (what an engine with other relaxed-SIMD semantics gives), so `auto` must pass
+   * it over. */
+  testOnlyBreakSelfTestOf?: WasmBuild;
   /** Tokens per prefill step; smaller reacts faster to abort (default 32). */
   prefillChunk?: number;
   /** How a conversation becomes the prompt: `auto` (default: the file's template, except
@@ -216,6 +220,8 @@ export interface LoadResult {
   /** Why that many: asked for, no cross-origin isolation, or (with `threads` not given)
    * the decode speeds of one thread and of the pool, timed at load, the faster kept. */
   threadChoice: ThreadChoice;
+  /** Why `backend.build` runs; for the GPU, the build its CPU path uses. */
+  buildChoice: BuildChoice;
   /** With `device: "auto"`: why WebGPU was not used (no adapter, failed self-test, …). */
   gpuError?: { kind: ErrorKind; message: string };
   /** Why `backend` runs the model; with `auto` and WebGPU tried, the decode speeds that
@@ -225,6 +231,22 @@ export interface LoadResult {
   cacheError?: { kind: ErrorKind; message: string };
   loadMs: number;
   bytes: number;
+}
+
+/** Why the worker runs the WebAssembly build it runs. */
+export interface BuildChoice {
+  /** `asked for` (`wasmVariant` named it), `the fastest build`, or `the fastest build
+   * that runs here` (faster ones were passed over: see `passedOver`). */
+  reason: string;
+  /** The builds faster than this one that were not used, fastest first, each with why
+   * (a feature the browser's WebAssembly lacks, no cross-origin isolation, a failed
+   * kernel self-test, a refused shared memory). */
+  passedOver: PassedOver[];
+}
+
+export interface PassedOver {
+  build: WasmBuild;
+  why: string;
 }
 
 export interface ThreadChoice {

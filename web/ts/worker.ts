@@ -179,7 +179,13 @@ class EngineWorker {
         "WebGPU is not available in this browser (no adapter); use device: 'wasm' or 'auto'",
       );
     }
-    const picked = await pickBuild(wantGpu ? "webgpu" : req.wasmVariant, req.threads, this.pool, this.log);
+    const picked = await pickBuild(
+      wantGpu ? "webgpu" : req.wasmVariant,
+      req.threads,
+      this.pool,
+      this.log,
+      req.testOnlyBreakSelfTestOf,
+    );
     this.pool = picked.pool;
     const glue = glueOf(picked.build);
     let threads = specOf(picked.build).threads && this.pool ? this.pool.threads : 1;
@@ -267,6 +273,7 @@ class EngineWorker {
         backend: this.backend,
         threads,
         threadChoice,
+        buildChoice: picked.choice,
         gpuError,
         device,
         cacheError: streamed.cacheError,

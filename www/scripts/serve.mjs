@@ -31,11 +31,11 @@ const CSP =
   "manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 // Cross-origin isolation gives the engine a shared memory, so it runs on several threads.
-// `credentialless` (not `require-corp`) still lets a page fetch models from other origins
-// that send CORS headers but no Cross-Origin-Resource-Policy.
+// `require-corp`, because WebKit (Safari) has no `credentialless`; models from other
+// origins still load, since a CORS-mode fetch needs no Cross-Origin-Resource-Policy.
 export const ISOLATION = {
   "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Embedder-Policy": "credentialless",
+  "Cross-Origin-Embedder-Policy": "require-corp",
 };
 
 /** The request path with its %-escapes decoded, or null when they are not valid UTF-8

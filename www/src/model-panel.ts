@@ -113,6 +113,20 @@ function showError(e: unknown | null) {
   showAlert(e === null ? null : explain(e), (e as { kind?: string } | null)?.kind ?? "unknown");
 }
 
+/** The model runs but has no offline copy: a full quota has its own advice; anything else
+ * (no storage in this browser, a failed write) means the next visit downloads it again. */
+function showCacheError(e: { kind: string; message: string }) {
+  if (e.kind === "quota-exceeded") return showError(e);
+  showAlert(
+    {
+      title: "This model is not kept offline",
+      advice: "It runs now, but the next visit downloads it again.",
+      detail: e.message,
+    },
+    e.kind,
+  );
+}
+
 function setBusy(busy: boolean) {
   loadButton.hidden = busy;
   cancelButton.hidden = !busy;
@@ -153,7 +167,7 @@ export async function loadModel(model: string | File): Promise<boolean> {
     await setEngine(engine, modelName(model));
     if (typeof model === "string") await setPref("lastModel", model);
     // The model runs, but the person should know it will not be there offline.
-    if (engine.load.cacheError) showError(engine.load.cacheError);
+    if (engine.load.cacheError) showCacheError(engine.load.cacheError);
     else showPanel(false);
     return true;
   } catch (e) {

@@ -8,4 +8,6 @@ export default defineConfig({
   testMatch: "*.bench.ts",
   timeout: 1_800_000,
   outputDir: "../../../target/playwright-bench",
+  // The bench starts each engine itself (tests/browser/engines.mjs).
+  projects: [{ name: "engines" }],
 });

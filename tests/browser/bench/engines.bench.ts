@@ -1,21 +1,27 @@
 /**
- * The package in headless Chromium on the 2B4T-shaped models (I2_S and TQ2_0, synthesized
+ * The package in each browser engine (Chromium, Firefox, WebKit; BENCH_ENGINES="a b"
+ * picks some) on the 2B4T-shaped models (I2_S and TQ2_0, synthesized
  * by the CLI into target/bench-models), both LM heads, on one thread, on two threads, with
  * the default (`threads` not given: the pool, one thread per core up to 8, timed against
  * one thread at load) and with the f16 KV cache on the default. One JSON
  * line each, with the native build's decode and the read loop's bandwidth from the same
  * run (`bitnet bench` before the browser lines), so ratios stay meaningful on a shared
- * machine. `--gen-tokens` etc. come from the environment: BENCH_PROMPT, BENCH_GEN.
+ * machine. Each line runs in a freshly started browser, so the memory of the lines before
+ * it is not in its peak. `--gen-tokens` etc. come from the environment: BENCH_PROMPT,
+ * BENCH_GEN; BENCH_WTYPES ("I2_S TQ2_0") and BENCH_HEADS ("file int8") pick fewer lines.
  */
 import { expect, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { openPage } from "../helpers.js";
+import { ENGINES, type EngineName, launch, waitFor } from "../engines.mjs";
 import { ROOT, startServer } from "../server.js";
 
 const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT ?? 64);
 const GEN_TOKENS = Number(process.env.BENCH_GEN ?? 64);
+const list = (v: string | undefined, all: string) => (v ?? all).split(/\s+/).filter(Boolean);
+const WTYPES = list(process.env.BENCH_WTYPES, "I2_S TQ2_0");
+const HEADS = list(process.env.BENCH_HEADS, "file int8");
 const CLI = join(ROOT, "target/release/bitnet");
 
 function model(wtype: string): string {
@@ -33,12 +39,21 @@ function model(wtype: string): string {
   return file;
 }
 
-/** The largest resident set of Chromium's renderer processes (the page and its workers). */
-function rendererRss(): number {
+/** How each engine's page processes (the page and its workers) show in their command line. */
+const PAGE_PROCESS: Record<EngineName, RegExp> = {
+  chromium: /--type=renderer/,
+  firefox: /-contentproc/,
+  webkit: /WebKitWebProcess/,
+};
+
+const WANTED = (process.env.BENCH_ENGINES?.split(/\s+/).filter(Boolean) ?? ENGINES) as EngineName[];
+
+/** The largest resident set of the engine's page processes. */
+function pageRss(engine: EngineName): number {
   let max = 0;
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
+      if (!PAGE_PROCESS[engine].test(readFileSync(`/proc/${pid}/cmdline`, "utf8"))) continue;
       const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
       if (kb) max = Math.max(max, Number(kb[1]) * 1024);
     } catch {
@@ -48,12 +63,17 @@ function rendererRss(): number {
   return max;
 }
 
-test("decode and prefill in Chromium beside the native build", async ({ browser }) => {
+for (const engine of WANTED)
+  test(`decode and prefill in ${engine} beside the native build`, async () => {
+    await bench(engine);
+  });
+
+async function bench(engine: EngineName) {
   const server = await startServer({ isolated: true });
   try {
-    for (const wtype of ["I2_S", "TQ2_0"]) {
+    for (const wtype of WTYPES) {
       const file = model(wtype);
-      for (const head of ["file", "int8"]) {
+      for (const head of HEADS) {
         const native = JSON.parse(
           execFileSync(CLI, [
             ...["bench", "--model", file, "--head", head, "--runs", "1"],
@@ -68,16 +88,15 @@ test("decode and prefill in Chromium beside the native build", async ({ browser 
           [undefined, "f16"],
         ];
         for (const [threads, kvCache] of configs) {
-          // A fresh context per line: its own renderer process, so the memory of the lines
-          // before it (a terminated worker's wasm memory) is not counted in its peak.
-          const context = await browser.newContext();
-          const page = await context.newPage();
-          await openPage(page, server);
+          const browser = await launch(engine);
+          const tab = await browser.newTab();
+          await tab.goto(`${server.url}/`);
+          await waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
           let peak = 0;
           const sampler = setInterval(() => {
-            peak = Math.max(peak, rendererRss());
+            peak = Math.max(peak, pageRss(engine));
           }, 200);
-          const r = await page.evaluate(
+          const r = await tab.evaluate(
             async ({ url, head, threads, kvCache, promptTokens, genTokens }) => {
               const { CreateEngine } = (window as any).bitnet;
               const engine = await CreateEngine({
@@ -118,11 +137,12 @@ test("decode and prefill in Chromium beside the native build", async ({ browser 
             },
           );
           clearInterval(sampler);
-          peak = Math.max(peak, rendererRss());
-          await context.close();
+          peak = Math.max(peak, pageRss(engine));
+          await tab.close();
+          await browser.close();
           const line = {
             bench: "browser",
-            engine: `chromium ${browser.version()}`,
+            engine: `${engine} ${browser.version}`,
             model: `2b4t-${wtype}`,
             head,
             threads: threads ?? "default",
@@ -137,9 +157,9 @@ test("decode and prefill in Chromium beside the native build", async ({ browser 
             native_decode_tokens_per_s: native.decode_tps,
             decode_vs_native: r.usage.decode_tokens_per_s / native.decode_tps,
             read_bandwidth_GBps: native.read_bandwidth_GBps,
-            // The page's renderer at its largest during load and chat (sampled every
+            // The page's process at its largest during load and chat (sampled every
             // 0.2 s), against the file plus the KV cache.
-            peak_renderer_rss_bytes: peak,
+            peak_page_rss_bytes: peak,
             peak_vs_file_plus_kv: peak / (r.bytes + r.kvCacheBytes),
           };
           console.log(JSON.stringify(line));
@@ -150,4 +170,4 @@ test("decode and prefill in Chromium beside the native build", async ({ browser 
   } finally {
     await server.close();
   }
-});
+}

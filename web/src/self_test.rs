@@ -1,0 +1,57 @@
+//! The kernel self-test a page runs before it trusts a build, and the test-only switch
+//! that makes it fail the way a JavaScript engine with other relaxed-SIMD results would.
+
+use bitnet_engine::formats::{DenseMatrix, TernaryMatrix};
+use bitnet_engine::kernels::{self, KernelChoice, Kernels, QuantActs};
+use std::ops::Range;
+use wasm_bindgen::prelude::*;
+
+/// Checks this build's kernels against the scalar reference on random shapes; returns
+/// the kernel set's name. Lets a page (or the benchmark) verify that the engine computes
+/// correctly on this JavaScript engine before trusting its speed. With `break_result`
+/// (tests of the build choice only) the ternary matmul's first output is off by one, as
+/// a relaxed dot product with other lane semantics would make it.
+#[wasm_bindgen(js_name = kernelSelfTest)]
+pub fn kernel_self_test(break_result: Option<bool>) -> Result<String, JsValue> {
+    let detected = kernels::detect(KernelChoice::Auto);
+    let name = detected.name();
+    let k: Box<dyn Kernels> = if break_result == Some(true) {
+        Box::new(OffByOne(detected))
+    } else {
+        detected
+    };
+    kernels::selftest::check_against_scalar(k.as_ref(), 20, 1).map_err(|e| {
+        crate::js_error(bitnet_engine::Error::Model(format!(
+            "kernel self-test failed: {e}"
+        )))
+    })?;
+    Ok(name.to_string())
+}
+
+/// A kernel set whose ternary rows are wrong in their first output.
+struct OffByOne(Box<dyn Kernels>);
+
+impl Kernels for OffByOne {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn quantize_acts(&self, x: &[f32], cols: usize, out: &mut QuantActs) {
+        self.0.quantize_acts(x, cols, out)
+    }
+    fn ternary_rows(&self, w: &TernaryMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        self.0.ternary_rows(w, a, rows, out);
+        if let Some(first) = out.first_mut() {
+            *first += 1.0;
+        }
+    }
+    fn dense_rows(
+        &self,
+        w: &DenseMatrix,
+        x: &[f32],
+        n_tok: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        self.0.dense_rows(w, x, n_tok, rows, out)
+    }
+}
