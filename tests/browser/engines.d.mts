@@ -24,6 +24,11 @@ export interface Browser {
 }
 
 export function launch(engine: EngineName): Promise<Browser>;
+/** Debian's Chromium, and its flags for this closed network. */
+export const CHROMIUM: string;
+export const CHROMIUM_ARGS: string[];
+/** A free TCP port on the loopback interface. */
+export function freePort(): Promise<number>;
 /** Polls `fn(arg)` in the tab until it returns a truthy value, which it returns. */
 export function waitFor<A, R>(
   tab: Tab,

@@ -17,7 +17,16 @@ import { createServer } from "node:net";
 /** @typedef {"chromium" | "firefox" | "webkit"} EngineName */
 export const ENGINES = /** @type {EngineName[]} */ (["chromium", "firefox", "webkit"]);
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** Chromium's flags for this closed network: no background calls out, no first-run UI. */
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
 const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
 const WEBKIT_DRIVER = process.env.WEBKIT_DRIVER ?? "/usr/bin/WebKitWebDriver";
 const MINIBROWSER = process.env.MINIBROWSER ?? "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
@@ -69,35 +78,17 @@ export async function waitFor(tab, fn, arg, timeoutMs = 60_000, what = "the page
 
 async function launchChromium() {
   const { chromium } = await import("@playwright/test");
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   return {
     engine: "chromium",
     version: browser.version(),
     async newTab() {
       const context = await browser.newContext();
       const page = await context.newPage();
-      page.on("console", (m) => {
-        if (m.type() === "error") console.log(`[chromium] ${m.text()}`);
-      });
-      return {
-        engine: "chromium",
-        goto: async (url) => void (await page.goto(url)),
-        evaluate: (fn, arg) => page.evaluate(fn, arg),
-        reload: async () => void (await page.reload()),
-        click: (css) => page.click(css),
+      return pageTab("chromium", page, {
         fill: (css, text) => page.fill(css, text),
         close: () => context.close(),
-      };
+      });
     },
     close: () => browser.close(),
   };
@@ -110,7 +101,7 @@ async function launchFirefox() {
     protocol: "webDriverBiDi",
     executablePath: FIREFOX,
     headless: true,
-    // No update checks, telemetry or other calls out: this network refuses them.
+    // "localhost" (the test servers' other origin) to 127.0.0.1, where they listen, not ::1.
     extraPrefsFirefox: { "network.dns.disableIPv6": true },
   });
   return {
@@ -120,15 +111,8 @@ async function launchFirefox() {
       const context = await browser.createBrowserContext();
       const page = await context.newPage();
       page.setDefaultTimeout(SCRIPT_TIMEOUT_MS);
-      page.on("console", (m) => {
-        if (m.type() === "error") console.log(`[firefox] ${m.text()}`);
-      });
-      return {
-        engine: "firefox",
-        goto: async (url) => void (await page.goto(url)),
-        evaluate: (fn, arg) => page.evaluate(fn, arg),
-        reload: async () => void (await page.reload()),
-        click: (css) => page.click(css),
+      return pageTab("firefox", page, {
+        // puppeteer has no fill: clear the field, then type into it.
         fill: async (css, text) => {
           await page.$eval(css, (el) => {
             el.value = "";
@@ -136,14 +120,36 @@ async function launchFirefox() {
           await page.type(css, text);
         },
         close: () => context.close(),
-      };
+      });
     },
     close: () => browser.close(),
   };
 }
 
+/**
+ * A tab over a Playwright or puppeteer page (their goto, evaluate, reload and click agree);
+ * the page's console errors go to the test's output.
+ * @param {EngineName} engine
+ * @param {any} page
+ * @param {Pick<Tab, "fill" | "close">} rest
+ * @returns {Tab}
+ */
+function pageTab(engine, page, rest) {
+  page.on("console", (m) => {
+    if (m.type() === "error") console.log(`[${engine}] ${m.text()}`);
+  });
+  return {
+    engine,
+    goto: async (url) => void (await page.goto(url)),
+    evaluate: (fn, arg) => page.evaluate(fn, arg),
+    reload: async () => void (await page.reload()),
+    click: (css) => page.click(css),
+    ...rest,
+  };
+}
+
 /** A free TCP port on the loopback interface. */
-function freePort() {
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.unref();

@@ -1,4 +1,5 @@
 import { defineConfig } from "@playwright/test";
+import { CHROMIUM, CHROMIUM_ARGS } from "./engines.mjs";
 
 /** The tests that run in every engine, through tests/browser/engines.mjs. */
 const EVERY_ENGINE = ["engines.spec.ts", "www-engines.spec.ts"];
@@ -13,18 +14,7 @@ export default defineConfig({
   outputDir: "../../target/playwright",
   use: {
     browserName: "chromium",
-    launchOptions: {
-      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-      args: [
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--enable-unsafe-webgpu",
-      ],
-    },
+    launchOptions: { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, "--enable-unsafe-webgpu"] },
   },
   projects: [
     { name: "chromium" },

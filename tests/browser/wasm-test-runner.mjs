@@ -8,8 +8,7 @@
  * and exits with it. Usage: CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=<this file>.
  */
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { launch, waitFor } from "./engines.mjs";
+import { freePort, launch, waitFor } from "./engines.mjs";
 
 const engine = process.env.BROWSER_ENGINE;
 if (engine !== "firefox" && engine !== "webkit" && engine !== "chromium") {
@@ -18,12 +17,7 @@ if (engine !== "firefox" && engine !== "webkit" && engine !== "chromium") {
 }
 const TIMEOUT_MS = Number(process.env.WASM_BINDGEN_TEST_TIMEOUT ?? 1200) * 1000;
 
-const port = await new Promise((ok) => {
-  const s = createServer().listen(0, "127.0.0.1", () => {
-    const p = s.address().port;
-    s.close(() => ok(p));
-  });
-});
+const port = await freePort();
 const server = spawn("wasm-bindgen-test-runner", process.argv.slice(2), {
   env: {
     ...process.env,
