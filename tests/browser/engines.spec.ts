@@ -30,9 +30,11 @@ function cliReply() {
   return greedy!;
 }
 
+const pageReady = (tab: Tab) => waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
+
 async function open(tab: Tab, s: TestServer) {
   await tab.goto(`${s.url}/`);
-  await waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
+  await pageReady(tab);
 }
 
 test.beforeEach(async ({ tab }) => {
@@ -251,7 +253,7 @@ test("a model downloaded once loads from the offline cache when the network fail
   server.log.length = 0;
   server.offlineModels = true;
   await tab.reload();
-  await waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
+  await pageReady(tab);
   const r = await tab.evaluate(async (url) => {
     const { CreateEngine, listCachedModels } = (window as any).bitnet;
     try {
@@ -319,7 +321,7 @@ test("threads on a cross-origin-isolated page where the engine gives a shared me
   try {
     await open(tab, isolated);
     const r = await tab.evaluate(
-      async ({ url, prompt }) => {
+      async ({ url, prompt, broken }) => {
         const { CreateEngine } = (window as any).bitnet;
         const engine = await CreateEngine({ model: url, cache: false, threads: 2 });
         const c = await engine.chat.completions.create({
@@ -328,15 +330,21 @@ test("threads on a cross-origin-isolated page where the engine gives a shared me
           max_tokens: 24,
         });
         await engine.unload();
+        // The engine's best threads build failing its self-test.
+        const fallback = await CreateEngine({ model: url, cache: false, threads: 2, testOnlyBreakSelfTestOf: broken });
+        await fallback.unload();
         return {
           isolated: self.crossOriginIsolated === true,
           backend: engine.backend,
           threadChoice: engine.load.threadChoice.reason,
-          passedOver: engine.load.buildChoice.passedOver,
           text: c.choices[0].message.content,
+          fallback: {
+            backend: fallback.backend,
+            passedOver: fallback.load.buildChoice.passedOver.map((p: any) => p.build),
+          },
         };
       },
-      { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT },
+      { url: `${isolated.url}/models/${MODEL}`, prompt: PROMPT, broken: `${EXPECTED[tab.engine].build}-threads` },
     );
     expect(r.text).toBe(cliReply().text);
     const want = EXPECTED[tab.engine];
@@ -344,6 +352,16 @@ test("threads on a cross-origin-isolated page where the engine gives a shared me
     expect(r.isolated).toBe(true);
     expect(r.backend).toEqual({ kind: "wasm", build: `${want.build}-threads`, threads: 2 });
     expect(r.threadChoice).toBe("2 threads were asked for");
+    // The next build down runs: SIMD128 on the pool, or (WebKit, whose best was broken) one thread.
+    expect(r.fallback.backend).toEqual(
+      want.build === "relaxed"
+        ? { kind: "wasm", build: "simd128-threads", threads: 2 }
+        : { kind: "wasm", build: "simd128", threads: 1 },
+    );
+    // Every faster build, fastest first: those left out before trying, and the one that failed.
+    expect(r.fallback.passedOver).toEqual(
+      want.build === "relaxed" ? ["relaxed-threads"] : ["relaxed-threads", "simd128-threads", "relaxed"],
+    );
   } finally {
     await isolated.close();
   }

@@ -56,8 +56,9 @@ function candidates(wanted: WasmVariant | "webgpu", threads: number): { tries: W
     simd128: WebAssembly.validate(SIMD_PROBE),
     "relaxed-simd": WebAssembly.validate(RELAXED_PROBE),
   };
+  const missingFeature = (b: WasmBuildSpec) => b.targetFeatures.find((f) => validates[f] !== true);
   if (wanted !== "auto") {
-    const missing = specOf(wanted).targetFeatures.find((f) => validates[f] !== true);
+    const missing = missingFeature(specOf(wanted));
     if (missing)
       throw new BitnetError(
         "unsupported-device",
@@ -69,7 +70,7 @@ function candidates(wanted: WasmVariant | "webgpu", threads: number): { tries: W
   const passedOver: PassedOver[] = [];
   for (const b of WASM_BUILDS) {
     if (b.gpu) continue;
-    const missing = b.targetFeatures.find((f) => validates[f] !== true);
+    const missing = missingFeature(b);
     let why: string | null = null;
     if (missing) why = `this browser's WebAssembly does not validate ${missing}`;
     else if (b.threads && threads <= 1) why = "one thread runs (see threadChoice)";
@@ -108,10 +109,15 @@ export async function pickBuild(
 ): Promise<{ build: WasmBuild; pool: Pool | null; choice: BuildChoice }> {
   const { tries, passedOver } = candidates(wanted, threads);
   for (const b of tries) {
+    // A pool started for a build that then fails its self-test is stopped again.
+    let started: Pool | null = null;
     try {
       let next = pool;
-      if (specOf(b).threads) next = pool ? reusePool(pool, b) : await startPool(b, threads);
-      else await builds[b].glue.default({ module_or_path: builds[b].wasm });
+      if (specOf(b).threads && pool) next = reusePool(pool, b);
+      else if (specOf(b).threads) {
+        started = await startPool(b, threads);
+        next = started;
+      } else await builds[b].glue.default({ module_or_path: builds[b].wasm });
       // Some engines ship a pre-standard relaxed SIMD with other results: trust only
       // a build whose kernels agree with the scalar reference here.
       builds[b].glue.kernelSelfTest(b === breakSelfTestOf);
@@ -121,8 +127,12 @@ export async function pickBuild(
           : passedOver.length === 0
             ? "the fastest build"
             : "the fastest build that runs here";
+      // Builds failed here join those left out before trying: list them all fastest first.
+      const rank = (p: PassedOver) => WASM_BUILDS.findIndex((s) => s.name === p.build);
+      passedOver.sort((x, y) => rank(x) - rank(y));
       return { build: b, pool: next, choice: { reason, passedOver } };
     } catch (e) {
+      for (const w of started?.workers ?? []) w.terminate();
       if (wanted !== "auto") throw e;
       log(`bitnet-web: the ${b} build is not usable here:`, e);
       passedOver.push({ build: b, why: e instanceof Error ? e.message : String(e) });
