@@ -71,7 +71,15 @@ export async function waitFor(tab, fn, arg, timeoutMs = 60_000, what = "the page
   for (;;) {
     const v = await tab.evaluate(fn, arg);
     if (v) return v;
-    if (Date.now() > end) throw new Error(`${tab.engine}: timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > end) {
+      // What the page shows says why (an error alert, a stuck status line), where the
+      // engine's driver gives no screenshot to the report.
+      const shown = await tab
+        // biome-ignore lint/performance/useDomNodeTextContent: the text shown, not the hidden
+        .evaluate(() => document.body?.innerText.replace(/\s+/g, " ").trim().slice(0, 1500) ?? "")
+        .catch((e) => `(the page could not be read: ${e})`);
+      throw new Error(`${tab.engine}: timed out after ${timeoutMs} ms waiting for ${what}; the page shows: ${shown}`);
+    }
     await new Promise((ok) => setTimeout(ok, 100));
   }
 }

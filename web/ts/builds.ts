@@ -12,6 +12,7 @@ import * as simd128 from "../wasm/simd128/bitnet_web.js";
 import * as simd128Threads from "../wasm/simd128-threads/bitnet_web.js";
 import * as webgpu from "../wasm/webgpu/bitnet_web.js";
 import { BitnetError } from "./errors.js";
+import type { PoolThreadStart } from "./protocol.js";
 import type { BuildChoice, PassedOver, WasmBuild, WasmVariant } from "./types.js";
 import { WASM_BUILDS, type WasmBuildSpec } from "./wasm-builds.js";
 
@@ -20,6 +21,9 @@ type ThreadsGlue = typeof simd128Threads;
 export type CpuEngine = InstanceType<Glue["Engine"]>;
 /** The webgpu build has every method of the CPU builds plus the GPU ones. */
 export type GpuEngine = InstanceType<typeof webgpu.Engine>;
+
+/** How long a pool thread may take to start: tens of milliseconds when all is well. */
+const POOL_START_MS = 20_000;
 
 const build = (glue: unknown, dir: WasmBuild) => ({
   glue: glue as Glue,
@@ -90,7 +94,23 @@ function candidates(wanted: WasmVariant | "webgpu", threads: number): { tries: W
 export interface Pool {
   build: WasmBuild;
   threads: number;
-  workers: Worker[];
+  /** The page's name for the pool's workers, to stop them with. */
+  id: number;
+}
+
+/**
+ * Where pool threads come from: the page starts them and passes each the start message,
+ * and their answers back. Not `new Worker` here: Firefox's constructor of a worker inside
+ * a worker at times never returns (seen on a busy machine, about one load in five on the
+ * chat app's page), which leaves the engine's worker blocked for good; a page's
+ * `new Worker` does not block. (Not a MessagePort to each thread either: Firefox refuses
+ * a shared memory sent to a port still on its way to its worker.)
+ */
+export interface PoolHost {
+  /** `threads` new pool threads, each sent `start`; `ready` rejects with why one failed. */
+  start(threads: number, start: PoolThreadStart): { id: number; ready: Promise<void> };
+  /** Ends the pool's workers (a pool whose build failed its self-test). */
+  stop(id: number): void;
 }
 
 /**
@@ -104,6 +124,7 @@ export async function pickBuild(
   wanted: WasmVariant | "webgpu",
   threads: number,
   pool: Pool | null,
+  host: PoolHost,
   log: (...args: unknown[]) => void,
   breakSelfTestOf?: WasmBuild,
 ): Promise<{ build: WasmBuild; pool: Pool | null; choice: BuildChoice }> {
@@ -115,7 +136,7 @@ export async function pickBuild(
       let next = pool;
       if (specOf(b).threads && pool) next = reusePool(pool, b);
       else if (specOf(b).threads) {
-        started = await startPool(b, threads);
+        started = await startPool(b, threads, host);
         next = started;
       } else await builds[b].glue.default({ module_or_path: builds[b].wasm });
       // Some engines ship a pre-standard relaxed SIMD with other results: trust only
@@ -132,7 +153,7 @@ export async function pickBuild(
       passedOver.sort((x, y) => rank(x) - rank(y));
       return { build: b, pool: next, choice: { reason, passedOver } };
     } catch (e) {
-      for (const w of started?.workers ?? []) w.terminate();
+      if (started) host.stop(started.id);
       if (wanted !== "auto") throw e;
       log(`bitnet-web: the ${b} build is not usable here:`, e);
       passedOver.push({ build: b, why: e instanceof Error ? e.message : String(e) });
@@ -151,34 +172,33 @@ function reusePool(pool: Pool, b: WasmBuild): Pool {
 
 /** Instantiates a `-threads` build here and starts its pool; while the engine computes,
  * this worker waits for the pool's threads. */
-async function startPool(b: WasmBuild, threads: number): Promise<Pool> {
+async function startPool(b: WasmBuild, threads: number, host: PoolHost): Promise<Pool> {
   const glue = builds[b].glue as unknown as ThreadsGlue;
   const res = await fetch(builds[b].wasm);
   if (!res.ok) throw new BitnetError("worker", `cannot fetch the ${b} build: HTTP ${res.status}`);
   const module = await WebAssembly.compile(await res.arrayBuffer());
   const exports = await glue.default({ module_or_path: module });
   const memory = exports.memory as WebAssembly.Memory;
-  const workers = Array.from(
-    { length: threads },
-    (_, i) =>
-      new Worker(new URL("./pool-thread.js", import.meta.url), { type: "module", name: `bitnet-web pool ${i}` }),
-  );
+  const { id, ready } = host.start(threads, { variant: b as PoolThreadStart["variant"], module, memory });
+  let deadline = 0;
   try {
-    await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((ok, fail) => {
-            w.onmessage = () => ok();
-            w.onerror = (e) => fail(new BitnetError("worker", `a pool thread did not start: ${e.message}`));
-            w.postMessage({ variant: b, module, memory });
-          }),
-      ),
-    );
+    // A thread that never answers must not hold the load at "Downloading 0 B" for good:
+    // the build is passed over instead.
+    const late = new Promise<never>((_, fail) => {
+      deadline = self.setTimeout(
+        () =>
+          fail(new BitnetError("worker", `a pool thread did not start: no answer within ${POOL_START_MS / 1000} s`)),
+        POOL_START_MS,
+      );
+    });
+    await Promise.race([ready, late]);
     // Returns once every thread runs.
     glue.buildThreadPool(threads);
   } catch (e) {
-    for (const w of workers) w.terminate();
+    host.stop(id);
     throw e;
+  } finally {
+    clearTimeout(deadline);
   }
-  return { build: b, threads, workers };
+  return { build: b, threads, id };
 }

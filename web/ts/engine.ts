@@ -1,7 +1,14 @@
 /** The page side: `CreateEngine` starts the worker and returns a proxy with an
  * OpenAI-style chat API. */
 import { BitnetError, fromPlain } from "./errors.js";
-import type { EngineCompletion, EngineGenerateOptions, Reply, Request } from "./protocol.js";
+import type {
+  EngineCompletion,
+  EngineGenerateOptions,
+  PoolThreadReply,
+  PoolThreadStart,
+  Reply,
+  Request,
+} from "./protocol.js";
 import type {
   Backend,
   ChatCompletion,
@@ -34,9 +41,14 @@ class WorkerRpc {
   /** The worker trapped (a panic, memory exhausted) or died: it cannot serve again. */
   dead = false;
 
+  /** The pool threads this page started for the engine's worker, by pool. */
+  private pools = new Map<number, Worker[]>();
+
   constructor(private worker: Worker) {
     worker.onmessage = (e: MessageEvent<Reply>) => {
       const r = e.data;
+      if (r.kind === "start-pool") return this.startPool(r.pool, r.threads, r.start);
+      if (r.kind === "stop-pool") return this.stopPool(r.pool);
       if (r.kind === "error" && r.error.kind === "panic") this.dead = true;
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -86,7 +98,31 @@ class WorkerRpc {
 
   terminate() {
     this.worker.terminate();
+    for (const id of [...this.pools.keys()]) this.stopPool(id);
     this.failAll(new BitnetError("unloaded", "the engine was unloaded"));
+  }
+
+  /** Starts a pool's threads here, where `new Worker` never blocks (builds.ts `PoolHost`),
+   * sends each the engine worker's start message and passes their answers back. */
+  private startPool(pool: number, threads: number, start: PoolThreadStart) {
+    const answer = (reply: PoolThreadReply) =>
+      this.worker.postMessage({ op: "pool-thread", id: 0, pool, reply } satisfies Request);
+    const workers = Array.from({ length: threads }, (_, i) => {
+      const w = new Worker(new URL("./pool-thread.js", import.meta.url), {
+        type: "module",
+        name: `bitnet-web pool ${i}`,
+      });
+      w.onmessage = ({ data }: MessageEvent<PoolThreadReply>) => answer(data);
+      w.onerror = (e) => answer({ ok: false, why: e.message || "its script did not load" });
+      w.postMessage(start);
+      return w;
+    });
+    this.pools.set(pool, workers);
+  }
+
+  private stopPool(pool: number) {
+    for (const w of this.pools.get(pool) ?? []) w.terminate();
+    this.pools.delete(pool);
   }
 }
 

@@ -60,6 +60,8 @@ export type Request = { id: number } & (
   | { op: "chat"; messages: ChatMessage[]; options: EngineGenerateOptions }
   | { op: "complete"; prompt: string; options: EngineGenerateOptions }
   | { op: "abort"; target: number }
+  // A pool thread's answer to `start-pool`, passed on by the page; handled at once.
+  | { op: "pool-thread"; pool: number; reply: PoolThreadReply }
   | { op: "tokenize"; text: string; special: boolean }
   | { op: "detokenize"; ids: number[] }
   | { op: "resetChat" }
@@ -92,8 +94,19 @@ export type Reply = { id: number } & (
   | { kind: "prefill"; done: number; total: number }
   | { kind: "token"; text: string; token: number }
   | { kind: "device-lost"; backend: Backend; message: string }
+  // Asks the page for a pool's threads (builds.ts `PoolHost`), or to end them.
+  | { kind: "start-pool"; pool: number; threads: number; start: PoolThreadStart }
+  | { kind: "stop-pool"; pool: number }
   | { kind: "result"; value: unknown }
   | { kind: "error"; error: PlainError }
 );
+
+/** What a pool thread is sent over its port, and its answer (pool-thread.ts). */
+export interface PoolThreadStart {
+  variant: "relaxed-threads" | "simd128-threads";
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+}
+export type PoolThreadReply = { ok: true } | { ok: false; why: string };
 
 export type { LoadResult };

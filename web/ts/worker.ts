@@ -3,10 +3,10 @@
  * generations never share the KV cache; an abort message is handled at once because
  * every generation yields to the event loop between prefill chunks and tokens.
  */
-import { type CpuEngine, type GpuEngine, glueOf, type Pool, pickBuild, specOf } from "./builds.js";
+import { type CpuEngine, type GpuEngine, glueOf, type Pool, type PoolHost, pickBuild, specOf } from "./builds.js";
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
-import type { EngineCompletion, EngineLoadOptions, LoadRequest, Reply, Request } from "./protocol.js";
+import type { EngineCompletion, EngineLoadOptions, LoadRequest, PoolThreadReply, Reply, Request } from "./protocol.js";
 import type { Backend, DeviceChoice, LoadResult, ThreadChoice } from "./types.js";
 
 /** Decode steps timed per side when choosing the thread count (each side twice). */
@@ -79,6 +79,28 @@ class EngineWorker {
   private queue: Promise<void> = Promise.resolve();
   /** The threads build's pool (a worker builds at most one). */
   private pool: Pool | null = null;
+  private nextPool = 1;
+  /** Each pool asked of the page: what to do with its threads' answers. */
+  private readonly starting = new Map<number, (r: PoolThreadReply) => void>();
+  /** Pool threads come from the page (see `PoolHost`). */
+  private readonly poolHost: PoolHost = {
+    start: (threads, start) => {
+      const id = this.nextPool++;
+      const ready = new Promise<void>((ok, fail) => {
+        let waiting = threads;
+        this.starting.set(id, (r) => {
+          if (!r.ok) fail(new BitnetError("worker", `a pool thread did not start: ${r.why}`));
+          else if (--waiting === 0) ok();
+        });
+      });
+      this.post({ id: 0, kind: "start-pool", pool: id, threads, start });
+      return { id, ready };
+    },
+    stop: (id) => {
+      this.starting.delete(id);
+      this.post({ id: 0, kind: "stop-pool", pool: id });
+    },
+  };
 
   constructor(
     private readonly post: (r: Reply) => void,
@@ -94,6 +116,10 @@ class EngineWorker {
   receive(req: Request) {
     if (req.op === "abort") {
       this.aborted.add(req.target);
+      return;
+    }
+    if (req.op === "pool-thread") {
+      this.starting.get(req.pool)?.(req.reply);
       return;
     }
     this.queue = this.queue.then(() => this.handle(req));
@@ -183,6 +209,7 @@ class EngineWorker {
       wantGpu ? "webgpu" : req.wasmVariant,
       req.threads,
       this.pool,
+      this.poolHost,
       this.log,
       req.testOnlyBreakSelfTestOf,
     );
