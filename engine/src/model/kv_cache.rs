@@ -33,16 +33,47 @@ impl KvType {
     }
 }
 
+/// Room for `n_layer` layers of `per_layer` values each, none stored yet, or `err()`
+/// when the allocator cannot give it. Reserved, not written: the pages become resident as
+/// positions are stored, so a 2048-token cache costs a short chat the memory of its own
+/// tokens (in wasm a zeroed allocation would be written in full: its allocator clears all
+/// it hands out).
+fn reserved<T>(n_layer: usize, per_layer: usize, err: impl Fn() -> Error) -> Result<Vec<Vec<T>>> {
+    (0..n_layer)
+        .map(|_| {
+            let mut v = Vec::new();
+            v.try_reserve_exact(per_layer).map_err(|_| err())?;
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Writes `from` (converted by `f`) at `at` in `to`, first extending `to` to the end of
+/// it; positions are stored in order, so the extension covers only the new ones.
+fn put<T: Copy + Default>(to: &mut Vec<T>, at: usize, from: &[f32], f: impl Fn(f32) -> T) {
+    let end = at + from.len();
+    debug_assert!(end <= to.capacity(), "a position past the cache's end");
+    if to.len() < end {
+        to.resize(end, T::default());
+    }
+    for (t, &x) in to[at..end].iter_mut().zip(from) {
+        *t = f(x);
+    }
+}
+
 /// `[layer][position][kv_dim]`, keys and values apart.
 pub(super) struct KvCache {
     store: Store,
     pub(super) n_ctx: usize,
     kv_dim: usize,
+    /// The whole cache's size, reserved at creation.
+    bytes: u64,
 }
 
+/// Per layer, the keys and values of the positions stored so far.
 enum Store {
-    F32 { k: Vec<f32>, v: Vec<f32> },
-    F16 { k: Vec<u16>, v: Vec<u16> },
+    F32 { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    F16 { k: Vec<Vec<u16>>, v: Vec<Vec<u16>> },
 }
 
 /// One layer's keys and values from position 0 on.
@@ -72,12 +103,12 @@ impl KvCache {
                 }
             )
         };
-        let len = n_layer
-            .checked_mul(n_ctx)
-            .and_then(|n| n.checked_mul(kv_dim));
-        let bytes = len.and_then(|n| (n as u64).checked_mul(2 * ty.bytes_per_value()));
+        let per_layer = n_ctx.checked_mul(kv_dim);
+        let bytes = per_layer
+            .and_then(|n| n.checked_mul(n_layer))
+            .and_then(|n| (n as u64).checked_mul(2 * ty.bytes_per_value()));
         let limit = budget.unwrap_or(isize::MAX as u64);
-        let (Some(len), Some(bytes)) = (len, bytes) else {
+        let (Some(per_layer), Some(bytes)) = (per_layer, bytes) else {
             return Err(Error::OutOfMemory {
                 what: what(),
                 needed: u64::MAX,
@@ -92,62 +123,93 @@ impl KvCache {
         if bytes > limit {
             return Err(too_big());
         }
-        fn zeroed<T: Clone + Default>(n: usize, err: impl Fn() -> Error) -> Result<Vec<T>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| err())?;
-            v.resize(n, T::default());
-            Ok(v)
-        }
         let store = match ty {
             KvType::F32 => Store::F32 {
-                k: zeroed(len, too_big)?,
-                v: zeroed(len, too_big)?,
+                k: reserved(n_layer, per_layer, too_big)?,
+                v: reserved(n_layer, per_layer, too_big)?,
             },
             KvType::F16 => Store::F16 {
-                k: zeroed(len, too_big)?,
-                v: zeroed(len, too_big)?,
+                k: reserved(n_layer, per_layer, too_big)?,
+                v: reserved(n_layer, per_layer, too_big)?,
             },
         };
         Ok(KvCache {
             store,
             n_ctx,
             kv_dim,
+            bytes,
         })
     }
 
+    /// The whole cache's size (what it may grow to; its stored positions are what is
+    /// resident).
     pub(super) fn bytes(&self) -> usize {
-        match &self.store {
-            Store::F32 { k, v } => (k.len() + v.len()) * 4,
-            Store::F16 { k, v } => (k.len() + v.len()) * 2,
-        }
+        self.bytes as usize
     }
 
     /// Keeps the keys and values of the tokens from position `p0` on.
     pub(super) fn store(&mut self, layer: usize, p0: usize, k: &[f32], v: &[f32]) {
-        let at = (layer * self.n_ctx + p0) * self.kv_dim;
+        let at = p0 * self.kv_dim;
         match &mut self.store {
             Store::F32 { k: ks, v: vs } => {
-                ks[at..at + k.len()].copy_from_slice(k);
-                vs[at..at + v.len()].copy_from_slice(v);
+                put(&mut ks[layer], at, k, |x| x);
+                put(&mut vs[layer], at, v, |x| x);
             }
             Store::F16 { k: ks, v: vs } => {
-                let half = |to: &mut [u16], from: &[f32]| {
-                    for (t, &f) in to.iter_mut().zip(from) {
-                        *t = f16::from_f32(f).to_bits();
-                    }
-                };
-                half(&mut ks[at..at + k.len()], k);
-                half(&mut vs[at..at + v.len()], v);
+                let half = |x: f32| f16::from_f32(x).to_bits();
+                put(&mut ks[layer], at, k, half);
+                put(&mut vs[layer], at, v, half);
             }
         }
     }
 
-    /// One layer's keys and values, from position 0 on.
+    /// One layer's keys and values, from position 0 to the last one stored.
     pub(super) fn layer(&self, layer: usize) -> KvLayer<'_> {
-        let at = layer * self.n_ctx * self.kv_dim;
         match &self.store {
-            Store::F32 { k, v } => KvLayer::F32(&k[at..], &v[at..]),
-            Store::F16 { k, v } => KvLayer::F16(&k[at..], &v[at..]),
+            Store::F32 { k, v } => KvLayer::F32(&k[layer], &v[layer]),
+            Store::F16 { k, v } => KvLayer::F16(&k[layer], &v[layer]),
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This process's resident memory, from the kernel's own count.
+    fn resident_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    #[test]
+    fn a_cache_is_resident_only_where_positions_are_stored() {
+        // 1 GiB of f32 keys and values: 32 layers × 4096 positions × 1024 values × 2 × 4.
+        let (n_layer, n_ctx, kv_dim) = (32, 4096, 1024);
+        let before = resident_bytes();
+        let mut cache = KvCache::try_new(KvType::F32, n_layer, n_ctx, kv_dim, None).unwrap();
+        assert_eq!(cache.bytes(), 1 << 30);
+        let row = vec![1.0f32; kv_dim];
+        for layer in 0..n_layer {
+            for p in 0..16 {
+                cache.store(layer, p, &row, &row);
+            }
+        }
+        // 16 positions of 32 layers are 4 MiB; other tests in this process allocate too,
+        // hence the margin, far below the 1 GiB a zero-filled cache would make resident.
+        let grown = resident_bytes().saturating_sub(before);
+        assert!(
+            grown < 192 << 20,
+            "a mostly empty cache made {grown} bytes resident"
+        );
+        // What was stored reads back, and only that.
+        match cache.layer(n_layer - 1) {
+            KvLayer::F32(k, v) => {
+                assert_eq!((k.len(), v.len()), (16 * kv_dim, 16 * kv_dim));
+                assert!(k.iter().chain(v).all(|&x| x == 1.0));
+            }
+            KvLayer::F16(..) => unreachable!(),
         }
     }
 }

@@ -92,6 +92,8 @@ async function bench(engine: EngineName) {
           const tab = await browser.newTab();
           await tab.goto(`${server.url}/`);
           await waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
+          // The page's process before the model: the engine's own share is what it adds.
+          const baseline = pageRss(engine);
           let peak = 0;
           const sampler = setInterval(() => {
             peak = Math.max(peak, pageRss(engine));
@@ -116,6 +118,7 @@ async function bench(engine: EngineName) {
                 loop_guard: false,
               });
               const out = {
+                wasmMemoryBytes: (await engine.stats()).wasmMemoryBytes,
                 kvCacheBytes: engine.load.info.kvCacheBytes,
                 bytes: engine.load.bytes,
                 backend: engine.load.backend,
@@ -161,6 +164,11 @@ async function bench(engine: EngineName) {
             // 0.2 s), against the file plus the KV cache.
             peak_page_rss_bytes: peak,
             peak_vs_file_plus_kv: peak / (r.bytes + r.kvCacheBytes),
+            // Beside the peak: the page before the load, and the engine's wasm memory (the
+            // model and the whole KV cache, whose positions not yet stored are reserved,
+            // not resident).
+            page_before_load_rss_bytes: baseline,
+            wasm_memory_bytes: r.wasmMemoryBytes,
           };
           console.log(JSON.stringify(line));
           expect(r.usage.completion_tokens).toBe(GEN_TOKENS);
