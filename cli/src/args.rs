@@ -42,7 +42,10 @@ pub(crate) struct RunOpts {
     /// Use the scalar reference kernels instead of SIMD.
     #[arg(long)]
     pub(crate) scalar: bool,
-    /// LM head: as stored in the file, or an int8 copy built at load time (faster, smaller).
+    /// LM head: as stored in the file; an int8 copy built at load time (faster, smaller);
+    /// or `int8-exact`, the int8 copy with each token's best 64 candidates scored again
+    /// from the file's float rows (the float head's logits where sampling looks, the int8
+    /// head's memory; CPU only, reads the model file while it runs).
     #[arg(long, value_enum, default_value = "file")]
     pub(crate) head: Head,
     /// KV cache: f32 (the reference's arithmetic) or f16 (half the memory); the CPU
@@ -58,6 +61,7 @@ pub(crate) struct RunOpts {
 pub enum Head {
     File,
     Int8,
+    Int8Exact,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -80,6 +84,7 @@ impl Head {
         match self {
             Head::File => HeadMode::File,
             Head::Int8 => HeadMode::Int8,
+            Head::Int8Exact => HeadMode::Int8Exact,
         }
     }
 }

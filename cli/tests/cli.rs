@@ -128,6 +128,32 @@ fn generate_json_reproduces_llamacpp_greedy_tokens() {
     assert!(v["usage"]["decode_tps"].as_f64().unwrap() > 0.0);
 }
 
+/// `--head int8-exact`: the int8 head's memory, the float head's choices; greedy in f32
+/// mode gives llama.cpp's tokens on the tied I2_S file (whose embedding the head is).
+#[test]
+fn generate_with_the_exact_int8_head_reproduces_llamacpp_greedy_tokens() {
+    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
+    let (ok, out, err) = bitnet(&[
+        "generate",
+        "--model",
+        &fixture("tiny-b158-I2_S.gguf"),
+        "--head",
+        "int8-exact",
+        "--prompt",
+        r["text"].as_str().unwrap(),
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "--act",
+        "f32",
+        "--json",
+        "--no-loop-guard",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["tokens"], r["generated_tokens"]);
+}
+
 #[test]
 fn synth_then_bench_and_chat() {
     let model = tmp("synth-tiny-tq1.gguf");
@@ -299,6 +325,25 @@ fn gpu_backend_logits_generate_and_bench() {
         tmp("x.npy").to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("error [invalid-argument]"), "{err}");
+
+    // The exact head rescores on the CPU: on the GPU a clear refusal.
+    let (ok, _, err) = bitnet(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "a",
+        "-n",
+        "1",
+        "--backend",
+        "gpu",
+        "--head",
+        "int8-exact",
+    ]);
+    assert!(
+        !ok && err.contains("'int8-exact' head runs on the CPU"),
+        "{err}"
+    );
 }
 
 /// The small stand-in of the official 2B4T file (its exact header and vocabulary),

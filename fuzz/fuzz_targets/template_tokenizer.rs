@@ -222,6 +222,7 @@ fuzz_target!(|data: &[u8]| {
                 metadata: md,
                 tensors: Vec::new(),
                 tapped: Vec::new(),
+                data_start: 0,
             };
             let Ok((tok, _)) = chat_parts(&file, &settings) else {
                 return;

@@ -156,7 +156,7 @@ impl DenseMatrix {
 }
 
 /// One row in a float encoding (not I8), as f32.
-fn decode_float_row(ty: DenseType, b: &[u8], out: &mut [f32]) {
+pub fn decode_float_row(ty: DenseType, b: &[u8], out: &mut [f32]) {
     match ty {
         DenseType::F32 => {
             for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {

@@ -1,6 +1,7 @@
 //! GGUF: the container every model arrives in.
 
 mod buf;
+mod file_bytes;
 mod header;
 mod reader;
 mod split;
@@ -10,6 +11,7 @@ mod vocab;
 mod writer;
 
 pub use buf::AlignedBuf;
+pub use file_bytes::FileBytes;
 pub use reader::{
     GgufFile, GgufLoader, LoadOptions, LoadPhase, LoadProgress, NoTap, Tensor, TensorInfo,
     TensorTap, MAX_ARRAY_LEN, MAX_HEADER_BYTES, MAX_STRING_LEN, MAX_TENSORS,

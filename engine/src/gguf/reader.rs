@@ -61,6 +61,9 @@ pub struct GgufFile {
     pub tensors: Vec<Tensor>,
     /// Tensors whose bytes went to a [`TensorTap`] instead of `tensors`.
     pub tapped: Vec<TensorInfo>,
+    /// Where the data section starts in the file (tensor offsets count from here); for
+    /// a merged split model, in its first part.
+    pub data_start: u64,
 }
 
 /// Takes one tensor's bytes as they stream in, in place of the loader's buffer.
@@ -459,6 +462,7 @@ impl<T: TensorTap> GgufLoader<T> {
                     version,
                     metadata,
                     infos,
+                    data_start,
                     ..
                 } = *header;
                 let mut tensors = Vec::with_capacity(infos.len());
@@ -476,6 +480,7 @@ impl<T: TensorTap> GgufLoader<T> {
                     metadata,
                     tensors,
                     tapped: taken,
+                    data_start,
                 };
                 Ok((file, self.tap))
             }

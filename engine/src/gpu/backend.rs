@@ -126,6 +126,14 @@ impl GpuBackend {
         model: Arc<Model>,
         opts: GpuOptions,
     ) -> Result<GpuBackend> {
+        if model.weights.float_head.is_some() {
+            // Its candidates would come back from the GPU only to be rescored here.
+            return Err(Error::InvalidArgument(
+                "the 'int8-exact' head runs on the CPU; on the GPU load with head 'int8' or \
+                 'file'"
+                    .into(),
+            ));
+        }
         let pipes = ctx
             .scoped("compiling the shaders", || {
                 Pipelines::new(&ctx.device, ctx.subgroups)

@@ -300,8 +300,7 @@ impl Backend for CpuBackend {
         for (i, &t) in tokens.iter().enumerate() {
             model
                 .weights
-                .embd
-                .row_f32(t as usize, &mut self.s.x[i * e..(i + 1) * e]);
+                .embed(t as usize, &mut self.s.x[i * e..(i + 1) * e])?;
         }
         for (li, layer) in model.weights.layers.iter().enumerate() {
             self.layer(li, layer, n);
@@ -327,6 +326,14 @@ impl Backend for CpuBackend {
             self.cpu.quantize(&h.x, e, &mut h.acts);
             self.cpu
                 .int8_matmul(head, &h.acts, &mut logits, &mut h.tile);
+            if let Some(rows) = &model.weights.float_head {
+                // On this thread: a host's file may only be readable from it (the browser's).
+                if let Err(e) = rows.rescore(self.cpu.kernels.as_ref(), &h.x, &mut logits) {
+                    // The tokens were not run, as far as the caller can tell.
+                    self.n_past -= n;
+                    return Err(e);
+                }
+            }
         } else {
             self.cpu
                 .dense_matmul(head, &h.x, nr, &mut logits, &mut h.tile);

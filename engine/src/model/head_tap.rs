@@ -28,7 +28,7 @@ impl HeadTap {
 
 impl TensorTap for HeadTap {
     fn choose(&mut self, metadata: &Metadata, infos: &[TensorInfo]) -> Result<Option<usize>> {
-        if self.mode != HeadMode::Int8 {
+        if !self.mode.is_int8() {
             return Ok(None);
         }
         let find = |name: &str| infos.iter().position(|t| t.name == name);

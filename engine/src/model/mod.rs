@@ -3,16 +3,18 @@
 //! same trait).
 
 mod config;
+mod exact_head;
 mod forward;
 mod head_tap;
 mod kv_cache;
 mod weights;
 
 pub use config::{FfnActivation, ModelConfig};
+pub use exact_head::{FloatRows, EXACT_CANDIDATES};
 pub use forward::{CpuBackend, CpuOptions};
 pub use head_tap::HeadTap;
 pub use kv_cache::KvType;
-pub use weights::{LayerWeights, Linear, ModelWeights};
+pub use weights::{LayerWeights, Linear, ModelWeights, EMBD, OUTPUT};
 
 use crate::error::Result;
 use crate::formats::DenseMatrix;
@@ -126,17 +128,50 @@ pub enum HeadMode {
     /// half the bytes read per token (the head is ~40% of them) and less memory. With a
     /// tied embedding the token embeddings are read from it too.
     Int8,
+    /// The int8 head, with each token's best [`EXACT_CANDIDATES`] scored again from the
+    /// float rows of the file (read on demand, never held): the int8 head's memory, the
+    /// float head's logits where the sampler looks. Needs the file kept readable
+    /// ([`Model::read_float_head_from`]); CPU only.
+    #[serde(rename = "int8-exact")]
+    Int8Exact,
+}
+
+impl HeadMode {
+    /// Whether the head is held as int8 rows.
+    pub fn is_int8(self) -> bool {
+        matches!(self, HeadMode::Int8 | HeadMode::Int8Exact)
+    }
 }
 
 impl Model {
     /// Converts the LM head (the embedding, when tied) to int8 rows, in place.
     pub fn set_head(&mut self, mode: HeadMode) {
-        if mode == HeadMode::Int8 {
+        if mode.is_int8() {
             match &mut self.weights.output {
                 Some(out) => out.quantize_rows_int8(),
                 None => self.weights.embd.quantize_rows_int8(),
             }
         }
+    }
+
+    /// Scores the int8 head's best candidates again from the float head in `source`, the
+    /// file the model was loaded from: `info` is the head's tensor in it (the one a
+    /// [`HeadTap`] took), `data_start` where its data section starts.
+    pub fn read_float_head_from(
+        &mut self,
+        source: std::sync::Arc<dyn crate::gguf::FileBytes>,
+        info: &crate::gguf::TensorInfo,
+        data_start: u64,
+    ) -> Result<()> {
+        let head = self.weights.head();
+        if head.ty != crate::formats::DenseType::I8 {
+            return Err(crate::error::Error::InvalidArgument(
+                "the exact head rescores an int8 head; this model's head is not int8".into(),
+            ));
+        }
+        let rows = FloatRows::new(source, info, data_start, head.rows, head.cols)?;
+        self.weights.float_head = Some(rows);
+        Ok(())
     }
 
     /// Builds the model by moving the tensors out of `file`.

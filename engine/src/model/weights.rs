@@ -2,6 +2,7 @@
 //! types, repacking) each tensor's buffer: no tensor is ever held twice.
 
 use super::config::ModelConfig;
+use super::exact_head::FloatRows;
 use crate::error::{Error, Result};
 use crate::formats::{dense, DenseMatrix, TernaryMatrix};
 use crate::gguf::{GgmlType, GgufFile, Tensor, TensorInfo};
@@ -56,11 +57,27 @@ pub struct ModelWeights {
     pub output: Option<DenseMatrix>,
     pub output_norm: Vec<f32>,
     pub layers: Vec<LayerWeights>,
+    /// With [`HeadMode::Int8Exact`](super::HeadMode::Int8Exact): the head's float rows in
+    /// the file, for exact scores of the int8 head's best candidates (and, tied, for the
+    /// token embeddings).
+    pub float_head: Option<FloatRows>,
 }
 
 impl ModelWeights {
     pub fn head(&self) -> &DenseMatrix {
         self.output.as_ref().unwrap_or(&self.embd)
+    }
+
+    /// Token `t`'s embedding: from the file's float rows where the int8 head stands in
+    /// for a tied embedding, else from the embedding matrix.
+    pub fn embed(&self, t: usize, out: &mut [f32]) -> Result<()> {
+        match (&self.float_head, &self.output) {
+            (Some(rows), None) => rows.row_f32(t, out),
+            _ => {
+                self.embd.row_f32(t, out);
+                Ok(())
+            }
+        }
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -128,12 +145,15 @@ impl ModelWeights {
             output,
             output_norm,
             layers,
+            float_head: None,
         })
     }
 }
 
-pub(super) const EMBD: &str = "token_embd.weight";
-pub(super) const OUTPUT: &str = "output.weight";
+/// The token embedding's tensor name (also the LM head when no `output.weight`).
+pub const EMBD: &str = "token_embd.weight";
+/// The LM head's tensor name.
+pub const OUTPUT: &str = "output.weight";
 
 fn check_dims(t: &Tensor, dims: &[u64]) -> Result<()> {
     check_info_dims(&t.info, dims)

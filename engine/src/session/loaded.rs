@@ -4,8 +4,8 @@
 use crate::chat::{ChatFormat, ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::formats::DenseMatrix;
-use crate::gguf::GgufFile;
-use crate::model::{HeadMode, HeadTap, Model};
+use crate::gguf::{split_count_of, FileBytes, GgufFile, TensorInfo};
+use crate::model::{HeadMode, HeadTap, Model, EMBD, OUTPUT};
 use crate::tokenizer::{PreTokenizerChoice, Tokenizer, VocabSpec};
 use std::sync::Arc;
 
@@ -36,13 +36,31 @@ impl LoadedModel {
     /// For a file loaded through a [`HeadTap`] (made with `settings.head`): `head` is the
     /// int8 head it built while the file streamed in.
     pub fn from_gguf_and_head(
-        mut file: GgufFile,
+        file: GgufFile,
         head: Option<DenseMatrix>,
         settings: &LoadSettings,
     ) -> Result<LoadedModel> {
+        LoadedModel::from_gguf_with_source(file, head, settings, None)
+    }
+
+    /// [`from_gguf_and_head`](Self::from_gguf_and_head), with the file the model came from
+    /// kept readable as `source`: what [`HeadMode::Int8Exact`] reads the float head from.
+    pub fn from_gguf_with_source(
+        mut file: GgufFile,
+        head: Option<DenseMatrix>,
+        settings: &LoadSettings,
+        source: Option<Arc<dyn FileBytes>>,
+    ) -> Result<LoadedModel> {
         let (tokenizer, template) = chat_parts(&file, settings)?;
+        let exact = match settings.head {
+            HeadMode::Int8Exact => Some(exact_head_source(&file, source)?),
+            _ => None,
+        };
         let mut model = Model::from_gguf_with_head(&mut file, head)?;
         model.set_head(settings.head);
+        if let Some((source, info)) = exact {
+            model.read_float_head_from(source, &info, file.data_start)?;
+        }
         if tokenizer.n_vocab() > model.config.n_vocab {
             return Err(Error::Model(format!(
                 "the tokenizer has {} tokens but the model only {} embeddings",
@@ -67,9 +85,46 @@ impl LoadedModel {
         path: impl AsRef<std::path::Path>,
         settings: &LoadSettings,
     ) -> Result<LoadedModel> {
+        let path = path.as_ref();
         let (file, tap) = GgufFile::from_path_with_tap(path, HeadTap::new(settings.head))?;
-        LoadedModel::from_gguf_and_head(file, tap.into_head()?, settings)
+        let source = match settings.head {
+            HeadMode::Int8Exact => Some(Arc::new(std::fs::File::open(path)?) as Arc<dyn FileBytes>),
+            _ => None,
+        };
+        LoadedModel::from_gguf_with_source(file, tap.into_head()?, settings, source)
     }
+}
+
+/// The file and the head's tensor in it, for the exact head: refused where the file was
+/// not kept, or is split (offsets are per part).
+fn exact_head_source(
+    file: &GgufFile,
+    source: Option<Arc<dyn FileBytes>>,
+) -> Result<(Arc<dyn FileBytes>, TensorInfo)> {
+    let source = source.ok_or_else(|| {
+        Error::InvalidArgument(
+            "the 'int8-exact' head reads the float head from the model file, which this \
+             load did not keep readable"
+                .into(),
+        )
+    })?;
+    if split_count_of(&file.metadata) != 1 {
+        return Err(Error::InvalidArgument(
+            "the 'int8-exact' head needs a model in one file, not split".into(),
+        ));
+    }
+    // The tensor the model's head will be: `output.weight`, else the tied embedding,
+    // whether a tap took it while loading or it is still in the file.
+    let find = |name: &str| {
+        file.tapped
+            .iter()
+            .find(|t| t.name == name)
+            .or_else(|| file.tensor(name).map(|t| &t.info))
+    };
+    let info = find(OUTPUT)
+        .or_else(|| find(EMBD))
+        .ok_or_else(|| Error::Model(format!("missing tensor '{EMBD}'")))?;
+    Ok((source, info.clone()))
 }
 
 /// The tokenizer and chat template of `file` (its metadata only: vocabulary-only
