@@ -21,7 +21,7 @@ pub struct BenchArgs {
     runs: usize,
     #[arg(long)]
     scalar: bool,
-    /// LM head: as in the file, or the int8 copy.
+    /// LM head: as in the file, the int8 copy, or the int8 copy with exact candidates.
     #[arg(long, value_enum, default_value = "file")]
     head: crate::args::Head,
     /// KV cache: f32 or f16.
