@@ -100,58 +100,42 @@ fn logits_npy_matches_the_reference() {
     assert!(max < 1e-2, "{max}");
 }
 
+/// Greedy in f32 mode gives llama.cpp's tokens: on a TQ2_0 file with its F16 head, and
+/// on the tied I2_S file with `--head int8-exact` (the int8 head's memory, the float
+/// head's choices).
 #[test]
 fn generate_json_reproduces_llamacpp_greedy_tokens() {
     let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
-    let (ok, out, err) = bitnet(&[
-        "generate",
-        "--model",
-        &fixture("tiny-relu2-fold-TQ2_0.gguf"),
-        "--prompt",
-        r["text"].as_str().unwrap(),
-        "-n",
-        "16",
-        "--temp",
-        "0",
-        "--act",
-        "f32",
-        "--json",
-        "--no-loop-guard",
-    ]);
-    assert!(ok, "{err}");
-    let v = json(&out);
-    assert_eq!(v["tokens"], r["generated_tokens"]);
-    assert_eq!(
-        v["usage"]["prompt_tokens"],
-        r["prompt_tokens"].as_array().unwrap().len()
-    );
-    assert!(v["usage"]["decode_tps"].as_f64().unwrap() > 0.0);
-}
-
-/// `--head int8-exact`: the int8 head's memory, the float head's choices; greedy in f32
-/// mode gives llama.cpp's tokens on the tied I2_S file (whose embedding the head is).
-#[test]
-fn generate_with_the_exact_int8_head_reproduces_llamacpp_greedy_tokens() {
-    let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
-    let (ok, out, err) = bitnet(&[
-        "generate",
-        "--model",
-        &fixture("tiny-b158-I2_S.gguf"),
-        "--head",
-        "int8-exact",
-        "--prompt",
-        r["text"].as_str().unwrap(),
-        "-n",
-        "16",
-        "--temp",
-        "0",
-        "--act",
-        "f32",
-        "--json",
-        "--no-loop-guard",
-    ]);
-    assert!(ok, "{err}");
-    assert_eq!(json(&out)["tokens"], r["generated_tokens"]);
+    for (file, head) in [
+        ("tiny-relu2-fold-TQ2_0.gguf", "file"),
+        ("tiny-b158-I2_S.gguf", "int8-exact"),
+    ] {
+        let (ok, out, err) = bitnet(&[
+            "generate",
+            "--model",
+            &fixture(file),
+            "--head",
+            head,
+            "--prompt",
+            r["text"].as_str().unwrap(),
+            "-n",
+            "16",
+            "--temp",
+            "0",
+            "--act",
+            "f32",
+            "--json",
+            "--no-loop-guard",
+        ]);
+        assert!(ok, "{file} --head {head}: {err}");
+        let v = json(&out);
+        assert_eq!(v["tokens"], r["generated_tokens"], "{file} --head {head}");
+        assert_eq!(
+            v["usage"]["prompt_tokens"],
+            r["prompt_tokens"].as_array().unwrap().len()
+        );
+        assert!(v["usage"]["decode_tps"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]
