@@ -34,6 +34,19 @@ impl FileBytes for std::fs::File {
     }
 }
 
+/// Elsewhere (wasm32) through a seek and a read, which two threads could interleave: no
+/// target of this kind reads one file from two threads.
+#[cfg(not(any(unix, windows)))]
+impl FileBytes for std::fs::File {
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = self;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(out)?;
+        Ok(())
+    }
+}
+
 /// A file held in memory (tests, and hosts that keep the bytes anyway).
 impl FileBytes for Vec<u8> {
     fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<()> {
