@@ -5,7 +5,7 @@
  */
 import { expect, test } from "@playwright/test";
 import { cli, MODEL, openPage, splitFixture } from "./helpers.js";
-import { appendFileSync, copyFileSync, mkdirSync, statSync, utimesSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, startServer, type TestServer } from "./server.js";
 
@@ -161,6 +161,71 @@ test("the int8 head and the f16 KV cache answer as the CLI's flags do, in less m
   expect(r.plain.info.kvCache).toBe("f32");
   expect(r.small.info.kvCacheBytes * 2).toBe(r.plain.info.kvCacheBytes);
   expect(r.small.info.weightsBytes).toBeLessThan(r.plain.info.weightsBytes);
+});
+
+test("the int8-exact head answers as the float64 reference does, from the offline copy, in the int8 head's memory", async ({
+  page,
+}) => {
+  // The trained model and its numpy float64 forward (tests/fixtures/brown-tiny.ref.json):
+  // greedy continuations, exact up to the first step whose top two are within 0.04.
+  const ref = JSON.parse(readFileSync(join(ROOT, "tests/fixtures/brown-tiny.ref.json"), "utf8"));
+  const cases = ref.cases.map((c: any) => ({ prompt: c.prompt, n: c.greedy_ids.length }));
+  const r = await page.evaluate(
+    async ({ url, cases }) => {
+      const { CreateEngine, deleteCachedModel } = (window as any).bitnet;
+      const run = async (o: object) => {
+        const engine = await CreateEngine({ model: url, nCtx: 128, device: "wasm", ...o });
+        const tokens = [];
+        for (const c of cases)
+          tokens.push(
+            (await engine.completion(c.prompt, { temperature: 0, max_tokens: c.n, loop_guard: false })).tokens,
+          );
+        return { engine, tokens, info: engine.load.info, source: engine.load.source };
+      };
+      const error = (p: Promise<unknown>) =>
+        p.then(() => null).catch((e: any) => ({ kind: e.kind, message: e.message }));
+      await deleteCachedModel(url);
+      const first = await run({ head: "int8-exact" });
+      // The copy is open for the float rows while the model runs: it cannot go.
+      const deleteWhileLoaded = await error(deleteCachedModel(url));
+      await first.engine.unload();
+      const again = await run({ head: "int8-exact" });
+      await again.engine.unload();
+      const file = await run({ head: "file", cache: false });
+      await file.engine.unload();
+      const int8 = await run({ head: "int8", cache: false });
+      await int8.engine.unload();
+      const noCopy = await error(CreateEngine({ model: url, head: "int8-exact", cache: false }));
+      const deleted = await deleteCachedModel(url);
+      const strip = (x: any) => ({ tokens: x.tokens, info: x.info, source: x.source });
+      return {
+        first: strip(first),
+        again: strip(again),
+        file: strip(file),
+        int8: strip(int8),
+        deleteWhileLoaded,
+        noCopy,
+        deleted,
+      };
+    },
+    { url: `${server.url}/models/brown-tiny-I2_S.gguf`, cases },
+  );
+  expect(r.first.source).toBe("network");
+  expect(r.again.source).toBe("cache");
+  ref.cases.forEach((c: any, i: number) => {
+    for (const run of [r.first, r.again, r.file])
+      expect(run.tokens[i].slice(0, c.clear_ids.length)).toEqual(c.clear_ids);
+  });
+  // The float head's greedy text over every step, not only the clear ones.
+  expect(r.first.tokens).toEqual(r.file.tokens);
+  expect(r.again.tokens).toEqual(r.file.tokens);
+  expect(r.first.info.head).toBe("int8-exact");
+  expect(r.first.info.weightsBytes).toBe(r.int8.info.weightsBytes);
+  expect(r.first.info.weightsBytes).toBeLessThan(r.file.info.weightsBytes);
+  expect(r.deleteWhileLoaded?.kind).toBe("io");
+  expect(r.noCopy?.kind).toBe("invalid-argument");
+  expect(r.noCopy?.message).toContain("offline copy");
+  expect(r.deleted).toBe(true);
 });
 
 test("abort works in prefill and in decode, the next request runs, and queued requests never interleave", async ({

@@ -615,6 +615,31 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   expect(onGpu).toBe(onCpu);
 });
 
+test("Advanced: the exact int8 LM head loads, says so, and answers as the file's head does", async ({ page }) => {
+  await openApp(page, app.url);
+  await setSettings(page, { temperature: "0", max_tokens: "12", system: "" });
+  const answer = async (head: string) => {
+    if (await page.locator("#model-panel").isHidden()) await page.locator("#btn-model").click();
+    await page.getByRole("radio", { name: /BitNet tiny/ }).check();
+    const advanced = page.locator("details", { has: page.locator("summary", { hasText: "Advanced" }) });
+    if (!(await advanced.evaluate((d) => (d as HTMLDetailsElement).open)))
+      await page.locator("summary", { hasText: "Advanced" }).click();
+    await page.getByLabel("LM head").selectOption(head);
+    await page.getByRole("button", { name: "Load model" }).click();
+    await expectModelReady(page);
+    const label = await page.locator("#model-chip-text").textContent();
+    const reply = await (await sendAndWait(page, "Hello there")).locator(".msg-body").textContent();
+    await page.keyboard.press("Alt+N");
+    return { label, reply };
+  };
+  const exact = await answer("int8-exact");
+  const file = await answer("file");
+  expect(exact.label).toContain("· exact int8 head");
+  expect(file.label).not.toContain("int8");
+  expect(exact.reply?.length).toBeGreaterThan(0);
+  expect(exact.reply).toBe(file.reply);
+});
+
 test("Advanced: the int8 LM head loads, says so, and answers", async ({ page }) => {
   await openApp(page, app.url);
   await setSettings(page, { temperature: "0", max_tokens: "8", system: "" });

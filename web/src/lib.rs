@@ -6,7 +6,7 @@
 
 use bitnet_engine::chat::{ChatFormat, ChatMessage};
 use bitnet_engine::formats::DenseMatrix;
-use bitnet_engine::gguf::{merge_split, GgufFile, GgufLoader, LoadOptions, LoadPhase};
+use bitnet_engine::gguf::{merge_split, FileBytes, GgufFile, GgufLoader, LoadOptions, LoadPhase};
 use bitnet_engine::kernels::KernelChoice;
 use bitnet_engine::model::{ActMode, Backend, CpuBackend, CpuOptions, HeadMode, HeadTap, Logits};
 use bitnet_engine::session::{
@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
+mod file_source;
 #[cfg(feature = "webgpu")]
 mod gpu;
 mod options;
@@ -97,6 +98,8 @@ pub struct Engine {
     parts: Vec<GgufFile>,
     /// The int8 head, built while its part streamed in.
     head: Option<DenseMatrix>,
+    /// The offline copy of the file, for the `int8-exact` head (`keepOfflineCopy`).
+    source: Option<Arc<dyn FileBytes>>,
     model: Option<LoadedModel>,
     /// Shared with the futures of the async methods (`stepAsync`, `useGpu`).
     live: Rc<RefCell<Option<Live>>>,
@@ -125,6 +128,7 @@ impl Engine {
             loader: None,
             parts: Vec::new(),
             head: None,
+            source: None,
             model: None,
             live: Rc::new(RefCell::new(None)),
             kernels: String::new(),
@@ -223,8 +227,9 @@ impl Engine {
         match self.opts.head.as_deref() {
             None | Some("file") => Ok(HeadMode::File),
             Some("int8") => Ok(HeadMode::Int8),
+            Some("int8-exact") => Ok(HeadMode::Int8Exact),
             Some(other) => Err(js_error(bitnet_engine::Error::InvalidArgument(format!(
-                "head '{other}': expected \"file\" or \"int8\""
+                "head '{other}': expected \"file\", \"int8\" or \"int8-exact\""
             )))),
         }
     }
@@ -254,8 +259,25 @@ impl Engine {
         })
     }
 
+    /// Keeps the model file readable after `finish` through `handle`, a synchronous
+    /// access handle (`createSyncAccessHandle()`) on its complete offline copy of
+    /// `bytes` bytes: what the `int8-exact` head reads its float rows from. The engine
+    /// closes the handle when it is freed (or when the load fails).
+    #[wasm_bindgen(js_name = keepOfflineCopy)]
+    pub fn keep_offline_copy(
+        &mut self,
+        handle: web_sys::FileSystemSyncAccessHandle,
+        bytes: f64,
+    ) -> Result<(), JsValue> {
+        let copy = file_source::OfflineCopy::new(handle, bytes as u64).map_err(js_error)?;
+        self.source = Some(Arc::new(copy));
+        Ok(())
+    }
+
     /// Ends the download and builds the model; returns its description.
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        // Taken first: a failed load closes the offline copy too.
+        let source = self.source.take();
         let loader = self.take_loader()?;
         let last = self.finish_part(loader)?;
         let mut parts = std::mem::take(&mut self.parts);
@@ -268,8 +290,8 @@ impl Engine {
                 self.opts.pre_tokenizer.as_deref().unwrap_or("auto"),
             ),
         };
-        let loaded =
-            LoadedModel::from_gguf_and_head(file, self.head.take(), &settings).map_err(js_error)?;
+        let loaded = LoadedModel::from_gguf_with_source(file, self.head.take(), &settings, source)
+            .map_err(js_error)?;
         let cfg = &loaded.model.config;
         let n_ctx = self.opts.n_ctx.unwrap_or(2048).min(cfg.n_ctx_train).max(16);
         let backend = self.cpu_backend(&loaded.model, n_ctx)?;

@@ -17,8 +17,10 @@ import type { CachedModel } from "./types.js";
 const DIR = "bitnet-web-models";
 
 // Worker-only OPFS API, missing from TypeScript's DOM library.
-interface FileSystemSyncAccessHandle {
+export interface FileSystemSyncAccessHandle {
+  read(buffer: ArrayBufferView, options?: { at?: number }): number;
   write(buffer: ArrayBufferView, options?: { at?: number }): number;
+  getSize(): number;
   truncate(size: number): void;
   flush(): void;
   close(): void;
@@ -130,6 +132,15 @@ export class CacheWriter {
       this.handle.close();
     }
   }
+}
+
+/** A handle to read the copy of `url` at any offset, for as long as the model runs
+ * (only in a dedicated worker). The copy stays locked until the handle is closed: it
+ * cannot be deleted or written meanwhile. */
+export async function openOfflineCopy(url: string): Promise<FileSystemSyncAccessHandle> {
+  const d = await dir();
+  const fh = await d.getFileHandle(`${await keyOf(url)}.gguf`);
+  return (fh as SyncFileHandle).createSyncAccessHandle();
 }
 
 /** Every cached model, complete or not, with its size on disk. */

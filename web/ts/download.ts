@@ -66,7 +66,7 @@ async function streamOnce(parts: ModelPart[], sink: Sink, opts: StreamOptions): 
       if (i === 0) result.source = source;
     }
     result.bytes = progress.loaded;
-    opts.accept(result.bytes);
+    await opts.accept(result.bytes);
   } catch (e) {
     // Bytes that do not make a model are not kept, nor the partial copy of a file that
     // changed; a network failure keeps what arrived, so that the next attempt resumes.

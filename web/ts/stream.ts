@@ -29,8 +29,9 @@ export interface StreamOptions {
   signal?: AbortSignal;
   onProgress: (p: LoadProgress) => void;
   /** Builds the model from the bytes (all parts: `bytes` of them; throws if they do not
-   * make one); runs before any offline copy is marked complete. */
-  accept: (bytes: number) => void;
+   * make one); runs before any offline copy is marked complete, with every part's copy
+   * written in full and closed. */
+  accept: (bytes: number) => void | Promise<void>;
 }
 
 export interface StreamResult {

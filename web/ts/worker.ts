@@ -4,6 +4,7 @@
  * every generation yields to the event loop between prefill chunks and tokens.
  */
 import { type CpuEngine, type GpuEngine, glueOf, type Pool, type PoolHost, pickBuild, specOf } from "./builds.js";
+import { openOfflineCopy } from "./cache.js";
 import { streamModel } from "./download.js";
 import { BitnetError, toPlain } from "./errors.js";
 import type { EngineCompletion, EngineLoadOptions, LoadRequest, PoolThreadReply, Reply, Request } from "./protocol.js";
@@ -39,6 +40,7 @@ async function findAdapter(): Promise<{ software: boolean; name: string } | null
  * that fails, gets its reason later). */
 function untimedReason(req: LoadRequest, adapter: { software: boolean; name: string } | null): string {
   if (req.device !== "auto") return `device: '${req.device}' was asked for`;
+  if (req.head === "int8-exact") return "the 'int8-exact' head runs on the CPU";
   if (!adapter) return "this browser has no WebGPU adapter";
   if (req.wasmVariant !== "auto") return `wasmVariant '${req.wasmVariant}' was asked for`;
   return `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`;
@@ -62,6 +64,27 @@ function yieldToEvents(): Promise<void> {
     ch.port1.onmessage = () => resolve();
     ch.port2.postMessage(null);
   });
+}
+
+/** The offline copy that the `int8-exact` head reads its float rows from: the model's
+ * one file, just written or read in full. */
+async function exactHeadSource(req: LoadRequest) {
+  const [part] = req.parts;
+  if (req.parts.length !== 1 || part instanceof Blob || !req.cache) {
+    throw new BitnetError(
+      "invalid-argument",
+      "the 'int8-exact' head reads the float head from the model's offline copy: load one URL with cache on",
+    );
+  }
+  try {
+    return await openOfflineCopy(String(part));
+  } catch (e) {
+    throw new BitnetError(
+      "io",
+      `the 'int8-exact' head needs the model's offline copy, which cannot be opened (${String(e)}): ` +
+        "the browser may keep no copy (storage full or unavailable), or another tab has it open",
+    );
+  }
 }
 
 /** The CPU path of the webgpu build. */
@@ -196,7 +219,11 @@ class EngineWorker {
     // For `auto`, a software adapter is passed over unless asked for: a GPU emulated on
     // the CPU decodes slower than WASM.
     const autoGpu =
-      req.device === "auto" && req.wasmVariant === "auto" && !!adapter && (!adapter.software || req.measureSoftwareGpu);
+      req.device === "auto" &&
+      req.wasmVariant === "auto" &&
+      req.head !== "int8-exact" &&
+      !!adapter &&
+      (!adapter.software || req.measureSoftwareGpu);
     const wantGpu = req.device === "webgpu" || autoGpu;
     let device: DeviceChoice = { reason: untimedReason(req, adapter) };
     if (req.device === "webgpu" && !adapter) {
@@ -267,8 +294,9 @@ class EngineWorker {
           rangeChunkBytes: req.rangeChunkBytes,
           retries: req.retries,
           onProgress: (progress) => this.post({ id: req.id, kind: "progress", progress }),
-          accept: (bytes) => {
+          accept: async (bytes) => {
             finalPhase("parse", bytes);
+            if (req.head === "int8-exact") e!.keepOfflineCopy(await exactHeadSource(req), bytes);
             info = e!.finish();
           },
         },

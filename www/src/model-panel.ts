@@ -5,6 +5,7 @@ import {
   listCachedModels,
   type CreateEngineOptions,
   type LoadProgress,
+  type LoadResult,
 } from "bitnet-web";
 import { $, h } from "./dom";
 import { engineUpdated, onEngineChange, setEngine } from "./engine-state";
@@ -22,6 +23,12 @@ const fileInput = $<HTMLInputElement>("local-file");
 const deviceSelect = $<HTMLSelectElement>("device-select");
 const ctxInput = $<HTMLInputElement>("ctx-input");
 const headSelect = $<HTMLSelectElement>("head-select");
+/** What the model chip adds for each LM head. */
+const HEAD_LABELS: Record<LoadResult["info"]["head"], string> = {
+  file: "",
+  int8: " · int8 head",
+  "int8-exact": " · exact int8 head",
+};
 
 let loading: AbortController | null = null;
 let droppedFile: File | null = null;
@@ -269,7 +276,7 @@ export async function initModelPanel(): Promise<void> {
   chipButton.addEventListener("click", () => showPanel(panel.hidden));
   onEngineChange((engine, name) => {
     $("model-chip-text").textContent = engine
-      ? `${name} · ${backendLabel(engine.backend)}${engine.load.info.head === "int8" ? " · int8 head" : ""}`
+      ? `${name} · ${backendLabel(engine.backend)}${HEAD_LABELS[engine.load.info.head]}`
       : "No model loaded";
     chipButton.classList.toggle("chip-ready", !!engine);
     // Why this backend (with device "auto", whether WebGPU was tried and what decided it)
