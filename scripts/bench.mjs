@@ -36,8 +36,10 @@ const variants = opt(
 ).split(",");
 // Threads of the `-threads` builds (the single-thread targets are measured on the others).
 const poolThreads = Number(opt("threads", Math.min(availableParallelism(), 8)));
-// LM heads to try: the file's (F16) and the int8 copy.
-const heads = opt("heads", "file,int8").split(",");
+// LM heads to try: the file's (F16), the int8 copy, and the int8 / int4 copies whose best
+// candidates are rescored from the file (natively only: in wasm they read the browser's
+// offline copy, which Node has not; `--browser` measures them in the package).
+const heads = opt("heads", "file,int8,int8-exact,int4-exact").split(",");
 
 const cli = path.join(root, "target/release/bitnet");
 if (!existsSync(cli) || variants.includes("native")) {
@@ -66,6 +68,7 @@ for (const model of models) {
   for (const head of heads)
     for (const v of variants) {
       if (v === "wasm-scalar" && head !== "file") continue;
+      if (v !== "native" && head.endsWith("-exact")) continue;
       let line;
       if (v === "native") {
         const r = JSON.parse(

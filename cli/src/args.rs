@@ -43,9 +43,10 @@ pub(crate) struct RunOpts {
     #[arg(long)]
     pub(crate) scalar: bool,
     /// LM head: as stored in the file; an int8 copy built at load time (faster, smaller);
-    /// or `int8-exact`, the int8 copy with each token's best 64 candidates scored again
-    /// from the file's float rows (the float head's logits where sampling looks, the int8
-    /// head's memory; CPU only, reads the model file while it runs).
+    /// `int8-exact`, the int8 copy with each token's best 64 candidates scored again from
+    /// the file's float rows (the float head's logits where sampling looks, the int8
+    /// head's memory; CPU only, reads the model file while it runs); or `int4-exact`, the
+    /// same over a 4-bit copy (half the int8 head's memory).
     #[arg(long, value_enum, default_value = "file")]
     pub(crate) head: Head,
     /// KV cache: f32 (the reference's arithmetic) or f16 (half the memory); the CPU
@@ -62,6 +63,7 @@ pub enum Head {
     File,
     Int8,
     Int8Exact,
+    Int4Exact,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -85,6 +87,7 @@ impl Head {
             Head::File => HeadMode::File,
             Head::Int8 => HeadMode::Int8,
             Head::Int8Exact => HeadMode::Int8Exact,
+            Head::Int4Exact => HeadMode::Int4Exact,
         }
     }
 }

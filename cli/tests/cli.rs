@@ -101,14 +101,15 @@ fn logits_npy_matches_the_reference() {
 }
 
 /// Greedy in f32 mode gives llama.cpp's tokens: on a TQ2_0 file with its F16 head, and
-/// on the tied I2_S file with `--head int8-exact` (the int8 head's memory, the float
-/// head's choices).
+/// on the tied I2_S file with `--head int8-exact` and `int4-exact` (the small head's
+/// memory, the float head's choices).
 #[test]
 fn generate_json_reproduces_llamacpp_greedy_tokens() {
     let r = json(&std::fs::read_to_string(fixture("tiny-relu2-fold.llamacpp-f32.json")).unwrap());
     for (file, head) in [
         ("tiny-relu2-fold-TQ2_0.gguf", "file"),
         ("tiny-b158-I2_S.gguf", "int8-exact"),
+        ("tiny-b158-I2_S.gguf", "int4-exact"),
     ] {
         let (ok, out, err) = bitnet(&[
             "generate",
@@ -325,7 +326,7 @@ fn gpu_backend_logits_generate_and_bench() {
         "int8-exact",
     ]);
     assert!(
-        !ok && err.contains("'int8-exact' head runs on the CPU"),
+        !ok && err.contains("exact heads ('int8-exact', 'int4-exact') run on the CPU"),
         "{err}"
     );
 }

@@ -2,7 +2,7 @@
 //! independent float64 references.
 
 mod common;
-use bitnet_engine::model::ActMode;
+use bitnet_engine::model::{ActMode, HeadMode};
 use common::*;
 
 const VOCAB: usize = 512;
@@ -159,7 +159,7 @@ fn greedy_continuation_matches_llamacpp() {
 /// The optional int8 LM head: how far it moves the logits (reported, and bounded).
 #[test]
 fn int8_head_stays_close() {
-    use bitnet_engine::model::{HeadMode, Model};
+    use bitnet_engine::model::Model;
     let tokens = tokens("tiny-relu2-fold");
     let (_, reference) = npy("tiny-relu2-fold.ref-int8.npy");
     let mut file =
@@ -180,13 +180,26 @@ fn int8_head_stays_close() {
     assert!(agree >= 0.9, "argmax agreement {agree}");
 }
 
-/// The exact head: the int8 head's best candidates scored again from the file's float rows.
-/// Where the sampler looks (each row's 16 best in the float64 reference) it reaches the
-/// reference at the float head's int8-activation tolerance (2e-2), which the int8 head
-/// alone misses; greedy decoding in f32 mode reproduces llama.cpp's 16 tokens.
+/// The exact heads: the int8 or int4 head's best candidates scored again from the file's
+/// float rows. Where the sampler looks (each row's 16 best in the float64 reference) they
+/// reach the reference at the float head's int8-activation tolerance (2e-2), which the
+/// small heads alone miss; greedy decoding in f32 mode reproduces llama.cpp's 16 tokens.
 #[test]
-fn int8_exact_head_gives_the_float_heads_logits_where_the_sampler_looks() {
-    use bitnet_engine::model::{CpuBackend, CpuOptions, HeadMode};
+fn exact_heads_give_the_float_heads_logits_where_the_sampler_looks() {
+    for (exact, small) in [
+        (HeadMode::Int8Exact, HeadMode::Int8),
+        (HeadMode::Int4Exact, HeadMode::Int4Exact),
+    ] {
+        exact_head_parity(exact, small);
+    }
+}
+
+/// `exact` against the reference, beside `small` alone (the int4 head alone: an
+/// `int4-exact` model without the file).
+fn exact_head_parity(mode: HeadMode, small: HeadMode) {
+    use bitnet_engine::gguf::GgufFile;
+    use bitnet_engine::model::Model;
+    use bitnet_engine::model::{CpuBackend, CpuOptions};
     use bitnet_engine::sampler::SamplerConfig;
     use bitnet_engine::session::{Flow, GenerateOptions, LoadSettings, LoadedModel, Session};
     let file = "tiny-b158-I2_S.gguf";
@@ -201,11 +214,20 @@ fn int8_exact_head_gives_the_float_heads_logits_where_the_sampler_looks() {
         )
         .unwrap()
     };
-    let (exact, int8) = (load(HeadMode::Int8Exact), load(HeadMode::Int8));
+    let exact = load(mode);
+    let plain_model = if small == mode {
+        // The same head with nothing rescored.
+        let bytes = std::fs::read(fixture(file)).unwrap();
+        let mut m = Model::from_gguf(&mut GgufFile::from_bytes(&bytes).unwrap()).unwrap();
+        m.set_head(small);
+        std::sync::Arc::new(m)
+    } else {
+        load(small).model
+    };
     let tokens = tokens(family);
     let (_, want) = npy(&format!("{family}.ref-int8.npy"));
     let ours = all_logits(&exact.model, ActMode::Int8, &tokens);
-    let plain = all_logits(&int8.model, ActMode::Int8, &tokens);
+    let plain = all_logits(&plain_model, ActMode::Int8, &tokens);
     let (mut max, mut max_plain) = (0f32, 0f32);
     for ((o, p), r) in ours
         .chunks(VOCAB)
@@ -221,11 +243,11 @@ fn int8_exact_head_gives_the_float_heads_logits_where_the_sampler_looks() {
     }
     let (_, agree) = compare(&ours, &want, VOCAB);
     println!(
-        "{file} int8-exact head vs ref-int8 on each row's 16 best: max abs diff {max:.3e} \
-         (int8 head alone {max_plain:.3e}); argmax agreement {agree:.3}"
+        "{file} {mode:?} head vs ref-int8 on each row's 16 best: max abs diff {max:.3e} \
+         (the small head alone {max_plain:.3e}); argmax agreement {agree:.3}"
     );
-    assert!(max <= 2e-2, "int8-exact: max abs diff {max}");
-    assert!(agree >= 0.95, "int8-exact: argmax agreement {agree}");
+    assert!(max <= 2e-2, "{mode:?}: max abs diff {max}");
+    assert!(agree >= 0.95, "{mode:?}: argmax agreement {agree}");
 
     let r = reference(family);
     let backend = CpuBackend::new(
@@ -250,7 +272,7 @@ fn int8_exact_head_gives_the_float_heads_logits_where_the_sampler_looks() {
     let c = s
         .complete_tokens(&r.prompt, &opts, &mut |_| Flow::Continue)
         .unwrap();
-    assert_eq!(c.tokens, r.generated, "greedy with the int8-exact head");
+    assert_eq!(c.tokens, r.generated, "greedy with the {mode:?} head");
 }
 
 /// The f16 KV cache (what bitnet.cpp keeps): on the file bitnet.cpp itself ran with its

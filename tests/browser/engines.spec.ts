@@ -286,6 +286,44 @@ test("a model downloaded once loads from the offline cache when the network fail
   }
 });
 
+test("the exact heads read the offline copy: the CLI's greedy reply in the small heads' memory, or why not", async ({
+  tab,
+}) => {
+  const expected = cliReply();
+  const r = await tab.evaluate(
+    async ({ url, prompt }) => {
+      const { CreateEngine, deleteCachedModel } = (window as any).bitnet;
+      await deleteCachedModel(url).catch(() => {});
+      const runs: any = {};
+      for (const head of ["int8-exact", "int4-exact"]) {
+        try {
+          const engine = await CreateEngine({ model: url, head });
+          const c = await engine.chat.completions.create({
+            messages: [{ role: "user", content: prompt }],
+            temperature: 0,
+            max_tokens: 24,
+          });
+          await engine.unload();
+          runs[head] = { text: c.choices[0].message.content, head: engine.load.info.head, source: engine.load.source };
+        } catch (e: any) {
+          runs[head] = { error: e.kind };
+        }
+      }
+      await deleteCachedModel(url).catch(() => {});
+      return runs;
+    },
+    { url: `${server.url}/models/${MODEL}`, prompt: PROMPT },
+  );
+  if (EXPECTED[tab.engine].offlineCache) {
+    expect(r["int8-exact"]).toEqual({ text: expected.text, head: "int8-exact", source: "network" });
+    // The second load reads the copy the first one kept, and its head reads the same copy.
+    expect(r["int4-exact"]).toEqual({ text: expected.text, head: "int4-exact", source: "cache" });
+  } else {
+    // No origin private file system: no copy to read the float rows from.
+    expect(r).toEqual({ "int8-exact": { error: "io" }, "int4-exact": { error: "io" } });
+  }
+});
+
 test("a corrupt or missing model is a typed error, nothing is kept, and the next load works", async ({ tab }) => {
   const r = await tab.evaluate(
     async ({ base, model }) => {

@@ -163,7 +163,7 @@ test("the int8 head and the f16 KV cache answer as the CLI's flags do, in less m
   expect(r.small.info.weightsBytes).toBeLessThan(r.plain.info.weightsBytes);
 });
 
-test("the int8-exact head answers as the float64 reference does, from the offline copy, in the int8 head's memory", async ({
+test("the exact heads answer as the float64 reference does, from the offline copy, in the small heads' memory", async ({
   page,
 }) => {
   // The trained model and its numpy float64 forward (tests/fixtures/brown-tiny.ref.json):
@@ -189,13 +189,14 @@ test("the int8-exact head answers as the float64 reference does, from the offlin
       // The copy is open for the float rows while the model runs: it cannot go.
       const deleteWhileLoaded = await error(deleteCachedModel(url));
       await first.engine.unload();
-      const again = await run({ head: "int8-exact" });
+      // The 4-bit head, from the copy the first load kept.
+      const again = await run({ head: "int4-exact" });
       await again.engine.unload();
       const file = await run({ head: "file", cache: false });
       await file.engine.unload();
       const int8 = await run({ head: "int8", cache: false });
       await int8.engine.unload();
-      const noCopy = await error(CreateEngine({ model: url, head: "int8-exact", cache: false }));
+      const noCopy = await error(CreateEngine({ model: url, head: "int4-exact", cache: false }));
       const deleted = await deleteCachedModel(url);
       const strip = (x: any) => ({ tokens: x.tokens, info: x.info, source: x.source });
       return {
@@ -222,6 +223,8 @@ test("the int8-exact head answers as the float64 reference does, from the offlin
   expect(r.first.info.head).toBe("int8-exact");
   expect(r.first.info.weightsBytes).toBe(r.int8.info.weightsBytes);
   expect(r.first.info.weightsBytes).toBeLessThan(r.file.info.weightsBytes);
+  expect(r.again.info.head).toBe("int4-exact");
+  expect(r.again.info.weightsBytes).toBeLessThan(r.int8.info.weightsBytes);
   expect(r.deleteWhileLoaded?.kind).toBe("io");
   expect(r.noCopy?.kind).toBe("invalid-argument");
   expect(r.noCopy?.message).toContain("offline copy");

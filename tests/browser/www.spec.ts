@@ -615,7 +615,7 @@ test("the WebGPU backend (Chromium's SwiftShader) and the WASM backend give the 
   expect(onGpu).toBe(onCpu);
 });
 
-test("Advanced: the exact int8 LM head loads, says so, and answers as the file's head does", async ({ page }) => {
+test("Advanced: the exact int4 LM head loads, says so, and answers as the file's head does", async ({ page }) => {
   await openApp(page, app.url);
   await setSettings(page, { temperature: "0", max_tokens: "12", system: "" });
   const answer = async (head: string) => {
@@ -632,9 +632,9 @@ test("Advanced: the exact int8 LM head loads, says so, and answers as the file's
     await page.keyboard.press("Alt+N");
     return { label, reply };
   };
-  const exact = await answer("int8-exact");
+  const exact = await answer("int4-exact");
   const file = await answer("file");
-  expect(exact.label).toContain("· exact int8 head");
+  expect(exact.label).toContain("· exact int4 head");
   expect(file.label).not.toContain("int8");
   expect(exact.reply?.length).toBeGreaterThan(0);
   expect(exact.reply).toBe(file.reply);

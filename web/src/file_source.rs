@@ -1,6 +1,6 @@
 //! The model file kept readable in the browser after it loaded: a synchronous access
 //! handle on its offline copy (the origin private file system), which the worker opens
-//! and hands to the engine. What the `int8-exact` head reads its candidates' float rows
+//! and hands to the engine. What the exact heads read their candidates' float rows
 //! (and a tied embedding's token rows) from, instead of holding them in memory.
 
 use bitnet_engine::gguf::FileBytes;

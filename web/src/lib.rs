@@ -98,7 +98,7 @@ pub struct Engine {
     parts: Vec<GgufFile>,
     /// The int8 head, built while its part streamed in.
     head: Option<DenseMatrix>,
-    /// The offline copy of the file, for the `int8-exact` head (`keepOfflineCopy`).
+    /// The offline copy of the file, for the exact heads (`keepOfflineCopy`).
     source: Option<Arc<dyn FileBytes>>,
     model: Option<LoadedModel>,
     /// Shared with the futures of the async methods (`stepAsync`, `useGpu`).
@@ -228,8 +228,9 @@ impl Engine {
             None | Some("file") => Ok(HeadMode::File),
             Some("int8") => Ok(HeadMode::Int8),
             Some("int8-exact") => Ok(HeadMode::Int8Exact),
+            Some("int4-exact") => Ok(HeadMode::Int4Exact),
             Some(other) => Err(js_error(bitnet_engine::Error::InvalidArgument(format!(
-                "head '{other}': expected \"file\", \"int8\" or \"int8-exact\""
+                "head '{other}': expected \"file\", \"int8\", \"int8-exact\" or \"int4-exact\""
             )))),
         }
     }
@@ -261,7 +262,7 @@ impl Engine {
 
     /// Keeps the model file readable after `finish` through `handle`, a synchronous
     /// access handle (`createSyncAccessHandle()`) on its complete offline copy of
-    /// `bytes` bytes: what the `int8-exact` head reads its float rows from. The engine
+    /// `bytes` bytes: what the exact heads read their float rows from. The engine
     /// closes the handle when it is freed (or when the load fails).
     #[wasm_bindgen(js_name = keepOfflineCopy)]
     pub fn keep_offline_copy(

@@ -20,7 +20,9 @@ pub(crate) struct EngineOptions {
     pub(crate) act: Option<String>,
     /// Use the scalar kernels even in a SIMD build (for comparisons).
     pub(crate) scalar: bool,
-    /// "file" (default) or "int8": an int8 LM head built at load time (faster, smaller).
+    /// "file" (default), "int8": an int8 LM head built at load time (faster, smaller), or
+    /// "int8-exact" / "int4-exact": an int8 / int4 head whose best candidates are scored
+    /// again from the offline copy ([`crate::Engine::keep_offline_copy`]).
     pub(crate) head: Option<String>,
     /// "f32" (default) or "f16": how the KV cache keeps keys and values (f16: half the
     /// memory, as bitnet.cpp keeps them).

@@ -23,7 +23,7 @@ pub(crate) struct ModelInfo {
     pub(crate) kv_cache_bytes: usize,
     pub(crate) kv_cache: bitnet_engine::model::KvType,
     pub(crate) kernels: String,
-    /// "file" or "int8": the LM head in use.
+    /// "file", "int8", "int8-exact" or "int4-exact": the LM head in use.
     pub(crate) head: String,
     /// The chat format in use (`bitnet-2b4t`, `gguf`, `jinja`) and why.
     pub(crate) chat_format: bitnet_engine::chat::ChatFormatInfo,

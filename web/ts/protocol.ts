@@ -6,7 +6,7 @@ export interface LoadRequest {
   op: "load";
   parts: ModelPart[];
   nCtx?: number;
-  head?: "file" | "int8" | "int8-exact";
+  head?: "file" | "int8" | "int8-exact" | "int4-exact";
   kvCache?: "f32" | "f16";
   chatTemplate?: string;
   preTokenizer?: string;
@@ -31,7 +31,7 @@ export interface EngineLoadOptions {
   expectedBytes?: number;
   act?: "int8" | "f32";
   scalar?: boolean;
-  head?: "file" | "int8" | "int8-exact";
+  head?: "file" | "int8" | "int8-exact" | "int4-exact";
   kvCache?: "f32" | "f16";
   threads?: number;
   chatTemplate?: string;

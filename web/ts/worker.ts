@@ -40,7 +40,7 @@ async function findAdapter(): Promise<{ software: boolean; name: string } | null
  * that fails, gets its reason later). */
 function untimedReason(req: LoadRequest, adapter: { software: boolean; name: string } | null): string {
   if (req.device !== "auto") return `device: '${req.device}' was asked for`;
-  if (req.head === "int8-exact") return "the 'int8-exact' head runs on the CPU";
+  if (isExactHead(req.head)) return `the '${req.head}' head runs on the CPU`;
   if (!adapter) return "this browser has no WebGPU adapter";
   if (req.wasmVariant !== "auto") return `wasmVariant '${req.wasmVariant}' was asked for`;
   return `the WebGPU adapter (${adapter.name}) is a software renderer, slower than WASM`;
@@ -66,14 +66,19 @@ function yieldToEvents(): Promise<void> {
   });
 }
 
-/** The offline copy that the `int8-exact` head reads its float rows from: the model's
- * one file, just written or read in full. */
+/** The heads that score their best candidates again from the model's offline copy. */
+function isExactHead(head: LoadRequest["head"]): head is "int8-exact" | "int4-exact" {
+  return head === "int8-exact" || head === "int4-exact";
+}
+
+/** The offline copy that an exact head reads its float rows from: the model's one file,
+ * just written or read in full. */
 async function exactHeadSource(req: LoadRequest) {
   const [part] = req.parts;
   if (req.parts.length !== 1 || part instanceof Blob || !req.cache) {
     throw new BitnetError(
       "invalid-argument",
-      "the 'int8-exact' head reads the float head from the model's offline copy: load one URL with cache on",
+      `the '${req.head}' head reads the float head from the model's offline copy: load one URL with cache on`,
     );
   }
   try {
@@ -81,7 +86,7 @@ async function exactHeadSource(req: LoadRequest) {
   } catch (e) {
     throw new BitnetError(
       "io",
-      `the 'int8-exact' head needs the model's offline copy, which cannot be opened (${String(e)}): ` +
+      `the '${req.head}' head needs the model's offline copy, which cannot be opened (${String(e)}): ` +
         "the browser may keep no copy (storage full or unavailable), or another tab has it open",
     );
   }
@@ -221,7 +226,7 @@ class EngineWorker {
     const autoGpu =
       req.device === "auto" &&
       req.wasmVariant === "auto" &&
-      req.head !== "int8-exact" &&
+      !isExactHead(req.head) &&
       !!adapter &&
       (!adapter.software || req.measureSoftwareGpu);
     const wantGpu = req.device === "webgpu" || autoGpu;
@@ -296,7 +301,7 @@ class EngineWorker {
           onProgress: (progress) => this.post({ id: req.id, kind: "progress", progress }),
           accept: async (bytes) => {
             finalPhase("parse", bytes);
-            if (req.head === "int8-exact") e!.keepOfflineCopy(await exactHeadSource(req), bytes);
+            if (isExactHead(req.head)) e!.keepOfflineCopy(await exactHeadSource(req), bytes);
             info = e!.finish();
           },
         },

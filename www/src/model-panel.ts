@@ -28,6 +28,7 @@ const HEAD_LABELS: Record<LoadResult["info"]["head"], string> = {
   file: "",
   int8: " · int8 head",
   "int8-exact": " · exact int8 head",
+  "int4-exact": " · exact int4 head",
 };
 
 let loading: AbortController | null = null;

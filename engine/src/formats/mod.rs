@@ -8,7 +8,7 @@ pub mod ternary;
 pub mod tq1_0;
 pub mod tq2_0;
 
-pub use dense::{DenseMatrix, DenseType, Int8RowBuilder};
+pub use dense::{DenseMatrix, DenseType, RowQuantizer};
 pub use ternary::{TernaryMatrix, TernaryScale};
 
 use crate::error::{Error, Result};

@@ -11,6 +11,7 @@ use super::ops::{
 };
 use super::pack;
 use crate::error::{Error, Result};
+use crate::formats::DenseType;
 use crate::model::{Logits, Model, ModelConfig};
 use std::sync::Arc;
 use wgpu::{BindGroup, ComputePass};
@@ -126,11 +127,11 @@ impl GpuBackend {
         model: Arc<Model>,
         opts: GpuOptions,
     ) -> Result<GpuBackend> {
-        if model.weights.float_head.is_some() {
+        if model.weights.float_head.is_some() || model.weights.head().ty == DenseType::I4 {
             // Its candidates would come back from the GPU only to be rescored here.
             return Err(Error::InvalidArgument(
-                "the 'int8-exact' head runs on the CPU; on the GPU load with head 'int8' or \
-                 'file'"
+                "the exact heads ('int8-exact', 'int4-exact') run on the CPU; on the GPU \
+                 load with head 'int8' or 'file'"
                     .into(),
             ));
         }

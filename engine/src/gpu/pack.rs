@@ -68,6 +68,7 @@ pub fn dense_rows_bytes(m: &DenseMatrix, rows: std::ops::Range<usize>) -> (Dense
         DenseType::F32 => (DenseKind::F32, bytes.to_vec()),
         DenseType::F16 => (DenseKind::F16, bytes.to_vec()),
         DenseType::I8 => (DenseKind::I8, bytes.to_vec()),
+        DenseType::I4 => unreachable!("GpuBackend refuses an int4 head before packing"),
         DenseType::BF16 => (
             DenseKind::F32,
             bf16_values(bytes, rows.len() * m.cols)
@@ -83,6 +84,7 @@ pub fn dense_kind(ty: DenseType) -> DenseKind {
         DenseType::F32 | DenseType::BF16 => DenseKind::F32,
         DenseType::F16 => DenseKind::F16,
         DenseType::I8 => DenseKind::I8,
+        DenseType::I4 => unreachable!("GpuBackend refuses an int4 head before packing"),
     }
 }
 

@@ -81,6 +81,10 @@ pub trait Kernels: Send + Sync {
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
         scalar::int8_rows(w, a, rows, out)
     }
+    /// int4 rows (`DenseType::I4`) × int8 activations: the smallest LM head.
+    fn int4_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        scalar::int4_rows(w, a, rows, out)
+    }
     /// Ternary rows × f32 activations (f32 mode, the reference's arithmetic): see
     /// [`scalar::ternary_matmul_f32`].
     fn ternary_matmul_f32(&self, w: &TernaryMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
@@ -251,15 +255,21 @@ impl Cpu {
         });
     }
 
-    pub fn int8_matmul(
+    /// An int8 or int4 matrix (`DenseType::I8` / `I4`) × int8 activations.
+    pub fn quantized_matmul(
         &self,
         w: &DenseMatrix,
         a: &QuantActs,
         out: &mut [f32],
         tile: &mut Vec<f32>,
     ) {
+        let int4 = w.ty == crate::formats::DenseType::I4;
         self.run_rows(w.rows, a.n_tok, out, tile, |rows, o| {
-            self.kernels.int8_rows(w, a, rows, o)
+            if int4 {
+                self.kernels.int4_rows(w, a, rows, o)
+            } else {
+                self.kernels.int8_rows(w, a, rows, o)
+            }
         });
     }
 

@@ -1,7 +1,7 @@
 //! Scalar reference kernels: the source of truth for every op.
 
 use super::QuantActs;
-use crate::formats::dense::DenseType;
+use crate::formats::dense::{i4_value, DenseType};
 use crate::formats::{i2s, DenseMatrix, TernaryMatrix};
 use half::{bf16, f16};
 use std::ops::Range;
@@ -121,6 +121,24 @@ pub fn int8_rows(w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [
     }
 }
 
+/// int4 weights (per-row scales, [`DenseType::I4`]'s nibble order) × int8 activations
+/// (per-token scales).
+pub fn int4_rows(w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+    let n_tok = a.n_tok;
+    for (i, r) in rows.enumerate() {
+        let wr = w.row_bytes(r);
+        for t in 0..n_tok {
+            let dot: i32 = a
+                .token(t)
+                .iter()
+                .enumerate()
+                .map(|(c, &x)| i4_value(wr, c) as i32 * x as i32)
+                .sum();
+            out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+        }
+    }
+}
+
 pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, out: &mut [f32]) {
     let cols = w.cols;
     for (i, r) in rows.enumerate() {
@@ -147,6 +165,13 @@ pub fn dense_rows(w: &DenseMatrix, x: &[f32], n_tok: usize, rows: Range<usize>, 
                     wb.iter()
                         .zip(xr)
                         .map(|(&q, &xv)| q as i8 as f32 * xv)
+                        .sum::<f32>()
+                        * w.row_scales[r]
+                }
+                DenseType::I4 => {
+                    xr.iter()
+                        .enumerate()
+                        .map(|(c, &xv)| i4_value(wb, c) as f32 * xv)
                         .sum::<f32>()
                         * w.row_scales[r]
                 }

@@ -149,19 +149,45 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
             // An infinite weight makes the int8 copy meaningless.
             continue;
         }
-        let mut q8 = d.clone();
-        q8.quantize_rows_int8();
         let mut xq = QuantActs::default();
         scalar::quantize_acts(&xd, dense_cols, &mut xq);
-        let (mut got, mut want) = (vec![0f32; rows * 2], vec![0f32; rows * 2]);
-        k.int8_rows(&q8, &xq, 0..rows, &mut got);
-        scalar::int8_rows(&q8, &xq, 0..rows, &mut want);
-        close(
-            &format!("case {case}: int8 {rows}x{dense_cols}"),
-            &got,
-            &want,
-            1e-6,
-        )?;
+        // The int4 head's rows are whole 128-value blocks and a tail: give it more columns,
+        // and one to three tokens (decode's one, and a prefill's pairs and odd last one).
+        let cols4 = dense_cols + 128 * (case % 4);
+        let n4 = 1 + case % 3;
+        let xd4: Vec<f32> = (0..cols4 * n4)
+            .map(|_| rng.random_range(-x_spread..x_spread))
+            .collect();
+        let mut xq4 = QuantActs::default();
+        scalar::quantize_acts(&xd4, cols4, &mut xq4);
+        let vals4: Vec<f32> = (0..rows * cols4)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let mut q8 = d.clone();
+        q8.quantize_rows_int8();
+        let mut q4 = DenseMatrix::from_f16(rows, cols4, &vals4);
+        q4.quantize_rows(crate::formats::DenseType::I4);
+        type Rows = fn(&DenseMatrix, &QuantActs, std::ops::Range<usize>, &mut [f32]);
+        let heads: [(&str, &DenseMatrix, &QuantActs, Rows); 2] = [
+            ("int8", &q8, &xq, scalar::int8_rows),
+            ("int4", &q4, &xq4, scalar::int4_rows),
+        ];
+        for (name, m, xq, reference) in heads {
+            let n = rows * xq.n_tok;
+            let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
+            if name == "int4" {
+                k.int4_rows(m, xq, 0..rows, &mut got);
+            } else {
+                k.int8_rows(m, xq, 0..rows, &mut got);
+            }
+            reference(m, xq, 0..rows, &mut want);
+            close(
+                &format!("case {case}: {name} {rows}x{}, {} tokens", m.cols, xq.n_tok),
+                &got,
+                &want,
+                1e-6,
+            )?;
+        }
     }
     Ok(())
 }

@@ -87,6 +87,30 @@ proptest! {
         let scale = (cols as f32).sqrt();
         close(&got, &want, 1e-5 * scale)?;
     }
+
+    #[test]
+    fn int4_matmul_matches_reference_and_the_dequantized_product(rows in 1usize..24, cols in 1usize..700, n_tok in 1usize..4, seed in any::<u64>()) {
+        let mut w = DenseMatrix::from_f32(rows, cols, &activations(rows * cols, seed, 1.0));
+        w.quantize_rows(crate::formats::DenseType::I4);
+        let x = activations(cols * n_tok, seed ^ 3, 2.0);
+        let mut a = QuantActs::default();
+        scalar::quantize_acts(&x, cols, &mut a);
+        let (mut got, mut want) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
+        fast().quantized_matmul(&w, &a, &mut got, &mut Vec::new());
+        Cpu::new(KernelChoice::Scalar, 1).quantized_matmul(&w, &a, &mut want, &mut Vec::new());
+        close(&got, &want, 1e-6)?;
+        // The same product in floats: the rows as row_f32 gives them, the activations dequantized.
+        let deq: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let mut row = vec![0f32; cols];
+                w.row_f32(r, &mut row);
+                row
+            })
+            .collect();
+        let mut float = vec![0f32; rows * n_tok];
+        Cpu::new(KernelChoice::Scalar, 1).dense_matmul(&DenseMatrix::from_f32(rows, cols, &deq), &a.dequantize(), n_tok, &mut float, &mut Vec::new());
+        close(&want, &float, 1e-4)?;
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::{scalar, Kernels, QuantActs};
-use crate::formats::dense::DenseType;
+use crate::formats::dense::{i4_value, DenseType, I4_BLOCK};
 use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -93,6 +93,14 @@ impl Kernels for Avx2 {
         }
         // SAFETY: AVX-512 F/BW/VL/VNNI detected.
         unsafe { vnni::int8_rows(w, a, rows, out) }
+    }
+
+    fn int4_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        if !self.vnni512 {
+            return scalar::int4_rows(w, a, rows, out);
+        }
+        // SAFETY: AVX-512 F/BW/VL/VNNI detected.
+        unsafe { vnni::int4_rows(w, a, rows, out) }
     }
 
     fn dense_rows(
@@ -410,6 +418,45 @@ mod vnni {
                     dot += x[c] as i32 * wr[c] as i8 as i32;
                 }
                 dot -= 128 * w.row_sums[r];
+                out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+            }
+        }
+    }
+
+    /// int4 × int8 via `vpdpbusd`: the nibbles (q+8, unsigned) are the unsigned operand
+    /// as they are, the activations the signed one, and 8·Σq is taken back out. A block's
+    /// 64 bytes give its 128 weights: low nibbles for columns 0..64, high for 64..128.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn int4_rows(w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        let (n_tok, cols) = (a.n_tok, a.cols);
+        let blocks = cols / I4_BLOCK;
+        let body = blocks * I4_BLOCK;
+        // Σq over the whole blocks, per token.
+        let body_sum: Vec<i32> = (0..n_tok)
+            .map(|t| a.token(t)[..body].iter().map(|&q| q as i32).sum())
+            .collect();
+        let nibble = _mm512_set1_epi8(0x0F);
+        for (i, r) in rows.enumerate() {
+            let wr = w.row_bytes(r);
+            for t in 0..n_tok {
+                let x = a.token(t);
+                let mut acc = [_mm512_setzero_si512(); 2];
+                for b in 0..blocks {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        wr.as_ptr().wrapping_add(b * 64 + PREFETCH_AHEAD).cast(),
+                    );
+                    let v = _mm512_loadu_si512(wr.as_ptr().add(b * 64).cast());
+                    let lo = _mm512_and_si512(v, nibble);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+                    let xp = x.as_ptr().add(b * I4_BLOCK);
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], lo, _mm512_loadu_si512(xp.cast()));
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], hi, _mm512_loadu_si512(xp.add(64).cast()));
+                }
+                let mut dot = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]));
+                dot -= 8 * body_sum[t];
+                for c in body..cols {
+                    dot += x[c] as i32 * i4_value(wr, c) as i32;
+                }
                 out[i * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
             }
         }

@@ -1,7 +1,8 @@
-//! The int8 head made exact where it decides: the int8 copy scores every vocabulary row,
-//! then each token's best candidates are scored again from the file's own float rows,
-//! read on demand from the host's copy of the file. Greedy decoding and top-k sampling
-//! see the float head's logits while only the int8 copy (half the bytes) is in memory;
+//! The int8 or int4 head made exact where it decides: the small copy scores every
+//! vocabulary row, then each token's best candidates are scored again from the file's own
+//! float rows, read on demand from the host's copy of the file. Greedy decoding and top-k
+//! sampling see the float head's logits while only the small copy (a half or a quarter
+//! of the bytes) is in memory;
 //! with a tied embedding the token embeddings come from the float rows too, so the
 //! model's input is the file's exactly.
 
@@ -220,13 +221,16 @@ mod tests {
         ids
     }
 
-    /// (float head, int8 head, exact head) logits of `bytes`.
-    fn three_heads(bytes: &[u8]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    /// The exact heads.
+    const EXACT: [HeadMode; 2] = [HeadMode::Int8Exact, HeadMode::Int4Exact];
+
+    /// (float head, small head alone, exact head) logits of `bytes`, for an exact `mode`.
+    fn three_heads(bytes: &[u8], mode: HeadMode) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let source: Arc<dyn FileBytes> = Arc::new(bytes.to_vec());
         (
             logits(model(bytes, HeadMode::File, None)),
-            logits(model(bytes, HeadMode::Int8, None)),
-            logits(model(bytes, HeadMode::Int8Exact, Some(source))),
+            logits(model(bytes, mode, None)),
+            logits(model(bytes, mode, Some(source))),
         )
     }
 
@@ -236,9 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn the_int8_heads_best_candidates_get_the_float_heads_logits_and_the_rest_keep_theirs() {
+    fn the_small_heads_best_candidates_get_the_float_heads_logits_and_the_rest_keep_theirs() {
         let bytes = untied(&model_bytes(SHAPE, crate::gguf::GgmlType::I2S, 5).unwrap());
-        let (float, int8, exact) = three_heads(&bytes);
+        for mode in EXACT {
+            small_head_candidates_are_exact(&bytes, mode);
+        }
+    }
+
+    fn small_head_candidates_are_exact(bytes: &[u8], mode: HeadMode) {
+        let (float, int8, exact) = three_heads(bytes, mode);
         let v = SHAPE.n_vocab;
         let mut moved = 0f32;
         for t in 0..TOKENS.len() {
@@ -249,19 +259,22 @@ mod tests {
                 if chosen.contains(&r) {
                     assert!(
                         close(e[r], f[r]),
-                        "token {t} row {r}: {} against {}",
+                        "{mode:?} token {t} row {r}: {} against {}",
                         e[r],
                         f[r]
                     );
                     moved = moved.max((i[r] - f[r]).abs());
                 } else {
-                    assert_eq!(e[r].to_bits(), i[r].to_bits(), "token {t} row {r}");
+                    assert_eq!(e[r].to_bits(), i[r].to_bits(), "{mode:?} token {t} row {r}");
                 }
             }
-            assert_eq!(best(e, 1), best(f, 1), "token {t}: the argmax");
+            assert_eq!(best(e, 1), best(f, 1), "{mode:?} token {t}: the argmax");
         }
-        // The int8 head alone was measurably off on those rows.
-        assert!(moved > 1e-3, "the int8 head moved no candidate ({moved})");
+        // The small head alone was measurably off on those rows.
+        assert!(
+            moved > 1e-3,
+            "{mode:?}: the small head moved no candidate ({moved})"
+        );
     }
 
     #[test]
@@ -269,18 +282,20 @@ mod tests {
         // The input is the file's own embedding, so the hidden states are the float
         // model's, and so are the candidates' scores.
         let bytes = model_bytes(SHAPE, crate::gguf::GgmlType::I2S, 5).unwrap();
-        let (float, _, exact) = three_heads(&bytes);
-        for (t, (f, e)) in float
-            .chunks(SHAPE.n_vocab)
-            .zip(exact.chunks(SHAPE.n_vocab))
-            .enumerate()
-        {
-            let same = f.iter().zip(e).filter(|(&f, &e)| close(e, f)).count();
-            assert!(
-                same >= EXACT_CANDIDATES,
-                "token {t}: {same} rows at the float head's"
-            );
-            assert_eq!(best(e, 1), best(f, 1), "token {t}: the argmax");
+        for mode in EXACT {
+            let (float, _, exact) = three_heads(&bytes, mode);
+            for (t, (f, e)) in float
+                .chunks(SHAPE.n_vocab)
+                .zip(exact.chunks(SHAPE.n_vocab))
+                .enumerate()
+            {
+                let same = f.iter().zip(e).filter(|(&f, &e)| close(e, f)).count();
+                assert!(
+                    same >= EXACT_CANDIDATES,
+                    "{mode:?} token {t}: {same} rows at the float head's"
+                );
+                assert_eq!(best(e, 1), best(f, 1), "{mode:?} token {t}: the argmax");
+            }
         }
     }
 
@@ -310,7 +325,8 @@ mod tests {
                 bytes: bytes.clone(),
                 left: AtomicUsize::new(left),
             });
-            let mut b = backend(model(&bytes, HeadMode::Int8Exact, Some(source)));
+            let mode = EXACT[left % 2];
+            let mut b = backend(model(&bytes, mode, Some(source)));
             let e = b.forward(&TOKENS, Logits::Last).unwrap_err();
             assert!(matches!(e, Error::Io(_)), "{e}");
             assert_eq!(b.n_past(), 0, "after a failure {left} reads in");

@@ -5,7 +5,6 @@ use super::kv_cache::{KvCache, KvLayer, KvType};
 use super::weights::{LayerWeights, Linear};
 use super::{ActMode, Backend, FfnActivation, Logits, Model, ModelConfig};
 use crate::error::{Error, Result};
-use crate::formats::DenseType;
 use crate::kernels::{Cpu, KernelChoice, QuantActs};
 use std::sync::Arc;
 
@@ -322,10 +321,10 @@ impl Backend for CpuBackend {
         );
         let mut logits = vec![0.0; nr * cfg.n_vocab];
         let head = model.weights.head();
-        if head.ty == DenseType::I8 {
+        if head.ty.is_quantized() {
             self.cpu.quantize(&h.x, e, &mut h.acts);
             self.cpu
-                .int8_matmul(head, &h.acts, &mut logits, &mut h.tile);
+                .quantized_matmul(head, &h.acts, &mut logits, &mut h.tile);
             if let Some(rows) = &model.weights.float_head {
                 // On this thread: a host's file may only be readable from it (the browser's).
                 if let Err(e) = rows.rescore(self.cpu.kernels.as_ref(), &h.x, &mut logits) {

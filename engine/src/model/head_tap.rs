@@ -1,15 +1,15 @@
-//! The int8 LM head built while the file streams in, so the float head (0.66 GB for
-//! 2B4T) is never in memory beside it: a [`TensorTap`] for the GGUF loader.
+//! The int8 or int4 LM head built while the file streams in, so the float head (0.66 GB
+//! for 2B4T) is never in memory beside it: a [`TensorTap`] for the GGUF loader.
 
 use super::weights::{EMBD, OUTPUT};
 use super::{HeadMode, ModelConfig};
 use crate::error::{Error, Result};
-use crate::formats::{DenseMatrix, Int8RowBuilder};
+use crate::formats::{DenseMatrix, RowQuantizer};
 use crate::gguf::{split_count_of, GgmlType, Metadata, TensorInfo, TensorTap};
 
 pub struct HeadTap {
     mode: HeadMode,
-    builder: Option<Int8RowBuilder>,
+    builder: Option<RowQuantizer>,
 }
 
 impl HeadTap {
@@ -22,15 +22,15 @@ impl HeadTap {
 
     /// The head it built, if it took one.
     pub fn into_head(self) -> Result<Option<DenseMatrix>> {
-        self.builder.map(Int8RowBuilder::finish).transpose()
+        self.builder.map(RowQuantizer::finish).transpose()
     }
 }
 
 impl TensorTap for HeadTap {
     fn choose(&mut self, metadata: &Metadata, infos: &[TensorInfo]) -> Result<Option<usize>> {
-        if !self.mode.is_int8() {
+        let Some(to) = self.mode.small_type() else {
             return Ok(None);
-        }
+        };
         let find = |name: &str| infos.iter().position(|t| t.name == name);
         // In one part of a split model an absent `output.weight` may sit in another part,
         // so only in a whole file is the embedding known to be the head.
@@ -54,7 +54,7 @@ impl TensorTap for HeadTap {
             return Ok(None);
         }
         let (cols, rows) = (cfg.n_embd, cfg.n_vocab);
-        self.builder = Some(Int8RowBuilder::new(&t.name, t.ty, rows, cols)?);
+        self.builder = Some(RowQuantizer::new(&t.name, t.ty, rows, cols, to)?);
         Ok(Some(i))
     }
 
@@ -72,7 +72,6 @@ impl TensorTap for HeadTap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::DenseType;
     use crate::gguf::{split_writers, GgufFile, GgufLoader, LoadOptions};
     use crate::model::{ActMode, Backend, CpuBackend, CpuOptions, Logits, Model};
     use crate::synth::{model_bytes, SynthShape};
@@ -106,28 +105,30 @@ mod tests {
     }
 
     #[test]
-    fn the_streamed_int8_head_is_the_in_place_one_and_the_float_head_is_never_stored() {
+    fn the_streamed_small_head_is_the_in_place_one_and_the_float_head_is_never_stored() {
         let bytes = model_bytes(SHAPE, crate::gguf::GgmlType::I2S, 5).unwrap();
-        let in_place = || {
-            let mut m = Model::from_gguf(&mut GgufFile::from_bytes(&bytes).unwrap()).unwrap();
-            m.set_head(HeadMode::Int8);
-            m
-        };
-        let want = in_place();
-        let want_logits = logits(in_place());
-        for chunk in [997, 1 << 16] {
-            let (mut file, head) = stream(&bytes, chunk, HeadMode::Int8);
-            assert!(
-                file.tensor(EMBD).is_none(),
-                "the float embedding was stored"
-            );
-            assert_eq!(file.tapped.len(), 1);
-            let got = Model::from_gguf_with_head(&mut file, head).unwrap();
-            let (g, w) = (got.weights.head(), want.weights.head());
-            assert_eq!(g.ty, DenseType::I8);
-            assert_eq!(g.data.as_slice(), w.data.as_slice());
-            assert_eq!((&g.row_scales, &g.row_sums), (&w.row_scales, &w.row_sums));
-            assert_eq!(logits(got), want_logits);
+        for mode in [HeadMode::Int8, HeadMode::Int4Exact] {
+            let in_place = || {
+                let mut m = Model::from_gguf(&mut GgufFile::from_bytes(&bytes).unwrap()).unwrap();
+                m.set_head(mode);
+                m
+            };
+            let want = in_place();
+            let want_logits = logits(in_place());
+            for chunk in [997, 1 << 16] {
+                let (mut file, head) = stream(&bytes, chunk, mode);
+                assert!(
+                    file.tensor(EMBD).is_none(),
+                    "the float embedding was stored"
+                );
+                assert_eq!(file.tapped.len(), 1);
+                let got = Model::from_gguf_with_head(&mut file, head).unwrap();
+                let (g, w) = (got.weights.head(), want.weights.head());
+                assert_eq!(Some(g.ty), mode.small_type());
+                assert_eq!(g.data.as_slice(), w.data.as_slice());
+                assert_eq!((&g.row_scales, &g.row_sums), (&w.row_scales, &w.row_sums));
+                assert_eq!(logits(got), want_logits);
+            }
         }
         // The file's head: nothing is taken.
         let (file, head) = stream(&bytes, 4096, HeadMode::File);

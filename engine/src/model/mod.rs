@@ -17,7 +17,7 @@ pub use kv_cache::KvType;
 pub use weights::{LayerWeights, Linear, ModelWeights, EMBD, OUTPUT};
 
 use crate::error::Result;
-use crate::formats::DenseMatrix;
+use crate::formats::{DenseMatrix, DenseType};
 use crate::gguf::GgufFile;
 
 /// How BitLinear layers see their input.
@@ -134,22 +134,47 @@ pub enum HeadMode {
     /// ([`Model::read_float_head_from`]); CPU only.
     #[serde(rename = "int8-exact")]
     Int8Exact,
+    /// As [`Int8Exact`](Self::Int8Exact) over a 4-bit copy (per-row scales): half the
+    /// int8 head's bytes, so the smallest memory and the fewest bytes read per token;
+    /// the candidates it picks are scored exactly. There is no 4-bit head without the
+    /// rescoring: its own logits are too coarse to sample from.
+    #[serde(rename = "int4-exact")]
+    Int4Exact,
 }
 
 impl HeadMode {
-    /// Whether the head is held as int8 rows.
-    pub fn is_int8(self) -> bool {
-        matches!(self, HeadMode::Int8 | HeadMode::Int8Exact)
+    /// The quantized rows the head is held as, if not the file's.
+    pub fn small_type(self) -> Option<DenseType> {
+        match self {
+            HeadMode::File => None,
+            HeadMode::Int8 | HeadMode::Int8Exact => Some(DenseType::I8),
+            HeadMode::Int4Exact => Some(DenseType::I4),
+        }
+    }
+
+    /// Whether the head's best candidates are scored again from the file's float rows.
+    pub fn is_exact(self) -> bool {
+        matches!(self, HeadMode::Int8Exact | HeadMode::Int4Exact)
+    }
+
+    /// The name options and the CLI give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadMode::File => "file",
+            HeadMode::Int8 => "int8",
+            HeadMode::Int8Exact => "int8-exact",
+            HeadMode::Int4Exact => "int4-exact",
+        }
     }
 }
 
 impl Model {
-    /// Converts the LM head (the embedding, when tied) to int8 rows, in place.
+    /// Converts the LM head (the embedding, when tied) to the mode's quantized rows, in place.
     pub fn set_head(&mut self, mode: HeadMode) {
-        if mode.is_int8() {
+        if let Some(ty) = mode.small_type() {
             match &mut self.weights.output {
-                Some(out) => out.quantize_rows_int8(),
-                None => self.weights.embd.quantize_rows_int8(),
+                Some(out) => out.quantize_rows(ty),
+                None => self.weights.embd.quantize_rows(ty),
             }
         }
     }
@@ -164,9 +189,9 @@ impl Model {
         data_start: u64,
     ) -> Result<()> {
         let head = self.weights.head();
-        if head.ty != crate::formats::DenseType::I8 {
+        if !head.ty.is_quantized() {
             return Err(crate::error::Error::InvalidArgument(
-                "the exact head rescores an int8 head; this model's head is not int8".into(),
+                "the exact head rescores an int8 or int4 head; this model's head is neither".into(),
             ));
         }
         let rows = FloatRows::new(source, info, data_start, head.rows, head.cols)?;

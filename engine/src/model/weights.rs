@@ -57,8 +57,8 @@ pub struct ModelWeights {
     pub output: Option<DenseMatrix>,
     pub output_norm: Vec<f32>,
     pub layers: Vec<LayerWeights>,
-    /// With [`HeadMode::Int8Exact`](super::HeadMode::Int8Exact): the head's float rows in
-    /// the file, for exact scores of the int8 head's best candidates (and, tied, for the
+    /// With an exact head ([`HeadMode::is_exact`](super::HeadMode::is_exact)): the head's float rows in
+    /// the file, for exact scores of the small head's best candidates (and, tied, for the
     /// token embeddings).
     pub float_head: Option<FloatRows>,
 }

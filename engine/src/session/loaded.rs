@@ -44,7 +44,7 @@ impl LoadedModel {
     }
 
     /// [`from_gguf_and_head`](Self::from_gguf_and_head), with the file the model came from
-    /// kept readable as `source`: what [`HeadMode::Int8Exact`] reads the float head from.
+    /// kept readable as `source`: what the exact heads ([`HeadMode::is_exact`]) read the float head from.
     pub fn from_gguf_with_source(
         mut file: GgufFile,
         head: Option<DenseMatrix>,
@@ -52,9 +52,10 @@ impl LoadedModel {
         source: Option<Arc<dyn FileBytes>>,
     ) -> Result<LoadedModel> {
         let (tokenizer, template) = chat_parts(&file, settings)?;
-        let exact = match settings.head {
-            HeadMode::Int8Exact => Some(exact_head_source(&file, source)?),
-            _ => None,
+        let exact = if settings.head.is_exact() {
+            Some(exact_head_source(&file, source, settings.head)?)
+        } else {
+            None
         };
         let mut model = Model::from_gguf_with_head(&mut file, head)?;
         model.set_head(settings.head);
@@ -87,9 +88,10 @@ impl LoadedModel {
     ) -> Result<LoadedModel> {
         let path = path.as_ref();
         let (file, tap) = GgufFile::from_path_with_tap(path, HeadTap::new(settings.head))?;
-        let source = match settings.head {
-            HeadMode::Int8Exact => Some(Arc::new(std::fs::File::open(path)?) as Arc<dyn FileBytes>),
-            _ => None,
+        let source = if settings.head.is_exact() {
+            Some(Arc::new(std::fs::File::open(path)?) as Arc<dyn FileBytes>)
+        } else {
+            None
         };
         LoadedModel::from_gguf_with_source(file, tap.into_head()?, settings, source)
     }
@@ -100,18 +102,19 @@ impl LoadedModel {
 fn exact_head_source(
     file: &GgufFile,
     source: Option<Arc<dyn FileBytes>>,
+    mode: HeadMode,
 ) -> Result<(Arc<dyn FileBytes>, TensorInfo)> {
+    let name = mode.name();
     let source = source.ok_or_else(|| {
-        Error::InvalidArgument(
-            "the 'int8-exact' head reads the float head from the model file, which this \
-             load did not keep readable"
-                .into(),
-        )
+        Error::InvalidArgument(format!(
+            "the '{name}' head reads the float head from the model file, which this load did \
+             not keep readable"
+        ))
     })?;
     if split_count_of(&file.metadata) != 1 {
-        return Err(Error::InvalidArgument(
-            "the 'int8-exact' head needs a model in one file, not split".into(),
-        ));
+        return Err(Error::InvalidArgument(format!(
+            "the '{name}' head needs a model in one file, not split"
+        )));
     }
     // The tensor the model's head will be: `output.weight`, else the tied embedding,
     // whether a tap took it while loading or it is still in the file.

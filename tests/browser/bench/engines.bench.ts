@@ -8,9 +8,9 @@
  * run (`bitnet bench` before the browser lines), so ratios stay meaningful on a shared
  * machine. Each line runs in a freshly started browser, so the memory of the lines before
  * it is not in its peak. `--gen-tokens` etc. come from the environment: BENCH_PROMPT,
- * BENCH_GEN; BENCH_WTYPES ("I2_S TQ2_0") and BENCH_HEADS ("file int8 int8-exact") pick fewer
- * lines. The `int8-exact` lines load with the offline cache on (the head reads its float rows
- * from that copy); the others without it.
+ * BENCH_GEN; BENCH_WTYPES ("I2_S TQ2_0") and BENCH_HEADS ("file int8 int8-exact
+ * int4-exact") pick fewer lines. The exact heads' lines load with the offline cache on
+ * (the head reads its float rows from that copy); the others without it.
  */
 import { expect, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
@@ -23,7 +23,7 @@ const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT ?? 64);
 const GEN_TOKENS = Number(process.env.BENCH_GEN ?? 64);
 const list = (v: string | undefined, all: string) => (v ?? all).split(/\s+/).filter(Boolean);
 const WTYPES = list(process.env.BENCH_WTYPES, "I2_S TQ2_0");
-const HEADS = list(process.env.BENCH_HEADS, "file int8 int8-exact");
+const HEADS = list(process.env.BENCH_HEADS, "file int8 int8-exact int4-exact");
 const CLI = join(ROOT, "target/release/bitnet");
 
 function model(wtype: string): string {
@@ -108,7 +108,7 @@ async function bench(engine: EngineName) {
                 nCtx: 2048,
                 head,
                 kvCache,
-                cache: head === "int8-exact",
+                cache: head.endsWith("-exact"),
                 threads,
               });
               // A prompt of about `promptTokens` tokens; loop guard off so every token is decoded.

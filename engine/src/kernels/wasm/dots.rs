@@ -1,7 +1,8 @@
-//! The inner dot products of the ternary and int8 matmuls: one or two weight rows
+//! The inner dot products of the ternary, int8 and int4 matmuls: one or two weight rows
 //! against `N` tokens at once, so each weight load serves every token of a tile.
 
 use super::lanes::{hsum_i32, load_at, loop_constants};
+use crate::formats::dense::{i4_value, I4_BLOCK};
 use crate::formats::i2s;
 use core::arch::wasm32::*;
 
@@ -127,6 +128,8 @@ pub(super) fn code_dot_tile<const N: usize>(
 /// One token's int8 activations, prepared for [`int8_dot_tile`].
 pub(super) struct Int8Acts<'a> {
     q: &'a [i8],
+    /// Σq, which the int4 head's unsigned nibbles need taken back out.
+    sum: i32,
     /// Plain build: widened to i16 for `i32x4.dot_i16x8`.
     #[cfg(not(target_feature = "relaxed-simd"))]
     wide: Vec<i16>,
@@ -142,6 +145,7 @@ impl<'a> Int8Acts<'a> {
     pub(super) fn new(q: &'a [i8]) -> Self {
         Int8Acts {
             q,
+            sum: q.iter().map(|&v| v as i32).sum(),
             #[cfg(not(target_feature = "relaxed-simd"))]
             wide: q.iter().map(|&v| v as i16).collect(),
             #[cfg(target_feature = "relaxed-simd")]
@@ -216,18 +220,115 @@ pub(super) fn int8_dot_tile<const N: usize>(
         chunk(j, 0);
         j += 16;
     }
+    tile_dots(&acc, two, |r, t| {
+        (j..cols)
+            .map(|c| rows[r][c] as i8 as i32 * x[t].q[c] as i32)
+            .sum()
+    })
+}
+
+/// The dot products of an int8 or int4 tile: its four accumulators per row and token
+/// (relaxed build: two against q's positive part, two against its negative part), plus
+/// `tail(row, token)`, the columns the vectors did not cover.
+#[inline(always)]
+fn tile_dots<const N: usize>(
+    acc: &[[[v128; 4]; N]; 2],
+    two: bool,
+    tail: impl Fn(usize, usize) -> i32,
+) -> [[i32; N]; 2] {
     let mut dots = [[0i32; N]; 2];
-    for r in 0..if two { 2 } else { 1 } {
-        for t in 0..N {
+    for (r, row) in dots.iter_mut().enumerate().take(if two { 2 } else { 1 }) {
+        for (t, dot) in row.iter_mut().enumerate() {
             let [a0, a1, a2, a3] = acc[r][t];
             #[cfg(target_feature = "relaxed-simd")]
             let v = i32x4_sub(i32x4_add(a0, a2), i32x4_add(a1, a3));
             #[cfg(not(target_feature = "relaxed-simd"))]
             let v = i32x4_add(i32x4_add(a0, a1), i32x4_add(a2, a3));
-            let tail: i32 = (j..cols)
-                .map(|c| rows[r][c] as i8 as i32 * x[t].q[c] as i32)
+            *dot = hsum_i32(v) + tail(r, t);
+        }
+    }
+    dots
+}
+
+/// Σ w·q for one or two rows of int4 weights ([`DenseType::I4`]'s layout; `row1` empty
+/// for one) and `N` tokens: `[row][token]`. The nibbles are q+8, unsigned 0..15, and go
+/// into the products as they are, 8·Σq coming out at the end (bitnet.cpp's trick for its
+/// codes): in the relaxed build they fit the 7-bit operand of
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` against q itself, one dot product per 16 weights
+/// (the int8 head needs two); the plain build widens them (unsigned) for
+/// `i32x4.dot_i16x8`. Each 16 bytes of a block give 32 weights: the low nibbles meet
+/// activations `j..j+16`, the high nibbles (a 16-bit shift, then the mask: no byte
+/// shift) `j+64..j+80`; those activations are loaded once for both rows.
+///
+/// [`DenseType::I4`]: crate::formats::DenseType::I4
+#[inline(always)]
+pub(super) fn int4_dot_tile<const N: usize>(
+    row0: &[u8],
+    row1: &[u8],
+    x: [&Int8Acts; N],
+) -> [[i32; N]; 2] {
+    let cols = x[0].q.len();
+    let n_rows = if row1.is_empty() { 1 } else { 2 };
+    let rows = [row0, row1];
+    let [nibble] = loop_constants([u8x16_splat(0x0F)]);
+    let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    let blocks = cols / I4_BLOCK;
+    for b in 0..blocks {
+        for k in 0..I4_BLOCK / 32 {
+            let (byte, col) = (b * I4_BLOCK / 2 + 16 * k, b * I4_BLOCK + 16 * k);
+            let hi_col = col + I4_BLOCK / 2;
+            // Accumulator sets alternate between k's, so no chain waits on the one before.
+            let set = 2 * (k % 2);
+            #[cfg(target_feature = "relaxed-simd")]
+            let xv: [[v128; 2]; N] =
+                core::array::from_fn(|t| [load_at(x[t].q, col), load_at(x[t].q, hi_col)]);
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            let xv: [[v128; 4]; N] = core::array::from_fn(|t| {
+                let w = &x[t].wide;
+                [
+                    load_at(w, col),
+                    load_at(w, col + 8),
+                    load_at(w, hi_col),
+                    load_at(w, hi_col + 8),
+                ]
+            });
+            for (r, row) in rows.iter().enumerate().take(n_rows) {
+                let v = load_at(row, byte);
+                let lo = v128_and(v, nibble);
+                let hi = v128_and(u16x8_shr(v, 4), nibble);
+                for t in 0..N {
+                    let a = &mut acc[r][t];
+                    #[cfg(target_feature = "relaxed-simd")]
+                    {
+                        a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(xv[t][0], lo, a[set]);
+                        a[set + 1] = i32x4_relaxed_dot_i8x16_i7x16_add(xv[t][1], hi, a[set + 1]);
+                    }
+                    #[cfg(not(target_feature = "relaxed-simd"))]
+                    {
+                        let lo_w = [u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo)];
+                        let hi_w = [u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi)];
+                        a[set] = i32x4_add(a[set], i32x4_dot_i16x8(lo_w[0], xv[t][0]));
+                        a[set] = i32x4_add(a[set], i32x4_dot_i16x8(lo_w[1], xv[t][1]));
+                        a[set + 1] = i32x4_add(a[set + 1], i32x4_dot_i16x8(hi_w[0], xv[t][2]));
+                        a[set + 1] = i32x4_add(a[set + 1], i32x4_dot_i16x8(hi_w[1], xv[t][3]));
+                    }
+                }
+            }
+        }
+    }
+    let body = blocks * I4_BLOCK;
+    let mut dots = [[0i32; N]; 2];
+    for (r, row) in dots.iter_mut().enumerate().take(n_rows) {
+        for (t, dot) in row.iter_mut().enumerate() {
+            let v = acc[r][t]
+                .iter()
+                .fold(i32x4_splat(0), |s, &a| i32x4_add(s, a));
+            let q = x[t].q;
+            let tail_sum: i32 = q[body..].iter().map(|&v| v as i32).sum();
+            let tail: i32 = (body..cols)
+                .map(|c| i4_value(rows[r], c) as i32 * q[c] as i32)
                 .sum();
-            dots[r][t] = hsum_i32(v) + tail;
+            *dot = hsum_i32(v) - 8 * (x[t].sum - tail_sum) + tail;
         }
     }
     dots

@@ -95,39 +95,11 @@ impl Kernels for Simd128 {
     }
 
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
-        let n_tok = a.n_tok;
-        let acts: Vec<Int8Acts> = (0..n_tok).map(|t| Int8Acts::new(a.token(t))).collect();
-        let first = rows.start;
-        let mut put = |r: usize, t: usize, dot: i32| {
-            out[(r - first) * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
-        };
-        // Rows two at a time (one activation load serves both), tokens two at a time
-        // (one weight load serves both).
-        for (r, pair) in row_pairs(rows, &w.data, w.cols) {
-            let w0 = w.row_bytes(r);
-            let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
-            let mut t = 0;
-            while t < n_tok {
-                let n = if t + 1 < n_tok {
-                    let [[d00, d01], [d10, d11]] = int8_dot_tile(w0, w1, [&acts[t], &acts[t + 1]]);
-                    put(r, t, d00);
-                    put(r, t + 1, d01);
-                    if pair {
-                        put(r + 1, t, d10);
-                        put(r + 1, t + 1, d11);
-                    }
-                    2
-                } else {
-                    let [[d0], [d1]] = int8_dot_tile(w0, w1, [&acts[t]]);
-                    put(r, t, d0);
-                    if pair {
-                        put(r + 1, t, d1);
-                    }
-                    1
-                };
-                t += n;
-            }
-        }
+        quantized_rows(w, a, rows, out, int8_dot_tile::<2>, int8_dot_tile::<1>);
+    }
+
+    fn int4_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
+        quantized_rows(w, a, rows, out, int4_dot_tile::<2>, int4_dot_tile::<1>);
     }
 
     fn dense_rows(
@@ -328,6 +300,49 @@ const PROMPT_TOKEN_BLOCK: usize = 8;
 /// Rows two at a time, then an odd one: each first row, and whether its successor
 /// comes with it. On the way it touches the rows a few pairs ahead in `data` (rows of
 /// `row_bytes`, stored one after another), see [`touch`].
+/// The int8 and int4 heads: `tile2` / `tile1` give Σ w·q for one or two rows and two /
+/// one tokens. Rows two at a time (one activation load serves both), tokens two at a
+/// time (one weight load serves both).
+fn quantized_rows(
+    w: &DenseMatrix,
+    a: &QuantActs,
+    rows: Range<usize>,
+    out: &mut [f32],
+    tile2: impl Fn(&[u8], &[u8], [&Int8Acts; 2]) -> [[i32; 2]; 2],
+    tile1: impl Fn(&[u8], &[u8], [&Int8Acts; 1]) -> [[i32; 1]; 2],
+) {
+    let n_tok = a.n_tok;
+    let acts: Vec<Int8Acts> = (0..n_tok).map(|t| Int8Acts::new(a.token(t))).collect();
+    let first = rows.start;
+    let mut put = |r: usize, t: usize, dot: i32| {
+        out[(r - first) * n_tok + t] = dot as f32 * w.row_scales[r] * a.inv_scale[t];
+    };
+    for (r, pair) in row_pairs(rows, &w.data, w.ty.row_len(w.cols)) {
+        let w0 = w.row_bytes(r);
+        let w1 = if pair { w.row_bytes(r + 1) } else { &[] };
+        let mut t = 0;
+        while t < n_tok {
+            if t + 1 < n_tok {
+                let [[d00, d01], [d10, d11]] = tile2(w0, w1, [&acts[t], &acts[t + 1]]);
+                put(r, t, d00);
+                put(r, t + 1, d01);
+                if pair {
+                    put(r + 1, t, d10);
+                    put(r + 1, t + 1, d11);
+                }
+                t += 2;
+            } else {
+                let [[d0], [d1]] = tile1(w0, w1, [&acts[t]]);
+                put(r, t, d0);
+                if pair {
+                    put(r + 1, t, d1);
+                }
+                t += 1;
+            }
+        }
+    }
+}
+
 fn row_pairs(
     rows: Range<usize>,
     data: &[u8],
