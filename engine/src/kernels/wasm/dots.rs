@@ -227,8 +227,8 @@ pub(super) fn int8_dot_tile<const N: usize>(
     })
 }
 
-/// The dot products of an int8 or int4 tile: its four accumulators per row and token
-/// (relaxed build: two against q's positive part, two against its negative part), plus
+/// The dot products of an int8 tile: its four accumulators per row and token (relaxed
+/// build: two against q's positive part, two against its negative part), plus
 /// `tail(row, token)`, the columns the vectors did not cover.
 #[inline(always)]
 fn tile_dots<const N: usize>(
