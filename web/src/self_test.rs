@@ -5,6 +5,8 @@ use bitnet_engine::formats::{DenseMatrix, TernaryMatrix};
 use bitnet_engine::kernels::{self, KernelChoice, Kernels, QuantActs};
 use std::ops::Range;
 use wasm_bindgen::prelude::*;
+#[cfg(target_feature = "relaxed-simd")]
+use wasm_bindgen::JsCast;
 
 /// Checks this build's kernels against the scalar reference on random shapes; returns
 /// the kernel set's name. Lets a page (or the benchmark) verify that the engine computes
@@ -13,19 +15,40 @@ use wasm_bindgen::prelude::*;
 /// a relaxed dot product with other lane semantics would make it.
 #[wasm_bindgen(js_name = kernelSelfTest)]
 pub fn kernel_self_test(break_result: Option<bool>) -> Result<String, JsValue> {
-    let detected = kernels::detect(KernelChoice::Auto);
-    let name = detected.name();
-    let k: Box<dyn Kernels> = if break_result == Some(true) {
-        Box::new(OffByOne(detected))
-    } else {
-        detected
-    };
-    kernels::selftest::check_against_scalar(k.as_ref(), 20, 1).map_err(|e| {
-        crate::js_error(bitnet_engine::Error::Model(format!(
-            "kernel self-test failed: {e}"
-        )))
-    })?;
-    Ok(name.to_string())
+    for set in kernels::self_test_sets() {
+        let k: Box<dyn Kernels> = if break_result == Some(true) {
+            Box::new(OffByOne(set))
+        } else {
+            set
+        };
+        kernels::selftest::check_against_scalar(k.as_ref(), 20, 1).map_err(|e| {
+            crate::js_error(bitnet_engine::Error::Model(format!(
+                "kernel self-test failed: {e}"
+            )))
+        })?;
+    }
+    // The relaxed build has two ways to sum ternary products: the faster one here.
+    #[cfg(target_feature = "relaxed-simd")]
+    if let Some(now) = performance_now() {
+        kernels::wasm::choose_ternary_sums(&now, 10.0);
+    }
+    Ok(kernels::detect(KernelChoice::Auto).name().to_string())
+}
+
+/// `performance.now()` of this page, worker or Node, where there is one.
+#[cfg(target_feature = "relaxed-simd")]
+fn performance_now() -> Option<impl Fn() -> f64> {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok()?;
+    let now: js_sys::Function = js_sys::Reflect::get(&performance, &"now".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    Some(move || {
+        now.call0(&performance)
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    })
 }
 
 /// A kernel set whose ternary rows are wrong in their first output.

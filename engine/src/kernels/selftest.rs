@@ -12,7 +12,11 @@ use rand_chacha::ChaCha8Rng;
 /// A random `rows × cols` ternary matrix in the kernel layout (also used by tests and benches).
 pub fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryMatrix {
     let codes: Vec<u8> = (0..rows * cols).map(|_| rng.random_range(0..3u8)).collect();
-    let bytes = i2s::quantize(&codes, rng.random_range(0.01f32..1.0));
+    ternary_from_codes(&codes, rows, cols, rng.random_range(0.01f32..1.0))
+}
+
+fn ternary_from_codes(codes: &[u8], rows: usize, cols: usize, scale: f32) -> TernaryMatrix {
+    let bytes = i2s::quantize(codes, scale);
     TernaryMatrix::from_tensor(Tensor {
         info: TensorInfo {
             name: "selftest".into(),
@@ -53,6 +57,7 @@ fn close_within(
 
 /// Runs `cases` random comparisons of `k` against the scalar kernels.
 pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<(), String> {
+    check_ternary_extremes(k)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for case in 0..cases {
         let cols = 128 * rng.random_range(1..9usize);
@@ -168,21 +173,60 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
         let mut q4 = DenseMatrix::from_f16(rows, cols4, &vals4);
         q4.quantize_rows(crate::formats::DenseType::I4);
         type Rows = fn(&DenseMatrix, &QuantActs, std::ops::Range<usize>, &mut [f32]);
-        let heads: [(&str, &DenseMatrix, &QuantActs, Rows); 2] = [
-            ("int8", &q8, &xq, scalar::int8_rows),
-            ("int4", &q4, &xq4, scalar::int4_rows),
+        type KernelRows =
+            fn(&dyn Kernels, &DenseMatrix, &QuantActs, std::ops::Range<usize>, &mut [f32]);
+        let heads: [(&str, &DenseMatrix, &QuantActs, KernelRows, Rows); 2] = [
+            (
+                "int8",
+                &q8,
+                &xq,
+                |k, m, x, r, o| k.int8_rows(m, x, r, o),
+                scalar::int8_rows,
+            ),
+            (
+                "int4",
+                &q4,
+                &xq4,
+                |k, m, x, r, o| k.int4_rows(m, x, r, o),
+                scalar::int4_rows,
+            ),
         ];
-        for (name, m, xq, reference) in heads {
+        for (name, m, xq, fast, reference) in heads {
             let n = rows * xq.n_tok;
             let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
-            if name == "int4" {
-                k.int4_rows(m, xq, 0..rows, &mut got);
-            } else {
-                k.int8_rows(m, xq, 0..rows, &mut got);
-            }
+            fast(k, m, xq, 0..rows, &mut got);
             reference(m, xq, 0..rows, &mut want);
             close(
                 &format!("case {case}: {name} {rows}x{}, {} tokens", m.cols, xq.n_tok),
+                &got,
+                &want,
+                1e-6,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The ternary matmul where its sums are largest: every weight +1 (or −1) against
+/// activations all at ±127, on rows long enough that a kernel summing in narrow lanes
+/// must widen them in time (the 2B4T's rows are 2560 and 6912 long).
+fn check_ternary_extremes(k: &dyn Kernels) -> Result<(), String> {
+    let cols = 128 * 54;
+    for (code, x) in [(2u8, 1f32), (2, -1.0), (0, 1.0), (0, -1.0)] {
+        let w = ternary_from_codes(&vec![code; 3 * cols], 3, cols, 0.5);
+        // Two tokens: one all at the extreme, one alternating in sign.
+        let xs: Vec<f32> = (0..cols)
+            .map(|_| x)
+            .chain((0..cols).map(|c| if c % 2 == 0 { x } else { -x }))
+            .collect();
+        for n_tok in [1, 2] {
+            let mut acts = QuantActs::default();
+            scalar::quantize_acts(&xs[..n_tok * cols], cols, &mut acts);
+            let (mut got, mut want) = (vec![0f32; 3 * n_tok], vec![0f32; 3 * n_tok]);
+            k.ternary_rows(&w, &acts, 0..3, &mut got);
+            scalar::ternary_rows(&w, &acts, 0..3, &mut want);
+            close(
+                &format!("ternary rows of code {code} against x = {x}, {n_tok} tokens"),
                 &got,
                 &want,
                 1e-6,
@@ -274,7 +318,8 @@ fn check_attention_ops(
 mod tests {
     #[test]
     fn detected_kernels_pass_the_self_test() {
-        let k = super::super::detect(super::super::KernelChoice::Auto);
-        super::check_against_scalar(k.as_ref(), 200, 1).unwrap();
+        for k in super::super::self_test_sets() {
+            super::check_against_scalar(k.as_ref(), 200, 1).unwrap();
+        }
     }
 }

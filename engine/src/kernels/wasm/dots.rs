@@ -2,12 +2,100 @@
 //! against `N` tokens at once, so each weight load serves every token of a tile.
 
 use super::lanes::{hsum_i32, load_at, loop_constants};
+#[cfg(target_feature = "relaxed-simd")]
+use super::TernarySums;
 use crate::formats::dense::{i4_value, I4_BLOCK};
 use crate::formats::i2s;
 use core::arch::wasm32::*;
 
 /// Σ code·q for one or two rows (`row1` empty for one) and `N` tokens over I2_S-layout
-/// codes (relaxed build): `[row][token]`.
+/// codes (relaxed build): `[row][token]`, summed as `sums` says (the same numbers).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub(super) fn code_dot_tile<const N: usize>(
+    sums: TernarySums,
+    row0: &[u8],
+    row1: &[u8],
+    q: [&[i8]; N],
+) -> [[i32; N]; 2] {
+    match sums {
+        TernarySums::Lanes16 => code_dot_tile_16(row0, row1, q),
+        TernarySums::Lanes32 => code_dot_tile_32(row0, row1, q),
+    }
+}
+
+/// [`code_dot_tile`] summing in 16-bit lanes.
+///
+/// Byte `j` of a 32-byte block holds the codes of columns `j` (bits 6-7), `32 + j`,
+/// `64 + j` and `96 + j` (bits 0-1). Three of the four fields are only masked, not
+/// shifted, so they come out multiplied by 1, 4 and 16; their products are shifted
+/// back before they are added (exact: every term is a multiple of
+/// the factor). Codes × 16 ≤ 32 fit the 7-bit operand of
+/// `i16x8.relaxed_dot_i8x16_i7x16`, so every platform gives the same sums.
+///
+/// The products are summed in 16-bit lanes and widened once per [`WIDEN_BLOCKS`] blocks:
+/// on x86 without AVX-VNNI (AVX-512 VNNI does not count for V8) the 32-bit relaxed dot
+/// product is five instructions (`pmaddubsw`, a constant, `pmaddwd`, an add), the 16-bit
+/// one is `pmaddubsw` alone. A lane of one field's products is a pair sum of at most
+/// 2·128·32 = 8192 (bits 4-5, which come out × 16), 512 once shifted back; the four fields
+/// of a half block sum to at most 2048, and [`WIDEN_BLOCKS`] blocks (two halves each)
+/// stay below 2^15.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn code_dot_tile_16<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> [[i32; N]; 2] {
+    let two = !row1.is_empty();
+    let mut acc = [[i32x4_splat(0); N]; 2];
+    let [m1, m4, m16, ones] = loop_constants([
+        u8x16_splat(0x03),
+        u8x16_splat(0x0c),
+        u8x16_splat(0x30),
+        i16x8_splat(1),
+    ]);
+    let blocks = row0.len() / i2s::BLOCK_BYTES;
+    for first in (0..blocks).step_by(WIDEN_BLOCKS) {
+        let mut sum16 = [[i16x8_splat(0); N]; 2];
+        for b in first..(first + WIDEN_BLOCKS).min(blocks) {
+            for h in 0..2 {
+                let at = b * 128 + 16 * h;
+                let qv: [[v128; 4]; N] =
+                    core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)));
+                for (r, codes) in [row0, row1].into_iter().enumerate() {
+                    if r == 1 && !two {
+                        break;
+                    }
+                    let w = load_at(codes, b * i2s::BLOCK_BYTES + 16 * h);
+                    let g0 = v128_and(u16x8_shr(w, 6), m1);
+                    let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
+                    for t in 0..N {
+                        let x = &qv[t];
+                        let d0 = i16x8_relaxed_dot_i8x16_i7x16(x[0], g0);
+                        let d16 = i16x8_relaxed_dot_i8x16_i7x16(x[1], g1);
+                        let d4 = i16x8_relaxed_dot_i8x16_i7x16(x[2], g2);
+                        let d1 = i16x8_relaxed_dot_i8x16_i7x16(x[3], g3);
+                        let half = i16x8_add(
+                            i16x8_add(d0, d1),
+                            i16x8_add(i16x8_shr(d4, 2), i16x8_shr(d16, 4)),
+                        );
+                        sum16[r][t] = i16x8_add(sum16[r][t], half);
+                    }
+                }
+            }
+        }
+        for (acc, sum) in acc.iter_mut().zip(&sum16) {
+            for (a, &s) in acc.iter_mut().zip(sum) {
+                *a = i32x4_add(*a, i32x4_dot_i16x8(s, ones));
+            }
+        }
+    }
+    acc.map(|row| row.map(hsum_i32))
+}
+
+/// Blocks whose 16-bit sums [`code_dot_tile_16`] adds up before widening them (see there).
+#[cfg(target_feature = "relaxed-simd")]
+const WIDEN_BLOCKS: usize = 7;
+
+/// [`code_dot_tile`] summing in 32-bit lanes: one `i32x4.relaxed_dot_i8x16_i7x16_add` per
+/// 16 products, one VNNI `vpdpbusd` where V8 uses it (x86 with AVX-VNNI).
 ///
 /// Byte `j` of a 32-byte block holds the codes of columns `j` (bits 6-7), `32 + j`,
 /// `64 + j` and `96 + j` (bits 0-1). Three of the four fields are only masked, not
@@ -19,11 +107,7 @@ use core::arch::wasm32::*;
 /// dependency chain to two multiply-adds per block.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-pub(super) fn code_dot_tile<const N: usize>(
-    row0: &[u8],
-    row1: &[u8],
-    q: [&[i8]; N],
-) -> [[i32; N]; 2] {
+fn code_dot_tile_32<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> [[i32; N]; 2] {
     let two = !row1.is_empty();
     let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
     let [m1, m4, m16] = loop_constants([u8x16_splat(0x03), u8x16_splat(0x0c), u8x16_splat(0x30)]);
@@ -94,6 +178,7 @@ pub(super) fn permute_i16(q: &[i8], out: &mut Vec<i16>) {
 #[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 pub(super) fn code_dot_tile<const N: usize>(
+    _sums: super::TernarySums,
     row0: &[u8],
     row1: &[u8],
     q16: [&[i16]; N],
