@@ -4,9 +4,10 @@
 //   bench:browser`; BENCH_ENGINES="webkit" runs one).
 // Runs each model under Node (24 or later) with the scalar, SIMD128 and relaxed-SIMD wasm builds and
 // natively, side by side, one JSON line each. Without --model it synthesizes the
-// 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+// 2B4T-shaped I2_S and TQ2_0 models (1.2 GB each) with the native CLI. bitnet.c runs
+// beside them where scripts/build-bitnet-c.sh has built it (--peers none skips it).
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -64,7 +65,56 @@ if (models.length === 0) {
 const [v8Major, v8Minor] = process.versions.v8.split(".").map(Number);
 const wasmNode = v8Major * 100 + v8Minor >= 1306 ? [process.execPath] : ["npx", "--yes", "node@24"];
 
+// bitnet.c (target/peers/bitnet.c, from scripts/build-bitnet-c.sh): natively, and its
+// WASI builds under the same Node as our wasm. Its relaxed build puts signed activations in
+// the 7-bit operand of the relaxed dot product, which x86 engines compute differently
+// (other tokens than its native build); the exact one replaces that dot product.
+const peerDir = path.join(root, "target/peers/bitnet.c");
+const peers = (
+  opt("peers", "") === "none"
+    ? []
+    : [
+        { name: "bitnet.c-native", file: path.join(peerDir, "bitnet") },
+        {
+          name: "bitnet.c-wasm-relaxed",
+          file: path.join(peerDir, "bitnet-relaxed.wasm"),
+          note: "wrong results on x86",
+        },
+        { name: "bitnet.c-wasm-exact", file: path.join(peerDir, "bitnet-exact.wasm") },
+      ]
+).filter((p) => existsSync(p.file));
+
+/** One peer on `model` at one thread: the same token counts as ours (the prompt given as
+ * token ids), one untimed run first; medians of its speeds as it prints them (decode:
+ * tokens generated over the generation's time; prefill: the prompt over its time). */
+function runPeer(peer, model) {
+  const ids = Array.from({ length: promptTokens }, (_, i) => 1000 + i).join(",");
+  const args = [
+    ...["--prompt-token-ids", ids, "-n", String(genTokens), "-t", "1"],
+    ...["--maxseq", String(promptTokens + genTokens + 16), "--repeat-penalty", "1.0", "--quiet"],
+    ...["--benchmark-warmup-runs", "1", "--benchmark-runs", String(runs)],
+  ];
+  const [cmd, ...pre] = peer.file.endsWith(".wasm")
+    ? [...wasmNode, path.join(root, "scripts/bench-peer-wasi.mjs"), peer.file, model]
+    : [peer.file, model];
+  // A synthetic model repeats itself, and bitnet.c would stop at the first loop.
+  const r = spawnSync(cmd, [...pre, ...args], {
+    env: { ...process.env, BN_DISABLE_LOOP_ABORT: "1" },
+    maxBuffer: 16 << 20,
+  });
+  const log = `${r.stdout}${r.stderr}`;
+  const samples = [...log.matchAll(/Benchmark sample \| run=\d+ tokens=(\d+) tok\/s=([\d.]+) prompt_ms=([\d.]+)/g)];
+  if (r.status !== 0 || samples.length === 0)
+    return { skipped: `exit ${r.status}: ${log.trim().split("\n").slice(-3).join(" | ")}` };
+  const median = (v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return {
+    prefill_tps: median(samples.map((m) => promptTokens / (Number(m[3]) / 1000))),
+    decode_tps: median(samples.map((m) => Number(m[2]))),
+  };
+}
+
 for (const model of models) {
+  let bandwidth = null;
   for (const head of heads)
     for (const v of variants) {
       if (v === "wasm-scalar" && head !== "file") continue;
@@ -98,6 +148,7 @@ for (const model of models) {
           head,
           read_bandwidth_GBps: r.read_bandwidth_GBps,
         };
+        bandwidth = r.read_bandwidth_GBps;
       } else {
         const variant = v.replace("wasm-", "");
         const [p, g, n] = variant === "scalar" ? [scalarTokens, scalarTokens, 1] : [promptTokens, genTokens, runs];
@@ -123,4 +174,31 @@ for (const model of models) {
       }
       console.log(JSON.stringify(line));
     }
+  for (const peer of peers) {
+    // The read loop of this run, for a model whose native line did not run.
+    bandwidth ??= JSON.parse(
+      execFileSync(cli, [
+        "bench",
+        "--model",
+        model,
+        "--prompt-tokens",
+        "1",
+        "--gen-tokens",
+        "1",
+        "--runs",
+        "1",
+      ]).toString(),
+    ).read_bandwidth_GBps;
+    const commit = readFileSync(path.join(peerDir, "commit"), "utf8").trim().slice(0, 7);
+    const line = {
+      backend: peer.name,
+      commit,
+      model: path.basename(model),
+      threads: 1,
+      ...runPeer(peer, model),
+      ...(peer.note ? { note: peer.note } : {}),
+      read_bandwidth_GBps: bandwidth,
+    };
+    console.log(JSON.stringify(line));
+  }
 }

@@ -9,8 +9,10 @@
  * machine. Each line runs in a freshly started browser, so the memory of the lines before
  * it is not in its peak. `--gen-tokens` etc. come from the environment: BENCH_PROMPT,
  * BENCH_GEN; BENCH_WTYPES ("I2_S TQ2_0") and BENCH_HEADS ("file int8 int8-exact
- * int4-exact") pick fewer lines. The exact heads' lines load with the offline cache on
- * (the head reads its float rows from that copy); the others without it.
+ * int4-exact") and BENCH_CONFIGS pick fewer lines. The exact heads' lines load with the
+ * offline cache on (the head reads its float rows from that copy); the others without it.
+ * Chromium runs on a profile on disk, as a user's browser does (BENCH_PROFILE=memory:
+ * the off-the-record one).
  */
 import { expect, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
@@ -50,12 +52,22 @@ const PAGE_PROCESS: Record<EngineName, RegExp> = {
 
 const WANTED = (process.env.BENCH_ENGINES?.split(/\s+/).filter(Boolean) ?? ENGINES) as EngineName[];
 
-/** The largest resident set of the engine's page processes. */
-function pageRss(engine: EngineName): number {
-  let max = 0;
-  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+/** The engine's page processes now. */
+function pageProcesses(engine: EngineName): string[] {
+  return readdirSync("/proc").filter((pid) => {
     try {
-      if (!PAGE_PROCESS[engine].test(readFileSync(`/proc/${pid}/cmdline`, "utf8"))) continue;
+      return /^\d+$/.test(pid) && PAGE_PROCESS[engine].test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+    } catch {
+      return false; // It ended while it was read.
+    }
+  });
+}
+
+/** The largest resident set of `pids`. */
+function largestRss(pids: string[]): number {
+  let max = 0;
+  for (const pid of pids) {
+    try {
       const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
       if (kb) max = Math.max(max, Number(kb[1]) * 1024);
     } catch {
@@ -64,6 +76,36 @@ function pageRss(engine: EngineName): number {
   }
   return max;
 }
+
+/**
+ * Samples the page processes' largest resident set every 0.2 s. Which processes those
+ * are is looked up once a second: reading every process's command line five times a
+ * second took a fifth of a core from the two the engine runs on.
+ */
+function rssSampler(engine: EngineName) {
+  let pids = pageProcesses(engine);
+  let peak = largestRss(pids);
+  let ticks = 0;
+  const timer = setInterval(() => {
+    if (++ticks % 5 === 0) pids = pageProcesses(engine);
+    peak = Math.max(peak, largestRss(pids));
+  }, 200);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, largestRss(pageProcesses(engine)));
+    },
+  };
+}
+
+/** The lines' thread counts and KV caches: BENCH_CONFIGS="1 default 2 default/f16" (all). */
+const CONFIGS = list(process.env.BENCH_CONFIGS, "1 default 2 default/f16").map((c) => {
+  const [threads, kvCache = "f32"] = c.split("/");
+  return [threads === "default" ? undefined : Number(threads), kvCache] as [number | undefined, string];
+});
+/** BENCH_PROFILE=memory: Chromium's off-the-record profile (a private window) instead of
+ * one on disk, which moves the offline copy into memory and slows its reads. */
+const ON_DISK = process.env.BENCH_PROFILE !== "memory";
 
 for (const engine of WANTED)
   test(`decode and prefill in ${engine} beside the native build`, async () => {
@@ -82,24 +124,14 @@ async function bench(engine: EngineName) {
             ...["--prompt-tokens", String(PROMPT_TOKENS), "--gen-tokens", String(GEN_TOKENS)],
           ]).toString(),
         );
-        // The smallest configuration (f16 KV cache) once per head, on the default threads.
-        const configs: [number | undefined, string][] = [
-          [1, "f32"],
-          [undefined, "f32"],
-          [2, "f32"],
-          [undefined, "f16"],
-        ];
-        for (const [threads, kvCache] of configs) {
-          const browser = await launch(engine);
+        for (const [threads, kvCache] of CONFIGS) {
+          const browser = await launch(engine, { onDisk: ON_DISK });
           const tab = await browser.newTab();
           await tab.goto(`${server.url}/`);
           await waitFor(tab, () => document.title === "ready", undefined, 30_000, "the test page");
           // The page's process before the model: the engine's own share is what it adds.
-          const baseline = pageRss(engine);
-          let peak = 0;
-          const sampler = setInterval(() => {
-            peak = Math.max(peak, pageRss(engine));
-          }, 200);
+          const baseline = largestRss(pageProcesses(engine));
+          const sampler = rssSampler(engine);
           const r = await tab.evaluate(
             async ({ url, head, threads, kvCache, promptTokens, genTokens }) => {
               const { CreateEngine } = (window as any).bitnet;
@@ -141,14 +173,14 @@ async function bench(engine: EngineName) {
               genTokens: GEN_TOKENS,
             },
           );
-          clearInterval(sampler);
-          peak = Math.max(peak, pageRss(engine));
+          const peak = sampler.stop();
           await tab.close();
           await browser.close();
           const line = {
             bench: "browser",
             engine: `${engine} ${browser.version}`,
             model: `2b4t-${wtype}`,
+            profile: ON_DISK ? "disk" : "memory",
             head,
             threads: threads ?? "default",
             kv_cache: kvCache,
