@@ -27,10 +27,10 @@ pub fn kernel_self_test(break_result: Option<bool>) -> Result<String, JsValue> {
             )))
         })?;
     }
-    // The relaxed build has two ways to sum ternary products: the faster one here.
+    // The relaxed build has two ways to sum integer products: the faster one here.
     #[cfg(target_feature = "relaxed-simd")]
     if let Some(now) = performance_now() {
-        kernels::wasm::choose_ternary_sums(&now, 10.0);
+        kernels::wasm::choose_dot_sums(&now, 10.0);
     }
     Ok(kernels::detect(KernelChoice::Auto).name().to_string())
 }

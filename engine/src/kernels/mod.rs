@@ -181,12 +181,12 @@ pub fn detect(choice: KernelChoice) -> Box<dyn Kernels> {
 
 /// The kernel sets a build's self-test checks: the detected one and, on the relaxed wasm
 /// build, the same kernels summing their ternary products the other way (which way a
-/// load uses is timed, see [`wasm::choose_ternary_sums`]).
+/// load uses is timed, see [`wasm::choose_dot_sums`]).
 pub fn self_test_sets() -> Vec<Box<dyn Kernels>> {
     #[allow(unused_mut)]
     let mut sets = vec![detect(KernelChoice::Auto)];
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    for sums in [wasm::TernarySums::Lanes16, wasm::TernarySums::Lanes32] {
+    for sums in [wasm::DotSums::Lanes16, wasm::DotSums::Lanes32] {
         if sets[0].name() != (wasm::Simd128 { sums }).name() {
             sets.push(Box::new(wasm::Simd128 { sums }));
         }

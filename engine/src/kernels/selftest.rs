@@ -4,7 +4,7 @@
 //! in a browser.
 
 use super::{scalar, Kernels, QuantActs};
-use crate::formats::{i2s, DenseMatrix, TernaryMatrix, TernaryScale};
+use crate::formats::{i2s, DenseMatrix, DenseType, TernaryMatrix, TernaryScale};
 use crate::gguf::{AlignedBuf, GgmlType, Tensor, TensorInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -57,7 +57,7 @@ fn close_within(
 
 /// Runs `cases` random comparisons of `k` against the scalar kernels.
 pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<(), String> {
-    check_ternary_extremes(k)?;
+    check_extremes(k)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for case in 0..cases {
         let cols = 128 * rng.random_range(1..9usize);
@@ -207,10 +207,11 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
     Ok(())
 }
 
-/// The ternary matmul where its sums are largest: every weight +1 (or −1) against
-/// activations all at ±127, on rows long enough that a kernel summing in narrow lanes
-/// must widen them in time (the 2B4T's rows are 2560 and 6912 long).
-fn check_ternary_extremes(k: &dyn Kernels) -> Result<(), String> {
+/// The integer matmuls where their sums are largest: every weight at one extreme (ternary
+/// +1 or −1, int8 ±127, int4 ±7) against activations all at ±127, on rows long enough
+/// that a kernel summing in narrow lanes must widen them in time (the 2B4T's rows are
+/// 2560 and 6912 long).
+fn check_extremes(k: &dyn Kernels) -> Result<(), String> {
     let cols = 128 * 54;
     for (code, x) in [(2u8, 1f32), (2, -1.0), (0, 1.0), (0, -1.0)] {
         let w = ternary_from_codes(&vec![code; 3 * cols], 3, cols, 0.5);
@@ -227,6 +228,30 @@ fn check_ternary_extremes(k: &dyn Kernels) -> Result<(), String> {
             scalar::ternary_rows(&w, &acts, 0..3, &mut want);
             close(
                 &format!("ternary rows of code {code} against x = {x}, {n_tok} tokens"),
+                &got,
+                &want,
+                1e-6,
+            )?;
+        }
+    }
+    // The int8 and int4 heads the same way: rows of one extreme value (q = ±127, ±7).
+    for (v, x) in [(1f32, 1f32), (-1.0, 1.0), (1.0, -1.0)] {
+        let xs: Vec<f32> = vec![x; 2 * cols];
+        let mut acts = QuantActs::default();
+        scalar::quantize_acts(&xs, cols, &mut acts);
+        for to in [DenseType::I8, DenseType::I4] {
+            let mut m = DenseMatrix::from_f32(2, cols, &vec![v; 2 * cols]);
+            m.quantize_rows(to);
+            let (mut got, mut want) = (vec![0f32; 4], vec![0f32; 4]);
+            if to == DenseType::I8 {
+                k.int8_rows(&m, &acts, 0..2, &mut got);
+                scalar::int8_rows(&m, &acts, 0..2, &mut want);
+            } else {
+                k.int4_rows(&m, &acts, 0..2, &mut got);
+                scalar::int4_rows(&m, &acts, 0..2, &mut want);
+            }
+            close(
+                &format!("{to:?} rows of {v} against x = {x}"),
                 &got,
                 &want,
                 1e-6,

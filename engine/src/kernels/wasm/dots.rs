@@ -3,7 +3,7 @@
 
 use super::lanes::{hsum_i32, load_at, loop_constants};
 #[cfg(target_feature = "relaxed-simd")]
-use super::TernarySums;
+use super::DotSums;
 use crate::formats::dense::{i4_value, I4_BLOCK};
 use crate::formats::i2s;
 use core::arch::wasm32::*;
@@ -13,14 +13,14 @@ use core::arch::wasm32::*;
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 pub(super) fn code_dot_tile<const N: usize>(
-    sums: TernarySums,
+    sums: DotSums,
     row0: &[u8],
     row1: &[u8],
     q: [&[i8]; N],
 ) -> [[i32; N]; 2] {
     match sums {
-        TernarySums::Lanes16 => code_dot_tile_16(row0, row1, q),
-        TernarySums::Lanes32 => code_dot_tile_32(row0, row1, q),
+        DotSums::Lanes16 => code_dot_tile_16(row0, row1, q),
+        DotSums::Lanes32 => code_dot_tile_32(row0, row1, q),
     }
 }
 
@@ -178,7 +178,7 @@ pub(super) fn permute_i16(q: &[i8], out: &mut Vec<i16>) {
 #[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 pub(super) fn code_dot_tile<const N: usize>(
-    _sums: super::TernarySums,
+    _sums: super::DotSums,
     row0: &[u8],
     row1: &[u8],
     q16: [&[i16]; N],
@@ -244,11 +244,14 @@ impl<'a> Int8Acts<'a> {
 /// Σ w·q for one or two rows of int8 weights (`row1` empty for one) and `N` tokens:
 /// `[row][token]`. Plain build: weights sign-extended as they load
 /// (`i16x8.load8x8_s`), `i32x4.dot_i16x8` against the widened activations. Relaxed
-/// build: two `vpdpbusd`-able dot products per 16 weights (against the positive and
-/// the negative part of q), in two interleaved sets of accumulators so that no
-/// dependency chain waits on the one before.
+/// build: two dot products per 16 weights, against the positive and the negative part
+/// of q, in two interleaved sets of accumulators so that no dependency chain waits on
+/// the one before. With 16-bit sums the two 16-bit dot products are subtracted before
+/// they are widened: q is one part or the other, so their difference is a pair of
+/// w·q, at most 2·128·127 = 32512.
 #[inline(always)]
 pub(super) fn int8_dot_tile<const N: usize>(
+    sums: super::DotSums,
     row0: &[u8],
     row1: &[u8],
     x: [&Int8Acts; N],
@@ -257,6 +260,10 @@ pub(super) fn int8_dot_tile<const N: usize>(
     let two = !row1.is_empty();
     let rows = [row0, row1];
     let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
+    #[cfg(target_feature = "relaxed-simd")]
+    let [ones] = loop_constants([i16x8_splat(1)]);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    let _ = sums;
     let mut chunk = |j: usize, set: usize| {
         #[cfg(target_feature = "relaxed-simd")]
         let xv: [[v128; 2]; N] =
@@ -273,8 +280,16 @@ pub(super) fn int8_dot_tile<const N: usize>(
                 let wv = load_at(rows[r], j);
                 for t in 0..N {
                     let a = &mut acc[r][t];
-                    a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][0], a[set]);
-                    a[set + 1] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][1], a[set + 1]);
+                    if sums == super::DotSums::Lanes16 {
+                        let d = i16x8_sub(
+                            i16x8_relaxed_dot_i8x16_i7x16(wv, xv[t][0]),
+                            i16x8_relaxed_dot_i8x16_i7x16(wv, xv[t][1]),
+                        );
+                        a[set] = i32x4_add(a[set], i32x4_dot_i16x8(d, ones));
+                    } else {
+                        a[set] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][0], a[set]);
+                        a[set + 1] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[t][1], a[set + 1]);
+                    }
                 }
             }
             #[cfg(not(target_feature = "relaxed-simd"))]
@@ -348,6 +363,7 @@ fn tile_dots<const N: usize>(
 /// [`DenseType::I4`]: crate::formats::DenseType::I4
 #[inline(always)]
 pub(super) fn int4_dot_tile<const N: usize>(
+    sums: super::DotSums,
     row0: &[u8],
     row1: &[u8],
     x: [&Int8Acts; N],
@@ -358,7 +374,18 @@ pub(super) fn int4_dot_tile<const N: usize>(
     let [nibble] = loop_constants([u8x16_splat(0x0F)]);
     let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
     let blocks = cols / I4_BLOCK;
-    for b in 0..blocks {
+    #[cfg(target_feature = "relaxed-simd")]
+    if sums == super::DotSums::Lanes16 {
+        int4_blocks_16(rows, n_rows, x, blocks, &mut acc);
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    let _ = sums;
+    let wide_blocks = if cfg!(target_feature = "relaxed-simd") && sums == super::DotSums::Lanes16 {
+        0
+    } else {
+        blocks
+    };
+    for b in 0..wide_blocks {
         for k in 0..I4_BLOCK / 32 {
             let (byte, col) = (b * I4_BLOCK / 2 + 16 * k, b * I4_BLOCK + 16 * k);
             let hi_col = col + I4_BLOCK / 2;
@@ -417,4 +444,45 @@ pub(super) fn int4_dot_tile<const N: usize>(
         }
     }
     dots
+}
+
+/// [`int4_dot_tile`]'s whole blocks with 16-bit sums (relaxed build), into `acc[r][t][0]`:
+/// a nibble (≤ 15) times q is a pair sum of at most 2·15·128 = 3840, and a block's eight
+/// 16-byte dot products stay below 2^15 before they are widened.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn int4_blocks_16<const N: usize>(
+    rows: [&[u8]; 2],
+    n_rows: usize,
+    x: [&Int8Acts; N],
+    blocks: usize,
+    acc: &mut [[[v128; 4]; N]; 2],
+) {
+    let [nibble, ones] = loop_constants([u8x16_splat(0x0F), i16x8_splat(1)]);
+    for b in 0..blocks {
+        let mut sum16 = [[i16x8_splat(0); N]; 2];
+        for k in 0..I4_BLOCK / 32 {
+            let (byte, col) = (b * I4_BLOCK / 2 + 16 * k, b * I4_BLOCK + 16 * k);
+            let hi_col = col + I4_BLOCK / 2;
+            let xv: [[v128; 2]; N] =
+                core::array::from_fn(|t| [load_at(x[t].q, col), load_at(x[t].q, hi_col)]);
+            for (r, row) in rows.iter().enumerate().take(n_rows) {
+                let v = load_at(row, byte);
+                let lo = v128_and(v, nibble);
+                let hi = v128_and(u16x8_shr(v, 4), nibble);
+                for t in 0..N {
+                    let d = i16x8_add(
+                        i16x8_relaxed_dot_i8x16_i7x16(xv[t][0], lo),
+                        i16x8_relaxed_dot_i8x16_i7x16(xv[t][1], hi),
+                    );
+                    sum16[r][t] = i16x8_add(sum16[r][t], d);
+                }
+            }
+        }
+        for r in 0..n_rows {
+            for t in 0..N {
+                acc[r][t][0] = i32x4_add(acc[r][t][0], i32x4_dot_i16x8(sum16[r][t], ones));
+            }
+        }
+    }
 }

@@ -6,9 +6,10 @@
 //! out with 16-bit shifts (x86 has no byte shift: V8 emulates `i8x16.shr` with three
 //! instructions). The plain build keeps eight codes per 16-bit lane and multiplies
 //! them with `i32x4.dot_i16x8` against activations widened and permuted once per
-//! call; the relaxed build uses `i16x8.relaxed_dot_i8x16_i7x16` on bytes (codes fit
-//! the 7-bit operand). The f16 LM head converts with a sign extension, a shift and a
-//! mask, leaving a 2^-112 factor that is moved onto the activations.
+//! call; the relaxed build uses a relaxed dot product on bytes (codes fit the 7-bit
+//! operand), with 16- or 32-bit sums, whichever `choose_dot_sums` timed faster. The
+//! f16 LM head converts with a sign extension, a shift and a mask, leaving a 2^-112
+//! factor that is moved onto the activations.
 
 use super::{scalar, Kernels, QuantActs};
 use crate::formats::dense::DenseType;
@@ -25,11 +26,11 @@ use dots::*;
 use f16::*;
 use lanes::*;
 
-/// How the relaxed build's ternary matmul sums its products; both give the same numbers,
-/// their speed depends on the machine (see [`choose_ternary_sums`]). The plain build has
-/// one way and ignores this.
+/// How the relaxed build's integer matmuls (ternary, int8 and int4 heads) sum their
+/// products; both ways give the same numbers, their speed depends on the machine (see
+/// `choose_dot_sums`). The plain build has one way and ignores this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TernarySums {
+pub enum DotSums {
     /// `i16x8.relaxed_dot_i8x16_i7x16`, widened every few blocks: `pmaddubsw` alone on
     /// x86, where V8 makes the 32-bit dot product five instructions unless the CPU has
     /// AVX-VNNI (AVX-512 VNNI does not count).
@@ -39,16 +40,16 @@ pub enum TernarySums {
     Lanes32,
 }
 
-/// This instance's choice; [`TernarySums::Lanes16`] until [`choose_ternary_sums`] runs
+/// This instance's choice; [`DotSums::Lanes16`] until `choose_dot_sums` runs
 /// (it won here: 16-bit sums were 15% faster at decode and 44% at prefill, x86 without
 /// AVX-VNNI).
 static SUMS: AtomicU8 = AtomicU8::new(0);
 
-fn chosen_sums() -> TernarySums {
+fn chosen_sums() -> DotSums {
     if SUMS.load(Ordering::Relaxed) == 1 {
-        TernarySums::Lanes32
+        DotSums::Lanes32
     } else {
-        TernarySums::Lanes16
+        DotSums::Lanes16
     }
 }
 
@@ -58,14 +59,14 @@ fn chosen_sums() -> TernarySums {
 /// for `budget_ms` untimed (V8 first runs a function in its baseline compiler, whose
 /// ranking can differ, and optimizes it in the background), then for twice that timed.
 #[cfg(target_feature = "relaxed-simd")]
-pub fn choose_ternary_sums(now: &dyn Fn() -> f64, budget_ms: f64) -> TernarySums {
+pub fn choose_dot_sums(now: &dyn Fn() -> f64, budget_ms: f64) -> DotSums {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
     let w = super::selftest::random_ternary(&mut rng, 64, 2560);
     let x: Vec<f32> = (0..2560).map(|i| ((i * 37 % 101) as f32) - 50.0).collect();
     let mut acts = QuantActs::default();
     quantize(&x, 2560, &mut acts);
     let mut out = vec![0f32; 64];
-    let ways = [TernarySums::Lanes16, TernarySums::Lanes32].map(|sums| Simd128 { sums });
+    let ways = [DotSums::Lanes16, DotSums::Lanes32].map(|sums| Simd128 { sums });
     let mut batch = |k: &Simd128| {
         let start = now();
         for _ in 0..8 {
@@ -87,16 +88,16 @@ pub fn choose_ternary_sums(now: &dyn Fn() -> f64, budget_ms: f64) -> TernarySums
         }
     }
     let pick = if spent[1] < spent[0] {
-        TernarySums::Lanes32
+        DotSums::Lanes32
     } else {
-        TernarySums::Lanes16
+        DotSums::Lanes16
     };
-    SUMS.store((pick == TernarySums::Lanes32) as u8, Ordering::Relaxed);
+    SUMS.store((pick == DotSums::Lanes32) as u8, Ordering::Relaxed);
     pick
 }
 
 pub struct Simd128 {
-    pub sums: TernarySums,
+    pub sums: DotSums,
 }
 
 impl Simd128 {
@@ -111,8 +112,8 @@ impl Simd128 {
 impl Kernels for Simd128 {
     fn name(&self) -> &'static str {
         match (cfg!(target_feature = "relaxed-simd"), self.sums) {
-            (true, TernarySums::Lanes16) => "wasm-relaxed-simd, 16-bit sums",
-            (true, TernarySums::Lanes32) => "wasm-relaxed-simd, 32-bit sums",
+            (true, DotSums::Lanes16) => "wasm-relaxed-simd, 16-bit sums",
+            (true, DotSums::Lanes32) => "wasm-relaxed-simd, 32-bit sums",
             (false, _) => "wasm-simd128",
         }
     }
@@ -177,11 +178,27 @@ impl Kernels for Simd128 {
     }
 
     fn int8_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
-        quantized_rows(w, a, rows, out, int8_dot_tile::<2>, int8_dot_tile::<1>);
+        let s = self.sums;
+        quantized_rows(
+            w,
+            a,
+            rows,
+            out,
+            |r0, r1, x| int8_dot_tile::<2>(s, r0, r1, x),
+            |r0, r1, x| int8_dot_tile::<1>(s, r0, r1, x),
+        );
     }
 
     fn int4_rows(&self, w: &DenseMatrix, a: &QuantActs, rows: Range<usize>, out: &mut [f32]) {
-        quantized_rows(w, a, rows, out, int4_dot_tile::<2>, int4_dot_tile::<1>);
+        let s = self.sums;
+        quantized_rows(
+            w,
+            a,
+            rows,
+            out,
+            |r0, r1, x| int4_dot_tile::<2>(s, r0, r1, x),
+            |r0, r1, x| int4_dot_tile::<1>(s, r0, r1, x),
+        );
     }
 
     fn dense_rows(
