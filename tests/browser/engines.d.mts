@@ -23,7 +23,7 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export function launch(engine: EngineName): Promise<Browser>;
+export function launch(engine: EngineName, options?: { onDisk?: boolean }): Promise<Browser>;
 /** Debian's Chromium, and its flags for this closed network. */
 export const CHROMIUM: string;
 export const CHROMIUM_ARGS: string[];

@@ -57,15 +57,13 @@ fn code_dot_tile_16<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> 
         for b in first..(first + WIDEN_BLOCKS).min(blocks) {
             for h in 0..2 {
                 let at = b * 128 + 16 * h;
-                let qv: [[v128; 4]; N] =
-                    core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)));
+                let qv = block_acts(q, at);
                 for (r, codes) in [row0, row1].into_iter().enumerate() {
                     if r == 1 && !two {
                         break;
                     }
                     let w = load_at(codes, b * i2s::BLOCK_BYTES + 16 * h);
-                    let g0 = v128_and(u16x8_shr(w, 6), m1);
-                    let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
+                    let [g0, g1, g2, g3] = code_fields(w, [m1, m4, m16]);
                     for t in 0..N {
                         let x = &qv[t];
                         let d0 = i16x8_relaxed_dot_i8x16_i7x16(x[0], g0);
@@ -88,6 +86,28 @@ fn code_dot_tile_16<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> 
         }
     }
     acc.map(|row| row.map(hsum_i32))
+}
+
+/// The four code fields of 16 bytes of a block, for the activations [`block_acts`]
+/// loads: bits 6-7 shifted down (× 1), bits 4-5, 2-3 and 0-1 masked in place (× 16,
+/// × 4, × 1). `masks`: 0x03, 0x0c, 0x30 in every byte.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn code_fields(w: v128, [m1, m4, m16]: [v128; 3]) -> [v128; 4] {
+    [
+        v128_and(u16x8_shr(w, 6), m1),
+        v128_and(w, m16),
+        v128_and(w, m4),
+        v128_and(w, m1),
+    ]
+}
+
+/// Each token's activations that meet the codes of 16 bytes at block column `at`: the four
+/// runs of 16 that the byte's four fields cover.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn block_acts<const N: usize>(q: [&[i8]; N], at: usize) -> [[v128; 4]; N] {
+    core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)))
 }
 
 /// Blocks whose 16-bit sums [`code_dot_tile_16`] adds up before widening them (see there).
@@ -114,15 +134,13 @@ fn code_dot_tile_32<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> 
     for b in 0..row0.len() / i2s::BLOCK_BYTES {
         for h in 0..2 {
             let at = b * 128 + 16 * h;
-            let qv: [[v128; 4]; N] =
-                core::array::from_fn(|t| core::array::from_fn(|g| load_at(q[t], at + 32 * g)));
+            let qv = block_acts(q, at);
             for (r, codes) in [row0, row1].into_iter().enumerate() {
                 if r == 1 && !two {
                     break;
                 }
                 let w = load_at(codes, b * i2s::BLOCK_BYTES + 16 * h);
-                let g0 = v128_and(u16x8_shr(w, 6), m1);
-                let (g1, g2, g3) = (v128_and(w, m16), v128_and(w, m4), v128_and(w, m1));
+                let [g0, g1, g2, g3] = code_fields(w, [m1, m4, m16]);
                 for t in 0..N {
                     let (a, x) = (&mut acc[r][t], &qv[t]);
                     a[0] = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], g0, a[0]);
