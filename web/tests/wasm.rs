@@ -73,7 +73,32 @@ fn simd_kernels_equal_the_scalar_reference() {
         "{}",
         k.name()
     );
-    kernels::selftest::check_against_scalar(k.as_ref(), 60, 7).unwrap();
+    for set in kernels::self_test_sets() {
+        kernels::selftest::check_against_scalar(set.as_ref(), 60, 7).unwrap();
+    }
+}
+
+/// The relaxed build's timed choice between 16- and 32-bit sums ends whatever the clock
+/// does, and the kernels a load detects afterwards are the ones it chose.
+#[cfg(target_feature = "relaxed-simd")]
+#[wasm_bindgen_test]
+fn the_timed_choice_of_sums_ends_and_the_kernels_follow_it() {
+    use bitnet_engine::kernels::Kernels;
+    use kernels::wasm::{choose_dot_sums, Simd128};
+    let chosen = |sums| Simd128 { sums }.name();
+    // A clock that stands still: only the cap on batches ends each phase.
+    let pick = choose_dot_sums(&|| 0.0, 10.0);
+    assert_eq!(kernels::detect(KernelChoice::Auto).name(), chosen(pick));
+    // A clock that moves a millisecond a reading.
+    let t = std::cell::Cell::new(0.0);
+    let pick = choose_dot_sums(
+        &|| {
+            t.set(t.get() + 1.0);
+            t.get()
+        },
+        10.0,
+    );
+    assert_eq!(kernels::detect(KernelChoice::Auto).name(), chosen(pick));
 }
 
 #[wasm_bindgen_test]
