@@ -84,6 +84,8 @@ const peers = (
       ]
 ).filter((p) => existsSync(p.file));
 
+const peerCommit = peers.length ? readFileSync(path.join(peerDir, "commit"), "utf8").trim().slice(0, 7) : null;
+
 /** One peer on `model` at one thread: the same token counts as ours (the prompt given as
  * token ids), one untimed run first; medians of its speeds as it prints them (decode:
  * tokens generated over the generation's time; prefill: the prompt over its time). */
@@ -189,10 +191,9 @@ for (const model of models) {
         "1",
       ]).toString(),
     ).read_bandwidth_GBps;
-    const commit = readFileSync(path.join(peerDir, "commit"), "utf8").trim().slice(0, 7);
     const line = {
       backend: peer.name,
-      commit,
+      commit: peerCommit,
       model: path.basename(model),
       threads: 1,
       ...runPeer(peer, model),

@@ -99,11 +99,7 @@ async function launchChromium() {
     version: browser.version(),
     async newTab() {
       const context = await browser.newContext();
-      const page = await context.newPage();
-      return pageTab("chromium", page, {
-        fill: (css, text) => page.fill(css, text),
-        close: () => context.close(),
-      });
+      return chromiumTab(await context.newPage(), () => context.close());
     },
     close: () => browser.close(),
   };
@@ -119,16 +115,18 @@ async function launchChromiumOnDisk() {
     version: /[\d.]+/.exec(spawnSync(CHROMIUM, ["--version"]).stdout.toString())?.[0] ?? "",
     async newTab() {
       const page = await context.newPage();
-      return pageTab("chromium", page, {
-        fill: (css, text) => page.fill(css, text),
-        close: () => page.close(),
-      });
+      return chromiumTab(page, () => page.close());
     },
     close: async () => {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** A tab over a Playwright Chromium page; `close` ends what it was opened in. */
+function chromiumTab(page, close) {
+  return pageTab("chromium", page, { fill: (css, text) => page.fill(css, text), close });
 }
 
 async function launchFirefox() {

@@ -27,10 +27,16 @@ pub fn kernel_self_test(break_result: Option<bool>) -> Result<String, JsValue> {
             )))
         })?;
     }
-    // The relaxed build has two ways to sum integer products: the faster one here.
+    // The relaxed build has two ways to sum integer products: the faster one here, timed
+    // once per instance (every load in a worker runs the self-test; the choice stays).
     #[cfg(target_feature = "relaxed-simd")]
-    if let Some(now) = performance_now() {
-        kernels::wasm::choose_dot_sums(&now, 10.0);
+    {
+        static TIMED: std::sync::Once = std::sync::Once::new();
+        TIMED.call_once(|| {
+            if let Some(now) = performance_now() {
+                kernels::wasm::choose_dot_sums(&now, 10.0);
+            }
+        });
     }
     Ok(kernels::detect(KernelChoice::Auto).name().to_string())
 }

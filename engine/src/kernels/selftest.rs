@@ -171,37 +171,13 @@ pub fn check_against_scalar(k: &dyn Kernels, cases: usize, seed: u64) -> Result<
         let mut q8 = d.clone();
         q8.quantize_rows_int8();
         let mut q4 = DenseMatrix::from_f16(rows, cols4, &vals4);
-        q4.quantize_rows(crate::formats::DenseType::I4);
-        type Rows = fn(&DenseMatrix, &QuantActs, std::ops::Range<usize>, &mut [f32]);
-        type KernelRows =
-            fn(&dyn Kernels, &DenseMatrix, &QuantActs, std::ops::Range<usize>, &mut [f32]);
-        let heads: [(&str, &DenseMatrix, &QuantActs, KernelRows, Rows); 2] = [
-            (
-                "int8",
-                &q8,
-                &xq,
-                |k, m, x, r, o| k.int8_rows(m, x, r, o),
-                scalar::int8_rows,
-            ),
-            (
-                "int4",
-                &q4,
-                &xq4,
-                |k, m, x, r, o| k.int4_rows(m, x, r, o),
-                scalar::int4_rows,
-            ),
-        ];
-        for (name, m, xq, fast, reference) in heads {
-            let n = rows * xq.n_tok;
-            let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
-            fast(k, m, xq, 0..rows, &mut got);
-            reference(m, xq, 0..rows, &mut want);
-            close(
-                &format!("case {case}: {name} {rows}x{}, {} tokens", m.cols, xq.n_tok),
-                &got,
-                &want,
-                1e-6,
-            )?;
+        q4.quantize_rows(DenseType::I4);
+        for (m, xq) in [(&q8, &xq), (&q4, &xq4)] {
+            let what = format!(
+                "case {case}: {:?} {rows}x{}, {} tokens",
+                m.ty, m.cols, xq.n_tok
+            );
+            check_quantized_rows(k, m, xq, &what)?;
         }
     }
     Ok(())
@@ -242,23 +218,29 @@ fn check_extremes(k: &dyn Kernels) -> Result<(), String> {
         for to in [DenseType::I8, DenseType::I4] {
             let mut m = DenseMatrix::from_f32(2, cols, &vec![v; 2 * cols]);
             m.quantize_rows(to);
-            let (mut got, mut want) = (vec![0f32; 4], vec![0f32; 4]);
-            if to == DenseType::I8 {
-                k.int8_rows(&m, &acts, 0..2, &mut got);
-                scalar::int8_rows(&m, &acts, 0..2, &mut want);
-            } else {
-                k.int4_rows(&m, &acts, 0..2, &mut got);
-                scalar::int4_rows(&m, &acts, 0..2, &mut want);
-            }
-            close(
-                &format!("{to:?} rows of {v} against x = {x}"),
-                &got,
-                &want,
-                1e-6,
-            )?;
+            check_quantized_rows(k, &m, &acts, &format!("{to:?} rows of {v} against x = {x}"))?;
         }
     }
     Ok(())
+}
+
+/// `k`'s rows of a quantized head (`m` in int8 or int4) against the scalar kernel's.
+fn check_quantized_rows(
+    k: &dyn Kernels,
+    m: &DenseMatrix,
+    x: &QuantActs,
+    what: &str,
+) -> Result<(), String> {
+    let n = m.rows * x.n_tok;
+    let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
+    if m.ty == DenseType::I4 {
+        k.int4_rows(m, x, 0..m.rows, &mut got);
+        scalar::int4_rows(m, x, 0..m.rows, &mut want);
+    } else {
+        k.int8_rows(m, x, 0..m.rows, &mut got);
+        scalar::int8_rows(m, x, 0..m.rows, &mut want);
+    }
+    close(what, &got, &want, 1e-6)
 }
 
 /// RMSNorm, RoPE and one head's attention on a random head size (the usual 64 and

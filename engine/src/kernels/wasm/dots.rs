@@ -392,15 +392,17 @@ pub(super) fn int4_dot_tile<const N: usize>(
     let [nibble] = loop_constants([u8x16_splat(0x0F)]);
     let mut acc = [[[i32x4_splat(0); 4]; N]; 2];
     let blocks = cols / I4_BLOCK;
+    // The blocks left to the 32-bit sums below: none where 16-bit sums took them all.
     #[cfg(target_feature = "relaxed-simd")]
-    if sums == super::DotSums::Lanes16 {
+    let wide_blocks = if sums == super::DotSums::Lanes16 {
         int4_blocks_16(rows, n_rows, x, blocks, &mut acc);
-    }
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    let _ = sums;
-    let wide_blocks = if cfg!(target_feature = "relaxed-simd") && sums == super::DotSums::Lanes16 {
         0
     } else {
+        blocks
+    };
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    let wide_blocks = {
+        let _ = sums;
         blocks
     };
     for b in 0..wide_blocks {
