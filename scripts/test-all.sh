@@ -63,6 +63,9 @@ while IFS='|' read -r name target_features _ _; do
   flags[$name]="${target_features:+-C target-feature=$target_features}"
 done < <(wasm_builds)
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
+# wasm-bindgen-test-runner gives a whole browser run 20 s unless told otherwise; the wasm
+# suite takes 18 s in Chromium on an idle 2-core machine and more beside the fuzzer.
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
 stage "npm packages of the lock file (the browsers' drivers among them)"
 npm ci --no-audit --no-fund
 wasm_test() { # variant, then node | chromium | firefox | webkit
