@@ -191,12 +191,18 @@ fn check_extremes(k: &dyn Kernels) -> Result<(), String> {
     let cols = 128 * 54;
     for (code, x) in [(2u8, 1f32), (2, -1.0), (0, 1.0), (0, -1.0)] {
         let w = ternary_from_codes(&vec![code; 3 * cols], 3, cols, 0.5);
-        // Two tokens: one all at the extreme, one alternating in sign.
-        let xs: Vec<f32> = (0..cols)
-            .map(|_| x)
-            .chain((0..cols).map(|c| if c % 2 == 0 { x } else { -x }))
+        // Tokens all at the extreme and alternating in sign, by turns: one (decode), two
+        // and five (a prompt's tiles of four and two, and an odd last token).
+        let xs: Vec<f32> = (0..5 * cols)
+            .map(|i| {
+                if (i / cols) % 2 == 0 || i % 2 == 0 {
+                    x
+                } else {
+                    -x
+                }
+            })
             .collect();
-        for n_tok in [1, 2] {
+        for n_tok in [1, 2, 5] {
             let mut acts = QuantActs::default();
             scalar::quantize_acts(&xs[..n_tok * cols], cols, &mut acts);
             let (mut got, mut want) = (vec![0f32; 3 * n_tok], vec![0f32; 3 * n_tok]);

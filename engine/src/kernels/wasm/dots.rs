@@ -88,6 +88,59 @@ fn code_dot_tile_16<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> 
     acc.map(|row| row.map(hsum_i32))
 }
 
+/// Σ code·q for one row and `N` tokens of a prompt (relaxed build), summed as `sums`
+/// says (the same numbers as [`code_dot_tile`]).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub(super) fn code_dot_tokens<const N: usize>(
+    sums: DotSums,
+    row: &[u8],
+    q: [&[i8]; N],
+) -> [i32; N] {
+    match sums {
+        DotSums::Lanes16 => code_dot_tokens_16(row, q),
+        DotSums::Lanes32 => code_dot_tile_32(row, &[], q)[0],
+    }
+}
+
+/// [`code_dot_tokens`] summing in 16-bit lanes. Unlike [`code_dot_tile_16`] it shifts
+/// every field down to bits 0-1 once per 16 bytes (three shifts, four masks) instead of
+/// shifting two of the four products back for every token: with four tokens that is 7
+/// operations on the weights and 8 (four dot products, four adds) per token, against 5
+/// and 10. A lane's four fields of a half block sum to at most 4·2·128·2 = 2048, the same
+/// bound as there, so [`WIDEN_BLOCKS`] holds.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn code_dot_tokens_16<const N: usize>(row: &[u8], q: [&[i8]; N]) -> [i32; N] {
+    let mut acc = [i32x4_splat(0); N];
+    let [m1, ones] = loop_constants([u8x16_splat(0x03), i16x8_splat(1)]);
+    let blocks = row.len() / i2s::BLOCK_BYTES;
+    for first in (0..blocks).step_by(WIDEN_BLOCKS) {
+        let mut sum16 = [i16x8_splat(0); N];
+        for b in first..(first + WIDEN_BLOCKS).min(blocks) {
+            for h in 0..2 {
+                let w = load_at(row, b * i2s::BLOCK_BYTES + 16 * h);
+                // Bits 6-7 meet columns `16h..16h + 16` of the block, bits 0-1
+                // `16h + 96..16h + 112`.
+                let g = [6, 4, 2, 0].map(|s| v128_and(u16x8_shr(w, s), m1));
+                for (sum, qt) in sum16.iter_mut().zip(q) {
+                    let d: [v128; 4] = core::array::from_fn(|k| {
+                        i16x8_relaxed_dot_i8x16_i7x16(load_at(qt, b * 128 + 16 * h + 32 * k), g[k])
+                    });
+                    *sum = i16x8_add(
+                        *sum,
+                        i16x8_add(i16x8_add(d[0], d[1]), i16x8_add(d[2], d[3])),
+                    );
+                }
+            }
+        }
+        for (a, s) in acc.iter_mut().zip(sum16) {
+            *a = i32x4_add(*a, i32x4_dot_i16x8(s, ones));
+        }
+    }
+    acc.map(hsum_i32)
+}
+
 /// The four code fields of 16 bytes of a block, for the activations [`block_acts`]
 /// loads: bits 6-7 shifted down (× 1), bits 4-5, 2-3 and 0-1 masked in place (× 16,
 /// × 4, × 1). `masks`: 0x03, 0x0c, 0x30 in every byte.
