@@ -88,22 +88,8 @@ fn code_dot_tile_16<const N: usize>(row0: &[u8], row1: &[u8], q: [&[i8]; N]) -> 
     acc.map(|row| row.map(hsum_i32))
 }
 
-/// Σ code·q for one row and `N` tokens of a prompt (relaxed build), summed as `sums`
-/// says (the same numbers as [`code_dot_tile`]).
-#[cfg(target_feature = "relaxed-simd")]
-#[inline(always)]
-pub(super) fn code_dot_tokens<const N: usize>(
-    sums: DotSums,
-    row: &[u8],
-    q: [&[i8]; N],
-) -> [i32; N] {
-    match sums {
-        DotSums::Lanes16 => code_dot_tokens_16(row, q),
-        DotSums::Lanes32 => code_dot_tile_32(row, &[], q)[0],
-    }
-}
-
-/// [`code_dot_tokens`] summing in 16-bit lanes. Unlike [`code_dot_tile_16`] it shifts
+/// Σ code·q for one row and `N` tokens of a prompt, summed in 16-bit lanes (relaxed
+/// build; the same numbers as [`code_dot_tile`]). Unlike [`code_dot_tile_16`] it shifts
 /// every field down to bits 0-1 once per 16 bytes (three shifts, four masks) instead of
 /// shifting two of the four products back for every token: with four tokens that is 7
 /// operations on the weights and 8 (four dot products, four adds) per token, against 5
@@ -111,7 +97,7 @@ pub(super) fn code_dot_tokens<const N: usize>(
 /// bound as there, so [`WIDEN_BLOCKS`] holds.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn code_dot_tokens_16<const N: usize>(row: &[u8], q: [&[i8]; N]) -> [i32; N] {
+pub(super) fn code_dot_tokens_16<const N: usize>(row: &[u8], q: [&[i8]; N]) -> [i32; N] {
     let mut acc = [i32x4_splat(0); N];
     let [m1, ones] = loop_constants([u8x16_splat(0x03), i16x8_splat(1)]);
     let blocks = row.len() / i2s::BLOCK_BYTES;

@@ -161,23 +161,20 @@ impl Kernels for Simd128 {
             }
             return;
         }
-        // A prompt: tokens go several at a time (four in the relaxed build, two in the
-        // plain one, whose widened activations take more registers), each code vector
-        // cut out once serving all; a block of tokens meets every row before the next
-        // block starts, so that the block's activations stay in the L1 cache (a long
-        // prompt's do not fit).
+        // A prompt: tokens go several at a time (four with 16-bit sums, else two: the
+        // plain build's widened activations and the 32-bit sums' four accumulators per
+        // token take more registers), each code vector cut out once serving all; a
+        // block of tokens meets every row before the next block starts, so that the
+        // block's activations stay in the L1 cache (a long prompt's do not fit).
         for block in (0..n_tok).step_by(PROMPT_TOKEN_BLOCK) {
             let end = (block + PROMPT_TOKEN_BLOCK).min(n_tok);
             for r in rows.clone() {
                 let codes = w.row_codes(r);
                 let mut t = block;
                 #[cfg(target_feature = "relaxed-simd")]
-                while t + 4 <= end {
+                while self.sums == DotSums::Lanes16 && t + 4 <= end {
                     let four = [qs[t], qs[t + 1], qs[t + 2], qs[t + 3]];
-                    for (k, dot) in code_dot_tokens(self.sums, codes, four)
-                        .into_iter()
-                        .enumerate()
-                    {
+                    for (k, dot) in code_dot_tokens_16(codes, four).into_iter().enumerate() {
                         put(r, t + k, dot);
                     }
                     t += 4;
